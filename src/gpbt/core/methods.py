@@ -1,0 +1,87 @@
+"""Build a scheduler from a method name and a table of options (what config files and the
+benchmark speak), with one clear error for an unknown method or option."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
+from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
+from gpbt.space import Space
+
+METHODS = ("gpbt-pl", "pbt", "pb2", "random")
+_PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
+_STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
+
+
+def make_scheduler(
+    method: str,
+    space: Space | dict,
+    *,
+    perturbation_interval: float,
+    seed: int = 0,
+    mode: str = "max",
+    burn_in_period: float = 0,
+    max_time: float | None = None,
+    options: dict[str, Any] | None = None,
+) -> PopulationScheduler:
+    """`options` is the method's own table, e.g. {pairing = "sync", w_inertia = 0.5}.
+
+    gpbt-pl also takes `strategy = "pl" | "perturb" | "resample" | "copy"` (ablations: GPBT
+    pairing with PBT's explore, for instance); PL's options go to PairwiseLearning, Perturb's
+    (`perturbation_factors`, `resample_probability`) to Perturb.
+    """
+    options = dict(options or {})
+    common = dict(
+        perturbation_interval=perturbation_interval,
+        seed=seed,
+        mode=mode,
+        burn_in_period=burn_in_period,
+        max_time=max_time,
+    )
+    if method == "gpbt-pl":
+        pairing = options.pop("pairing", "random")
+        quantile = options.pop("quantile_fraction", 0.25)
+        strategy_name = options.pop("strategy", "pl")
+        if strategy_name not in _STRATEGIES:
+            raise ValueError(
+                f"method option 'strategy' = {strategy_name!r} is not known; use "
+                f"one of {sorted(_STRATEGIES)}"
+            )
+        if strategy_name == "pl":
+            _reject_unknown(method, options, _PL_OPTIONS)
+            strategy = PairwiseLearning(**options)
+        elif strategy_name == "perturb":
+            _reject_unknown(method, options, {"perturbation_factors", "resample_probability"})
+            strategy = Perturb(
+                tuple(options.get("perturbation_factors", (1.2, 0.8))),
+                options.get("resample_probability", 0.25),
+            )
+        else:
+            _reject_unknown(method, options, set())
+            strategy = _STRATEGIES[strategy_name]()
+        return GPBT(space, strategy, pairing=pairing, quantile_fraction=quantile, **common)
+    if method == "pbt":
+        _reject_unknown(
+            method,
+            options,
+            {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"},
+        )
+        if "perturbation_factors" in options:
+            options["perturbation_factors"] = tuple(options["perturbation_factors"])
+        return PBT(space, **common, **options)
+    if method == "pb2":
+        _reject_unknown(method, options, {"quantile_fraction", "data_window", "kappa", "synch"})
+        return PB2(space, **common, **options)
+    if method == "random":
+        _reject_unknown(method, options, set())
+        return RandomSearch(space, **common)
+    raise ValueError(f"method = {method!r} is not known; use one of {list(METHODS)}")
+
+
+def _reject_unknown(method: str, options: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        hint = f"allowed options are {sorted(allowed)}" if allowed else "it takes no options"
+        raise ValueError(f"method '{method}' has no option {unknown[0]!r}; {hint}")

@@ -1,0 +1,221 @@
+"""PB2's explore step: GP-UCB over a time-varying squared-exponential kernel.
+
+Following Parker-Holder et al. (NeurIPS 2020): the GP models the score change per unit time of a
+training stretch as a function of x = (time, score at the start, hyperparameters). The kernel
+forgets old data through time:
+
+    k(x, x') = s^2 * exp(-|z - z'|^2 / (2 l^2)) * (1 - eps)^(|t - t'| / 2)
+
+with z = (start score, hyperparameters in the unit cube). The loser's new hyperparameters maximise
+UCB = mu + kappa * sigma at (now, the winner's score), where sigma also counts the other members
+that are training right now (their points are added to the GP as if observed, which shrinks the
+variance around them and pushes the batch apart: GP-BUCB's "hallucinated" observations).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import (
+    ConstantKernel,
+    Hyperparameter,
+    Kernel,
+    WhiteKernel,
+)
+
+from gpbt.core.strategies import ExploreContext, Strategy
+from gpbt.space import Choice, Space, to_plain
+
+
+class TimeVaryingSquaredExponential(Kernel):
+    """SE over every column but the first, times (1 - epsilon)^(|dt| / 2) over the first."""
+
+    def __init__(
+        self,
+        lengthscale: float = 0.5,
+        lengthscale_bounds=(1e-2, 1e2),
+        epsilon: float = 0.1,
+        epsilon_bounds=(1e-5, 0.5),
+    ):
+        self.lengthscale = lengthscale
+        self.lengthscale_bounds = lengthscale_bounds
+        self.epsilon = epsilon
+        self.epsilon_bounds = epsilon_bounds
+
+    @property
+    def hyperparameter_lengthscale(self) -> Hyperparameter:
+        return Hyperparameter("lengthscale", "numeric", self.lengthscale_bounds)
+
+    @property
+    def hyperparameter_epsilon(self) -> Hyperparameter:
+        return Hyperparameter("epsilon", "numeric", self.epsilon_bounds)
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        X = np.atleast_2d(X)
+        if Y is None:
+            Y = X
+        elif eval_gradient:
+            raise ValueError("gradient only available when Y is None")
+        Y = np.atleast_2d(Y)
+        dt = np.abs(X[:, :1] - Y[:, :1].T)
+        d2 = ((X[:, None, 1:] - Y[None, :, 1:]) ** 2).sum(-1)
+        l2 = self.lengthscale**2
+        log_decay = np.log1p(-self.epsilon)
+        K = np.exp(-d2 / (2 * l2) + 0.5 * dt * log_decay)
+        if not eval_gradient:
+            return K
+        # Gradients with respect to the log of each hyperparameter, as scikit-learn expects.
+        d_log_l = K * d2 / l2
+        d_log_eps = K * 0.5 * dt * (-self.epsilon / (1.0 - self.epsilon))
+        return K, np.stack([d_log_l, d_log_eps], axis=-1)
+
+    def diag(self, X):
+        return np.ones(np.atleast_2d(X).shape[0])
+
+    def is_stationary(self) -> bool:
+        return False
+
+
+class PB2Explore(Strategy):
+    name = "pb2"
+
+    def __init__(
+        self,
+        data_window: int = 128,
+        kappa: float = 2.0,
+        seed: int = 0,
+        num_candidates: int = 256,
+        num_polish: int = 2,
+    ):
+        if data_window < 4:
+            raise ValueError(f"PB2 data_window={data_window}: keep at least 4 points")
+        self.data_window = int(data_window)
+        self.kappa = float(kappa)
+        self.num_candidates = int(num_candidates)
+        self.num_polish = int(num_polish)
+        self.data: list[list[float]] = []  # rows: t, start score, unit hps..., score change/time
+        self.last_fit: dict[str, Any] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {"data_window": self.data_window, "kappa": self.kappa}
+
+    def check_space(self, space: Space) -> None:
+        for name, p in space.params.items():
+            if isinstance(p, Choice) and not p.ordered:
+                raise ValueError(
+                    f"parameter '{name}': PB2 cannot model an unordered choice; "
+                    "declare it ordered=true if its values have an order, or use "
+                    "gpbt-pl / pbt for this space"
+                )
+        # The scheduler hands its space over once; observe() needs it to place configs.
+        self.space = space
+
+    def observe(self, member, time, prev_time, prev_score, score, config) -> None:
+        rate = (score - prev_score) / (time - prev_time)
+        self.data.append([prev_time, prev_score, *self.space.to_unit(config).tolist(), rate])
+        if len(self.data) > self.data_window:
+            self.data = self.data[-self.data_window :]
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        space, rng = ctx.space, ctx.rng
+        d = len(space)
+        if len(self.data) < 2:
+            self.last_fit = {"points": len(self.data), "fallback": "random"}
+            return ({n: to_plain(v) for n, v in space.sample(rng).items()}, dict(ctx.loser_state))
+        data = np.asarray(self.data, dtype=float)
+        X, y = data[:, :-1].copy(), data[:, -1]
+        pending = [
+            (c, s)
+            for i, (c, s) in ctx.population.items()
+            if i != ctx.loser and s is not None and np.isfinite(s)
+        ]
+        # Normalise time and start score jointly over the data and the query points so that one
+        # lengthscale fits every column.
+        t_all = np.concatenate([X[:, 0], [ctx.time]])
+        s_all = np.concatenate([X[:, 1], [ctx.winner_score], [s for _, s in pending]])
+        t_lo, t_span = t_all.min(), max(np.ptp(t_all), 1e-12)
+        s_lo, s_span = s_all.min(), max(np.ptp(s_all), 1e-12)
+        X[:, 0] = (X[:, 0] - t_lo) / t_span
+        X[:, 1] = (X[:, 1] - s_lo) / s_span
+        y_mean, y_std = y.mean(), y.std() if y.std() > 0 else 1.0
+        y_norm = (y - y_mean) / y_std
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * TimeVaryingSquaredExponential() + WhiteKernel(
+            0.1, (1e-5, 1.0)
+        )
+        gp = GaussianProcessRegressor(
+            kernel,
+            normalize_y=False,
+            n_restarts_optimizer=1,
+            random_state=int(rng.integers(2**31 - 1)),
+        )
+        with warnings.catch_warnings():
+            # Hyperparameters at their bounds are normal with few, noisy points; the fit is
+            # still usable and the warning would flood a run's log.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(X, y_norm)
+        t_now = (ctx.time - t_lo) / t_span
+        s_win = (ctx.winner_score - s_lo) / s_span
+        X_pend = np.array(
+            [[t_now, (s - s_lo) / s_span, *space.to_unit(c)] for c, s in pending]
+        ).reshape(-1, X.shape[1])
+        acquisition = _BatchUCB(gp, X, X_pend, self.kappa)
+
+        def neg_ucb(h: np.ndarray) -> float:
+            z = np.concatenate([[t_now, s_win], h])[None, :]
+            return -float(acquisition(z)[0])
+
+        candidates = rng.uniform(size=(self.num_candidates, d))
+        Z = np.hstack(
+            [np.full((len(candidates), 1), t_now), np.full((len(candidates), 1), s_win), candidates]
+        )
+        values = acquisition(Z)
+        best_idx = np.argsort(-values)[: self.num_polish]
+        best_h, best_v = candidates[best_idx[0]], values[best_idx[0]]
+        for j in best_idx:
+            res = minimize(
+                neg_ucb,
+                candidates[j],
+                method="L-BFGS-B",
+                bounds=[(0.0, 1.0)] * d,
+                options={"maxiter": 20},
+            )
+            if -res.fun > best_v:
+                best_h, best_v = np.clip(res.x, 0, 1), -res.fun
+        self.last_fit = {"points": len(self.data), "ucb": float(best_v), "kernel": str(gp.kernel_)}
+        new_config = {n: to_plain(v) for n, v in space.from_unit(best_h).items()}
+        return new_config, dict(ctx.loser_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"data": [list(r) for r in self.data]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.data = [list(r) for r in state["data"]]
+
+
+class _BatchUCB:
+    """mu from the data alone; sigma from the data plus the in-flight (pending) points."""
+
+    def __init__(
+        self, gp: GaussianProcessRegressor, X: np.ndarray, X_pend: np.ndarray, kappa: float
+    ):
+        self.gp, self.kappa = gp, kappa
+        kernel = gp.kernel_
+        self.signal = kernel.k1  # Constant * TV, without the white noise
+        noise = kernel.k2.noise_level
+        X_all = np.vstack([X, X_pend]) if len(X_pend) else X
+        K = self.signal(X_all) + noise * np.eye(len(X_all))
+        self.X_all = X_all
+        self.L = np.linalg.cholesky(K + 1e-9 * np.eye(len(K)))
+        self.prior_var = float(kernel.k1.k1.constant_value)
+
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        mu = self.gp.predict(Z)
+        k = self.signal(Z, self.X_all)
+        v = np.linalg.solve(self.L, k.T)
+        var = np.maximum(self.prior_var - (v**2).sum(0), 1e-12)
+        return mu + self.kappa * np.sqrt(var)

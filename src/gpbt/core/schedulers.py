@@ -1,0 +1,610 @@
+"""The population schedulers: GPBT (random / sync / truncation pairing), PBT, PB2, random search.
+
+All are one machine, `PopulationScheduler`, with a pairing rule and an update strategy:
+
+    method     pairing      strategy
+    gpbt-pl    random       PairwiseLearning
+    pbt        truncation   Perturb
+    pb2        truncation   PB2Explore (GP-UCB)
+    random     none         -
+
+The scheduler is pure: no files, clocks or global randomness. Every random choice comes from one
+seeded `numpy.random.Generator` whose state is part of `state_dict()`, so a restored scheduler
+continues bit-identically. Internally scores are "higher is better" (negated for mode="min");
+NaN and infinite scores are the worst possible score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
+from gpbt.core.strategies import ExploreContext, PairwiseLearning, Perturb, Strategy
+from gpbt.space import Space, to_plain
+
+PAIRINGS = ("random", "sync", "truncation", "none")
+WORST = -math.inf
+
+
+@dataclass
+class Member:
+    config: dict[str, Any]
+    strategy_state: dict[str, Any]
+    score: float | None = None  # last reported score, internal orientation; None = never reported
+    raw_score: float | None = None  # as reported, for the log
+    time: float | None = None  # time of the last report
+    last_perturbation: float = 0.0
+    # where this member's current stretch of training started (time, internal score); PB2
+    # learns score change per unit time from these
+    segment_start: tuple[float, float] | None = None
+    failed: bool = False
+    stopped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _clean(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: to_plain(v) for k, v in config.items()}
+
+
+class PopulationScheduler:
+    """Ask/tell core shared by every method (see the module docstring)."""
+
+    method = "custom"
+
+    def __init__(
+        self,
+        space: Space | dict,
+        strategy: Strategy | None = None,
+        *,
+        pairing: str = "random",
+        perturbation_interval: float = 50_000,
+        burn_in_period: float = 0,
+        mode: str = "max",
+        seed: int = 0,
+        quantile_fraction: float = 0.25,
+        max_time: float | None = None,
+        method: str | None = None,
+    ):
+        self.space = space if isinstance(space, Space) else Space(space)
+        if pairing not in PAIRINGS:
+            raise ValueError(f"pairing={pairing!r} is not known; use one of {list(PAIRINGS)}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode={mode!r}: use 'max' (higher score is better) or 'min'")
+        if not perturbation_interval or perturbation_interval <= 0:
+            raise ValueError(
+                f"perturbation_interval={perturbation_interval}: must be > 0 "
+                "(units of time_attr, e.g. env steps)"
+            )
+        if burn_in_period < 0:
+            raise ValueError(f"burn_in_period={burn_in_period}: must be >= 0")
+        if not 0.0 < quantile_fraction <= 0.5:
+            raise ValueError(f"quantile_fraction={quantile_fraction}: must be in (0, 0.5]")
+        if pairing != "none" and strategy is None:
+            raise ValueError(
+                f"pairing={pairing!r} needs an update strategy, e.g. "
+                "PairwiseLearning() or Perturb()"
+            )
+        if strategy is not None:
+            strategy.check_space(self.space)
+        self.strategy = strategy
+        self.pairing = pairing
+        self.perturbation_interval = float(perturbation_interval)
+        self.burn_in_period = float(burn_in_period)
+        self.mode = mode
+        self.seed = int(seed)
+        self.quantile_fraction = float(quantile_fraction)
+        self.max_time = None if max_time is None else float(max_time)
+        if method is not None:
+            self.method = method
+        self.rng = np.random.default_rng(seed)
+        self.members: dict[int, Member] = {}
+
+    # ------------------------------------------------------------------ population
+    @property
+    def synchronous(self) -> bool:
+        """True when decisions need the whole population at one boundary (`on_generation`)."""
+        return self.pairing == "sync"
+
+    def initial_population(self, n: int) -> list[dict[str, Any]]:
+        if n < 1:
+            raise ValueError(f"population={n}: need at least 1 member (2 or more to exploit)")
+        configs = [_clean(self.space.sample(self.rng)) for _ in range(n)]
+        for i, c in enumerate(configs):
+            self.add_member(i, c)
+        return [dict(c) for c in configs]
+
+    def add_member(self, member: int, config: dict[str, Any]) -> None:
+        """Register a member with a given config (engines that bring their own start points)."""
+        flat = self.space.validate(config)
+        state = self.strategy.new_member_state(self.space) if self.strategy else {}
+        self.members[member] = Member(config=_clean(flat), strategy_state=state)
+
+    def config(self, member: int) -> dict[str, Any]:
+        return dict(self._member(member).config)
+
+    def configs(self) -> dict[int, dict[str, Any]]:
+        return {m: dict(s.config) for m, s in self.members.items()}
+
+    def mark_failed(self, member: int) -> None:
+        """A failed member is never a partner or donor again and gets no more decisions."""
+        self._member(member).failed = True
+
+    def _member(self, member: int) -> Member:
+        if member not in self.members:
+            raise KeyError(
+                f"member {member} is not in the population; known members are "
+                f"{sorted(self.members)} (call initial_population first)"
+            )
+        return self.members[member]
+
+    # ------------------------------------------------------------------ scores
+    def _internal(self, score: float | None) -> float:
+        if score is None:
+            return WORST
+        s = float(score)
+        if not math.isfinite(s):
+            return WORST
+        return s if self.mode == "max" else -s
+
+    def report(self, member: int, time: float, score: float) -> None:
+        """Record a score without asking for a decision (every report, ready or not)."""
+        m = self._member(member)
+        if (
+            m.time is not None
+            and time == m.time
+            and (
+                m.raw_score == score
+                or (
+                    m.raw_score is not None and math.isnan(m.raw_score) and math.isnan(float(score))
+                )
+            )
+        ):
+            return  # the same report twice (on_ready after report): count it once
+        internal = self._internal(score)
+        if self.strategy is not None and m.segment_start is not None:
+            t0, s0 = m.segment_start
+            if time > t0 and math.isfinite(internal) and math.isfinite(s0):
+                self.strategy.observe(member, float(time), t0, s0, internal, m.config)
+        m.score, m.raw_score, m.time = internal, float(score), float(time)
+        m.segment_start = (float(time), internal)
+
+    def is_ready(self, member: int, time: float) -> bool:
+        m = self._member(member)
+        return (
+            time >= self.burn_in_period and time - m.last_perturbation >= self.perturbation_interval
+        )
+
+    def on_report(self, member: int, time: float, score: float) -> Decision:
+        """Record a report; decide only if the member is ready (async engines call this)."""
+        self.report(member, time, score)
+        m = self._member(member)
+        if self.max_time is not None and time >= self.max_time:
+            return self._stop(member, time)
+        if self.is_ready(member, time) and not m.failed:
+            return self.on_ready(member, time, score)
+        return Continue()
+
+    # ------------------------------------------------------------------ asynchronous
+    def on_ready(self, member: int, time: float, score: float) -> Decision:
+        """The member reached a perturbation boundary: pair it and decide its fate."""
+        if self.synchronous:
+            raise RuntimeError(
+                "pairing='sync' decides for the whole population at once; call "
+                "on_generation(time, scores) when every member reached the "
+                "boundary"
+            )
+        self.report(member, time, score)
+        m = self._member(member)
+        m.last_perturbation = float(time)
+        if self.max_time is not None and time >= self.max_time:
+            return self._stop(member, time)
+        if self.pairing == "none":
+            return Continue(self._record(time, member, "continue", reason="no exploit"))
+        if self.pairing == "random":
+            return self._random_pair(member, time)
+        return self._truncation(member, time)
+
+    def _candidates(self, exclude: int | None = None) -> list[int]:
+        """Members that may be partners or donors: reported at least once and not failed."""
+        return [
+            i
+            for i, m in sorted(self.members.items())
+            if i != exclude and m.score is not None and not m.failed
+        ]
+
+    def _random_pair(self, member: int, time: float) -> Decision:
+        others = self._candidates(exclude=member)
+        if not others:
+            return Continue(
+                self._record(time, member, "continue", reason="no other member has a score yet")
+            )
+        partner = others[int(self.rng.integers(len(others)))]
+        mine, theirs = self.members[member].score, self.members[partner].score
+        if mine < theirs:
+            return self._exploit(member, partner, time, partner=partner)
+        return Continue(
+            self._record(time, member, "continue", partner=partner, reason="won or tied its pair")
+        )
+
+    def _quantiles(self) -> tuple[list[int], list[int]]:
+        ranked = self._candidates()
+        # Ties broken by member id (a stable sort) so the ranking is a pure function of scores.
+        ranked.sort(key=lambda i: self.members[i].score)
+        n = len(ranked)
+        k = int(math.ceil(n * self.quantile_fraction))
+        k = min(k, n // 2)
+        return ranked[:k], ranked[n - k :] if k else []
+
+    def _truncation(self, member: int, time: float) -> Decision:
+        bottom, top = self._quantiles()
+        if member not in bottom or not top:
+            return Continue(
+                self._record(time, member, "continue", reason="not in the bottom quantile")
+            )
+        donor = top[int(self.rng.integers(len(top)))]
+        return self._exploit(member, donor, time, partner=donor)
+
+    # ------------------------------------------------------------------ lockstep
+    def on_generation(self, time: float, scores: dict[int, float]) -> dict[int, Decision]:
+        """Every member reached `time` together (lockstep engines). Decisions are taken
+        against the population as it stood at `time`: a donor index always means the donor's
+        state *before* this generation's exploits, so an engine can apply them as one gather.
+        """
+        for member, score in sorted(scores.items()):
+            self.report(member, time, score)
+        active = [i for i in sorted(scores) if not self.members[i].failed]
+        if self.max_time is not None and time >= self.max_time:
+            return {i: self._stop(i, time) for i in active}
+        if time < self.burn_in_period:
+            return {i: Continue() for i in active}
+        for i in active:
+            self.members[i].last_perturbation = float(time)
+        snapshot = {i: (dict(m.config), m.score) for i, m in self.members.items()}
+        decisions: dict[int, Decision] = {}
+        if self.pairing == "none":
+            return {
+                i: Continue(self._record(time, i, "continue", reason="no exploit")) for i in active
+            }
+        if self.pairing == "sync":
+            order = list(active)
+            perm = self.rng.permutation(len(order))
+            order = [order[j] for j in perm]
+            for a, b in zip(order[0::2], order[1::2], strict=False):
+                sa, sb = snapshot[a][1], snapshot[b][1]
+                loser, winner = (a, b) if sa < sb else (b, a)
+                decisions[loser] = self._exploit(
+                    loser, winner, time, partner=winner, snapshot=snapshot
+                )
+                decisions[winner] = Continue(
+                    self._record(time, winner, "continue", partner=loser, reason="won its pair")
+                )
+            if len(order) % 2:
+                odd = order[-1]
+                decisions[odd] = Continue(
+                    self._record(time, odd, "continue", reason="odd member sat out")
+                )
+            return decisions
+        # random / truncation: every member is ready; visit them in a random order so no
+        # member id is favoured, decide each against the snapshot.
+        order = [active[j] for j in self.rng.permutation(len(active))]
+        bottom, top = self._quantiles() if self.pairing == "truncation" else ([], [])
+        for i in order:
+            if self.pairing == "random":
+                others = [j for j in self._candidates(exclude=i)]
+                if not others:
+                    decisions[i] = Continue(
+                        self._record(time, i, "continue", reason="no other member has a score")
+                    )
+                    continue
+                partner = others[int(self.rng.integers(len(others)))]
+                if snapshot[i][1] < snapshot[partner][1]:
+                    decisions[i] = self._exploit(
+                        i, partner, time, partner=partner, snapshot=snapshot
+                    )
+                else:
+                    decisions[i] = Continue(
+                        self._record(
+                            time, i, "continue", partner=partner, reason="won or tied its pair"
+                        )
+                    )
+            else:
+                if i in bottom and top:
+                    donor = top[int(self.rng.integers(len(top)))]
+                    decisions[i] = self._exploit(i, donor, time, partner=donor, snapshot=snapshot)
+                else:
+                    decisions[i] = Continue(
+                        self._record(time, i, "continue", reason="not in the bottom quantile")
+                    )
+        return {i: decisions[i] for i in sorted(decisions)}
+
+    # ------------------------------------------------------------------ decisions
+    def _exploit(
+        self,
+        loser: int,
+        winner: int,
+        time: float,
+        *,
+        partner: int,
+        snapshot: dict[int, tuple[dict, float | None]] | None = None,
+    ) -> Decision:
+        lm, wm = self.members[loser], self.members[winner]
+        winner_config = snapshot[winner][0] if snapshot else dict(wm.config)
+        winner_score = snapshot[winner][1] if snapshot else wm.score
+        population = (
+            snapshot
+            if snapshot
+            else {i: (dict(m.config), m.score) for i, m in self.members.items()}
+        )
+        population = {i: v for i, v in population.items() if not self.members[i].failed}
+        old_config = dict(lm.config)
+        ctx = ExploreContext(
+            space=self.space,
+            rng=self.rng,
+            time=float(time),
+            loser=loser,
+            winner=winner,
+            loser_config=old_config,
+            winner_config=winner_config,
+            loser_state=lm.strategy_state,
+            winner_score=winner_score,
+            population=population,
+        )
+        new_config, new_state = self.strategy.explore(ctx)
+        new_config = _clean(self.space.clip(new_config))
+        lm.config, lm.strategy_state = new_config, new_state
+        # The loser now carries the winner's weights: its next score change is measured from
+        # the winner's score (what PB2 needs), under the new config.
+        lm.segment_start = (float(time), winner_score)
+        record = self._record(
+            time,
+            loser,
+            "exploit",
+            partner=partner,
+            donor=winner,
+            old_config=old_config,
+            new_config=new_config,
+            velocity=new_state.get("velocity"),
+            reason="lost its pair" if self.pairing != "truncation" else "bottom quantile",
+        )
+        return Exploit(donor=winner, config=dict(new_config), record=record)
+
+    def _stop(self, member: int, time: float) -> Decision:
+        self.members[member].stopped = True
+        return Stop(self._record(time, member, "stop", reason="reached max_time"))
+
+    def _record(
+        self,
+        time: float,
+        member: int,
+        kind: str,
+        *,
+        partner: int | None = None,
+        donor: int | None = None,
+        old_config: dict | None = None,
+        new_config: dict | None = None,
+        velocity: dict | None = None,
+        reason: str = "",
+    ) -> DecisionRecord:
+        m = self.members[member]
+        p = self.members.get(partner) if partner is not None else None
+        return DecisionRecord(
+            time=float(time),
+            member=member,
+            kind=kind,
+            method=self.method,
+            partner=partner,
+            donor=donor,
+            member_score=math.nan if m.raw_score is None else m.raw_score,
+            partner_score=math.nan if p is None or p.raw_score is None else p.raw_score,
+            old_config=dict(old_config if old_config is not None else m.config),
+            new_config=new_config,
+            velocity=None if velocity is None else dict(velocity),
+            reason=reason,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        """The scheduler's settings, for the experiment store and reports."""
+        return {
+            "method": self.method,
+            "pairing": self.pairing,
+            "perturbation_interval": self.perturbation_interval,
+            "burn_in_period": self.burn_in_period,
+            "mode": self.mode,
+            "seed": self.seed,
+            "quantile_fraction": self.quantile_fraction,
+            "max_time": self.max_time,
+            "strategy": None if self.strategy is None else self.strategy.name,
+            "strategy_options": {} if self.strategy is None else self.strategy.options(),
+            "space": self.space.to_dict(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.describe(),
+            "rng": self.rng.bit_generator.state,
+            "members": {
+                str(i): {
+                    "config": m.config,
+                    "strategy_state": m.strategy_state,
+                    "score": m.score,
+                    "raw_score": m.raw_score,
+                    "time": m.time,
+                    "last_perturbation": m.last_perturbation,
+                    "segment_start": None if m.segment_start is None else list(m.segment_start),
+                    "failed": m.failed,
+                    "stopped": m.stopped,
+                    "extra": m.extra,
+                }
+                for i, m in self.members.items()
+            },
+            "strategy": None if self.strategy is None else self.strategy.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine, theirs = self.describe(), state["settings"]
+        differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+        if differ:
+            raise ValueError(
+                f"cannot restore scheduler state: settings differ in {differ} "
+                "(restore into a scheduler built with the same settings)"
+            )
+        self.rng.bit_generator.state = state["rng"]
+        self.members = {}
+        for key, d in state["members"].items():
+            self.members[int(key)] = Member(
+                config=dict(d["config"]),
+                strategy_state=d["strategy_state"],
+                score=d["score"],
+                raw_score=d["raw_score"],
+                time=d["time"],
+                last_perturbation=d["last_perturbation"],
+                segment_start=None if d["segment_start"] is None else tuple(d["segment_start"]),
+                failed=d["failed"],
+                stopped=d["stopped"],
+                extra=d.get("extra", {}),
+            )
+        if self.strategy is not None and state.get("strategy") is not None:
+            self.strategy.load_state_dict(state["strategy"])
+
+
+class GPBT(PopulationScheduler):
+    """Generalized PBT: pairs instead of truncation, Pairwise Learning by default."""
+
+    method = "gpbt-pl"
+
+    def __init__(
+        self,
+        space,
+        strategy: Strategy | None = None,
+        *,
+        pairing: str = "random",
+        perturbation_interval: float = 50_000,
+        burn_in_period: float = 0,
+        mode: str = "max",
+        seed: int = 0,
+        quantile_fraction: float = 0.25,
+        max_time: float | None = None,
+        method: str | None = None,
+    ):
+        if pairing == "none":
+            raise ValueError("GPBT pairing='none' never exploits; use RandomSearch instead")
+        super().__init__(
+            space,
+            strategy if strategy is not None else PairwiseLearning(),
+            pairing=pairing,
+            perturbation_interval=perturbation_interval,
+            burn_in_period=burn_in_period,
+            mode=mode,
+            seed=seed,
+            quantile_fraction=quantile_fraction,
+            max_time=max_time,
+            method=method,
+        )
+
+
+class PBT(PopulationScheduler):
+    """Population Based Training (Jaderberg et al. 2017): truncation + perturb/resample."""
+
+    method = "pbt"
+
+    def __init__(
+        self,
+        space,
+        *,
+        perturbation_interval: float = 50_000,
+        burn_in_period: float = 0,
+        mode: str = "max",
+        seed: int = 0,
+        quantile_fraction: float = 0.25,
+        resample_probability: float = 0.25,
+        perturbation_factors: tuple[float, ...] = (1.2, 0.8),
+        synch: bool = False,
+        max_time: float | None = None,
+    ):
+        super().__init__(
+            space,
+            Perturb(perturbation_factors, resample_probability),
+            pairing="truncation",
+            perturbation_interval=perturbation_interval,
+            burn_in_period=burn_in_period,
+            mode=mode,
+            seed=seed,
+            quantile_fraction=quantile_fraction,
+            max_time=max_time,
+        )
+        self.synch = bool(synch)
+
+    @property
+    def synchronous(self) -> bool:
+        return self.synch
+
+
+class PB2(PopulationScheduler):
+    """PB2 (Parker-Holder et al. 2020): PBT's exploit, GP-UCB explore over a time-varying kernel."""
+
+    method = "pb2"
+
+    def __init__(
+        self,
+        space,
+        *,
+        perturbation_interval: float = 50_000,
+        burn_in_period: float = 0,
+        mode: str = "max",
+        seed: int = 0,
+        quantile_fraction: float = 0.25,
+        data_window: int = 128,
+        kappa: float = 2.0,
+        synch: bool = False,
+        max_time: float | None = None,
+    ):
+        from gpbt.core.pb2 import PB2Explore
+
+        super().__init__(
+            space,
+            PB2Explore(data_window=data_window, kappa=kappa, seed=seed),
+            pairing="truncation",
+            perturbation_interval=perturbation_interval,
+            burn_in_period=burn_in_period,
+            mode=mode,
+            seed=seed,
+            quantile_fraction=quantile_fraction,
+            max_time=max_time,
+        )
+        self.synch = bool(synch)
+
+    @property
+    def synchronous(self) -> bool:
+        return self.synch
+
+
+class RandomSearch(PopulationScheduler):
+    """The control: same budget and initial population, no exploit ever."""
+
+    method = "random"
+
+    def __init__(
+        self,
+        space,
+        *,
+        perturbation_interval: float = 50_000,
+        burn_in_period: float = 0,
+        mode: str = "max",
+        seed: int = 0,
+        max_time: float | None = None,
+    ):
+        super().__init__(
+            space,
+            None,
+            pairing="none",
+            perturbation_interval=perturbation_interval,
+            burn_in_period=burn_in_period,
+            mode=mode,
+            seed=seed,
+            max_time=max_time,
+        )

@@ -1,0 +1,230 @@
+"""Update strategies: how a loser's new hyperparameters are chosen once it copies a winner.
+
+Every strategy is pure: it reads an `ExploreContext` (configs, scores, a seeded generator) and
+returns the loser's new config plus the loser's own strategy state (PL's velocity). Nothing here
+knows about weights or engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpbt.space import Choice, Space, to_plain
+
+
+@dataclass
+class ExploreContext:
+    space: Space
+    rng: np.random.Generator
+    time: float
+    loser: int
+    winner: int
+    loser_config: dict[str, Any]
+    winner_config: dict[str, Any]
+    loser_state: dict[str, Any]
+    winner_score: float  # internal, higher-is-better
+    # every member that has a config: member -> (config, internal score or None); PL's centre
+    # term averages over it and PB2 treats the other members as in-flight points
+    population: dict[int, tuple[dict[str, Any], float | None]] = field(default_factory=dict)
+
+
+class Strategy:
+    """Base class; subclasses override `explore`."""
+
+    name = "strategy"
+
+    def check_space(self, space: Space) -> None:
+        """Raise ValueError if this strategy cannot work with `space`."""
+
+    def new_member_state(self, space: Space) -> dict[str, Any]:
+        return {}
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise NotImplementedError
+
+    def observe(
+        self,
+        member: int,
+        time: float,
+        prev_time: float,
+        prev_score: float,
+        score: float,
+        config: dict[str, Any],
+    ) -> None:
+        """Hear about a score change (PB2 learns from these; others ignore them)."""
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _is_unordered(p) -> bool:
+    return isinstance(p, Choice) and not p.ordered
+
+
+class PairwiseLearning(Strategy):
+    """The loser update of the Competitive Swarm Optimizer, used as PL in GPBT-PL.
+
+    v <- w_inertia*r1*v + w_winner*r2*(x_w - x_l) + w_center*r3*(x_mean - x_l)
+    x_l <- clip(x_l + v)
+
+    `space="unit"` works in the search space's [0, 1] view (log parameters in log space);
+    `space="raw"` works on raw values (ordered choices by index), as the authors' released code
+    did. `resample_probability` replaces a parameter by a fresh draw instead (0.25 in the
+    released PPO runs).
+    """
+
+    name = "pl"
+
+    def __init__(
+        self,
+        w_inertia: float = 1.0,
+        w_winner: float = 1.0,
+        w_center: float = 0.0,
+        velocity_clamp: float | None = None,
+        resample_probability: float = 0.0,
+        space: str = "unit",
+    ):
+        if space not in ("unit", "raw"):
+            raise ValueError(f"PairwiseLearning space={space!r}: use 'unit' or 'raw'")
+        if not 0.0 <= resample_probability <= 1.0:
+            raise ValueError(
+                f"PairwiseLearning resample_probability={resample_probability}: "
+                "must be between 0 and 1"
+            )
+        if velocity_clamp is not None and velocity_clamp <= 0:
+            raise ValueError(
+                f"PairwiseLearning velocity_clamp={velocity_clamp}: must be > 0 or None"
+            )
+        self.w_inertia = float(w_inertia)
+        self.w_winner = float(w_winner)
+        self.w_center = float(w_center)
+        self.velocity_clamp = velocity_clamp
+        self.resample_probability = float(resample_probability)
+        self.space = space
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "w_inertia": self.w_inertia,
+            "w_winner": self.w_winner,
+            "w_center": self.w_center,
+            "velocity_clamp": self.velocity_clamp,
+            "resample_probability": self.resample_probability,
+            "space": self.space,
+        }
+
+    def new_member_state(self, space: Space) -> dict[str, Any]:
+        return {"velocity": {n: 0.0 for n, p in space.params.items() if not _is_unordered(p)}}
+
+    def _coords(self, space: Space, config: dict[str, Any]) -> np.ndarray:
+        return space.to_unit(config) if self.space == "unit" else space.to_raw(config)
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        space, rng = ctx.space, ctx.rng
+        x_l = self._coords(space, ctx.loser_config)
+        x_w = self._coords(space, ctx.winner_config)
+        others = [c for c, _ in ctx.population.values()] or [ctx.loser_config]
+        x_mean = np.mean([self._coords(space, c) for c in others], axis=0)
+        if self.space == "unit":
+            lo, hi = np.zeros(len(space)), np.ones(len(space))
+        else:
+            lo, hi = space.raw_bounds()
+        velocity = dict(ctx.loser_state.get("velocity", {}))
+        new_config: dict[str, Any] = {}
+        # One draw of each random number per parameter, in a fixed order, so that a given
+        # generator state always gives the same update (tests and replay rely on it).
+        for i, (name, p) in enumerate(space.params.items()):
+            resample = rng.uniform() < self.resample_probability
+            r1, r2, r3 = rng.uniform(size=3)
+            if resample:
+                new_config[name] = p.sample(rng)
+                if name in velocity:
+                    velocity[name] = 0.0
+                continue
+            if _is_unordered(p):
+                # An unordered category has no direction to move in: learn from the winner.
+                new_config[name] = ctx.winner_config[name]
+                continue
+            v = (
+                self.w_inertia * r1 * velocity.get(name, 0.0)
+                + self.w_winner * r2 * (x_w[i] - x_l[i])
+                + self.w_center * r3 * (x_mean[i] - x_l[i])
+            )
+            if self.velocity_clamp is not None:
+                v = float(np.clip(v, -self.velocity_clamp, self.velocity_clamp))
+            x_new = float(np.clip(x_l[i] + v, lo[i], hi[i]))
+            velocity[name] = float(v)
+            new_config[name] = to_plain(
+                p.from_unit(x_new) if self.space == "unit" else p.from_raw(x_new)
+            )
+        return new_config, {**ctx.loser_state, "velocity": velocity}
+
+
+class Perturb(Strategy):
+    """PBT's explore: start from the winner's config, scale numbers by a random factor, shift
+    ordered choices one index, or (with `resample_probability`) draw a fresh value."""
+
+    name = "perturb"
+
+    def __init__(self, factors: tuple[float, ...] = (1.2, 0.8), resample_probability: float = 0.25):
+        if len(factors) == 0 or any(f <= 0 for f in factors):
+            raise ValueError(
+                f"Perturb factors={factors}: give one or more positive factors, e.g. (1.2, 0.8)"
+            )
+        if not 0.0 <= resample_probability <= 1.0:
+            raise ValueError(
+                f"Perturb resample_probability={resample_probability}: must be between 0 and 1"
+            )
+        self.factors = tuple(float(f) for f in factors)
+        self.resample_probability = float(resample_probability)
+
+    def options(self) -> dict[str, Any]:
+        return {"factors": list(self.factors), "resample_probability": self.resample_probability}
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        new_config: dict[str, Any] = {}
+        for name, p in ctx.space.params.items():
+            value = ctx.winner_config[name]
+            resample = ctx.rng.uniform() < self.resample_probability
+            factor = self.factors[int(ctx.rng.integers(len(self.factors)))]
+            shift = 1 if ctx.rng.uniform() < 0.5 else -1
+            if resample:
+                new_config[name] = p.sample(ctx.rng)
+            elif isinstance(p, Choice):
+                if p.ordered:
+                    new_config[name] = p.from_raw(p.to_raw(value) + shift)
+                else:
+                    new_config[name] = value
+            else:
+                new_config[name] = p.from_raw(value * factor)
+            new_config[name] = to_plain(new_config[name])
+        return new_config, dict(ctx.loser_state)
+
+
+class Resample(Strategy):
+    """Draw the loser a completely fresh config (exploit then restart the search)."""
+
+    name = "resample"
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (
+            {n: to_plain(v) for n, v in ctx.space.sample(ctx.rng).items()},
+            dict(ctx.loser_state),
+        )
+
+
+class KeepWinner(Strategy):
+    """Copy the winner's config unchanged (exploit without explore); used by ablations."""
+
+    name = "copy"
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        return dict(ctx.winner_config), dict(ctx.loser_state)
