@@ -90,7 +90,7 @@ class PB2Explore(Strategy):
         kappa: float = 2.0,
         seed: int = 0,
         num_candidates: int = 256,
-        num_polish: int = 2,
+        num_polish: int = 1,
     ):
         if data_window < 4:
             raise ValueError(f"PB2 data_window={data_window}: keep at least 4 points")
@@ -100,6 +100,9 @@ class PB2Explore(Strategy):
         self.num_polish = int(num_polish)
         self.data: list[list[float]] = []  # rows: t, start score, unit hps..., score change/time
         self.last_fit: dict[str, Any] = {}
+        # GP hyperparameters (signal variance, lengthscale, epsilon, noise) of the last fit
+        self.warm_start: list[float] = [1.0, 0.5, 0.1, 0.1]
+        self._cache = None
 
     def options(self) -> dict[str, Any]:
         return {"data_window": self.data_window, "kappa": self.kappa}
@@ -121,43 +124,60 @@ class PB2Explore(Strategy):
         if len(self.data) > self.data_window:
             self.data = self.data[-self.data_window :]
 
-    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
-        space, rng = ctx.space, ctx.rng
-        d = len(space)
-        if len(self.data) < 2:
-            self.last_fit = {"points": len(self.data), "fallback": "random"}
-            return ({n: to_plain(v) for n, v in space.sample(rng).items()}, dict(ctx.loser_state))
+    def _fit(self, ctx: ExploreContext):
+        """Fit the GP, or reuse the fit when nothing it depends on has changed (several losers
+        at one boundary share it). The fit draws no random numbers, so reuse cannot change any
+        decision; the last fitted hyperparameters warm-start the next fit and are saved."""
         data = np.asarray(self.data, dtype=float)
+        scores = [s for _, s in ctx.population.values() if s is not None and np.isfinite(s)]
+        # Normalise time and start score over the data and every member's current point (a
+        # query point is always one of those) so one lengthscale fits every column.
+        t_all = np.concatenate([data[:, 0], [ctx.time]])
+        s_all = np.concatenate([data[:, 1], [ctx.winner_score], scores])
+        norm = (t_all.min(), max(np.ptp(t_all), 1e-12), s_all.min(), max(np.ptp(s_all), 1e-12))
+        key = (len(self.data), tuple(self.data[-1]), norm)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2], norm
+        t_lo, t_span, s_lo, s_span = norm
         X, y = data[:, :-1].copy(), data[:, -1]
-        pending = [
-            (c, s)
-            for i, (c, s) in ctx.population.items()
-            if i != ctx.loser and s is not None and np.isfinite(s)
-        ]
-        # Normalise time and start score jointly over the data and the query points so that one
-        # lengthscale fits every column.
-        t_all = np.concatenate([X[:, 0], [ctx.time]])
-        s_all = np.concatenate([X[:, 1], [ctx.winner_score], [s for _, s in pending]])
-        t_lo, t_span = t_all.min(), max(np.ptp(t_all), 1e-12)
-        s_lo, s_span = s_all.min(), max(np.ptp(s_all), 1e-12)
         X[:, 0] = (X[:, 0] - t_lo) / t_span
         X[:, 1] = (X[:, 1] - s_lo) / s_span
-        y_mean, y_std = y.mean(), y.std() if y.std() > 0 else 1.0
-        y_norm = (y - y_mean) / y_std
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * TimeVaryingSquaredExponential() + WhiteKernel(
-            0.1, (1e-5, 1.0)
-        )
+        y_std = y.std() if y.std() > 0 else 1.0
+        y_norm = (y - y.mean()) / y_std
+        c, ls, eps, noise = self.warm_start
+        kernel = ConstantKernel(c, (1e-2, 1e2)) * TimeVaryingSquaredExponential(
+            lengthscale=ls, epsilon=eps
+        ) + WhiteKernel(noise, (1e-5, 1.0))
         gp = GaussianProcessRegressor(
-            kernel,
-            normalize_y=False,
-            n_restarts_optimizer=1,
-            random_state=int(rng.integers(2**31 - 1)),
+            kernel, normalize_y=False, n_restarts_optimizer=0, optimizer=_bounded_lbfgs
         )
         with warnings.catch_warnings():
             # Hyperparameters at their bounds are normal with few, noisy points; the fit is
             # still usable and the warning would flood a run's log.
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(X, y_norm)
+        k = gp.kernel_
+        self.warm_start = [
+            float(k.k1.k1.constant_value),
+            float(k.k1.k2.lengthscale),
+            float(k.k1.k2.epsilon),
+            float(k.k2.noise_level),
+        ]
+        self._cache = (key, gp, X)
+        return gp, X, norm
+
+    def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        space, rng = ctx.space, ctx.rng
+        d = len(space)
+        if len(self.data) < 2:
+            self.last_fit = {"points": len(self.data), "fallback": "random"}
+            return ({n: to_plain(v) for n, v in space.sample(rng).items()}, dict(ctx.loser_state))
+        pending = [
+            (c, s)
+            for i, (c, s) in ctx.population.items()
+            if i != ctx.loser and s is not None and np.isfinite(s)
+        ]
+        gp, X, (t_lo, t_span, s_lo, s_span) = self._fit(ctx)
         t_now = (ctx.time - t_lo) / t_span
         s_win = (ctx.winner_score - s_lo) / s_span
         X_pend = np.array(
@@ -191,10 +211,26 @@ class PB2Explore(Strategy):
         return new_config, dict(ctx.loser_state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"data": [list(r) for r in self.data]}
+        return {"data": [list(r) for r in self.data], "warm_start": list(self.warm_start)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.data = [list(r) for r in state["data"]]
+        self.warm_start = list(state["warm_start"])
+        self._cache = None
+
+
+def _bounded_lbfgs(obj_func, initial_theta, bounds):
+    """scikit-learn's default optimiser with an iteration cap: fits are warm-started from the
+    previous one, so a few iterations suffice and the decision stays fast at a full window."""
+    res = minimize(
+        obj_func,
+        initial_theta,
+        method="L-BFGS-B",
+        jac=True,
+        bounds=bounds,
+        options={"maxiter": 30},
+    )
+    return res.x, res.fun
 
 
 class _BatchUCB:

@@ -334,12 +334,14 @@ class PopulationScheduler:
         lm, wm = self.members[loser], self.members[winner]
         winner_config = snapshot[winner][0] if snapshot else dict(wm.config)
         winner_score = snapshot[winner][1] if snapshot else wm.score
-        population = (
-            snapshot
-            if snapshot
-            else {i: (dict(m.config), m.score) for i, m in self.members.items()}
-        )
-        population = {i: v for i, v in population.items() if not self.members[i].failed}
+        # Every member's config as it will train next (decisions already taken at this
+        # boundary included: PB2 counts them as in-flight) with the score it last reported.
+        scores = {i: v[1] for i, v in snapshot.items()} if snapshot else {}
+        population = {
+            i: (dict(m.config), scores.get(i, m.score))
+            for i, m in self.members.items()
+            if not m.failed
+        }
         old_config = dict(lm.config)
         ctx = ExploreContext(
             space=self.space,

@@ -1,0 +1,193 @@
+"""The `gpbt` command line: run / resume / report / bench / replay / demo / envs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from gpbt.demo import run_demo
+
+    console = _console()
+    console.print(f"[bold]gpbt demo[/]: every method on the toy problems, population "
+                  f"{args.population}, {args.seeds} seeds (same start per seed for every method)")
+    start = time.perf_counter()
+    rows = run_demo(seeds=args.seeds, population=args.population)
+    table = Table(title="best member's final score (mean ± s.e. over seeds)")
+    for col in ("toy", "method", "best score", "wins vs random", "final diversity",
+                "exploits/run"):
+        table.add_column(col, justify="left" if col in ("toy", "method") else "right")
+    for r in rows:
+        table.add_row(r.toy, r.method, f"{r.mean:.4f} ± {r.stderr:.4f}",
+                      "-" if r.method == "random" else f"{100 * r.win_rate_vs_random:.0f}%",
+                      f"{r.mean_final_diversity:.3f}", f"{r.exploits:.1f}")
+    console.print(table)
+    console.print(f"done in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _default_folder(cfg: dict) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = cfg.get("name") or f"{cfg.get('env') or cfg['engine']}-{cfg['method']}"
+    return Path("runs") / f"{name.replace('/', '_')}-{stamp}"
+
+
+def _run_engine(cfg: dict, folder: Path, resume: bool) -> dict:
+    engine = cfg["engine"]
+    if engine == "vector":
+        from gpbt.engines.vector import run_vector
+
+        return run_vector(cfg, folder, resume=resume)
+    if engine == "local":
+        from gpbt.engines.local import run_local
+
+        return run_local(cfg, folder, resume=resume)
+    from gpbt.integrations.ray_tune import run_ray
+
+    if resume:
+        raise SystemExit("gpbt resume: Ray runs are resumed by Ray Tune itself "
+                         "(tune.Tuner.restore); see docs/ray.md")
+    return run_ray(cfg, folder)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gpbt.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    folder = Path(args.out) if args.out else _default_folder(cfg)
+    if (folder / "experiment.sqlite").exists():
+        raise SystemExit(f"{folder} already holds an experiment; use `gpbt resume {folder}` to "
+                         "continue it or pick another --out")
+    summary = _run_engine(cfg, folder, resume=False)
+    _finish(folder, summary, args)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from gpbt.config import validate_config
+    from gpbt.store import load
+
+    exp = load(args.folder)
+    if exp.config is None:
+        raise SystemExit(f"{args.folder} has no stored config; it was never started by "
+                         "`gpbt run`")
+    cfg = validate_config(exp.config)
+    summary = _run_engine(cfg, Path(args.folder), resume=True)
+    _finish(Path(args.folder), summary, args)
+    return 0
+
+
+def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
+    console = _console()
+    console.print(f"[bold green]finished[/]: {folder}")
+    for k, v in summary.items():
+        console.print(f"  {k}: {v}")
+    if not getattr(args, "no_report", False):
+        from gpbt.report import write_report
+
+        out = write_report(folder)
+        console.print(f"report: {out}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gpbt.report import write_report
+
+    out = write_report(args.folder, metric=args.metric)
+    _console().print(f"report written: {out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from gpbt.replay import replay
+
+    ok, message = replay(args.folder, verbose=args.verbose)
+    _console().print(message)
+    return 0 if ok else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gpbt.bench.runner import run_suite
+
+    run_suite(args.suite, out=args.out, seeds=args.seeds)
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from gpbt.rl.envs import known_envs
+
+    for name in known_envs():
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpbt", description="Population-based hyperparameter "
+                                "tuning for RL: GPBT-PL, PBT, PB2, random search")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train a population from a TOML config")
+    run.add_argument("config", help="TOML file, e.g. examples/quickstart.toml")
+    run.add_argument("overrides", nargs="*", help="key=value or table.key=value overrides")
+    run.add_argument("--out", help="experiment folder (default: runs/<name>-<time>)")
+    run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    run.set_defaults(func=cmd_run)
+
+    res = sub.add_parser("resume", help="continue a killed or interrupted run")
+    res.add_argument("folder")
+    res.add_argument("--no-report", action="store_true")
+    res.set_defaults(func=cmd_resume)
+
+    rep = sub.add_parser("report", help="plots and a summary for an experiment folder")
+    rep.add_argument("folder")
+    rep.add_argument("--metric", default="score", help="report column to plot (default score)")
+    rep.set_defaults(func=cmd_report)
+
+    rpl = sub.add_parser("replay", help="re-derive every decision from the log and compare")
+    rpl.add_argument("folder")
+    rpl.add_argument("--verbose", action="store_true")
+    rpl.set_defaults(func=cmd_replay)
+
+    ben = sub.add_parser("bench", help="run a benchmark suite (benchmarks/suites/NAME.toml)")
+    ben.add_argument("suite")
+    ben.add_argument("--out", help="bench folder (default: runs/bench-<suite>)")
+    ben.add_argument("--seeds", type=int, help="override the suite's number of seeds")
+    ben.set_defaults(func=cmd_bench)
+
+    demo = sub.add_parser("demo", help="every method on the toy problems (seconds, no engine)")
+    demo.add_argument("--seeds", type=int, default=30)
+    demo.add_argument("--population", type=int, default=8)
+    demo.set_defaults(func=cmd_demo)
+
+    envs = sub.add_parser("envs", help="list the built-in environments")
+    envs.set_defaults(func=cmd_envs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gpbt.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"gpbt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gpbt: interrupted; everything recorded so far is kept (gpbt resume FOLDER)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
