@@ -20,18 +20,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gpbt.demo import run_demo
 
     console = _console()
-    console.print(f"[bold]gpbt demo[/]: every method on the toy problems, population "
-                  f"{args.population}, {args.seeds} seeds (same start per seed for every method)")
+    console.print(
+        f"[bold]gpbt demo[/]: every method on the toy problems, population "
+        f"{args.population}, {args.seeds} seeds (same start per seed for every method)"
+    )
     start = time.perf_counter()
     rows = run_demo(seeds=args.seeds, population=args.population)
     table = Table(title="best member's final score (mean ± s.e. over seeds)")
-    for col in ("toy", "method", "best score", "wins vs random", "final diversity",
-                "exploits/run"):
+    for col in ("toy", "method", "best score", "wins vs random", "final diversity", "exploits/run"):
         table.add_column(col, justify="left" if col in ("toy", "method") else "right")
     for r in rows:
-        table.add_row(r.toy, r.method, f"{r.mean:.4f} ± {r.stderr:.4f}",
-                      "-" if r.method == "random" else f"{100 * r.win_rate_vs_random:.0f}%",
-                      f"{r.mean_final_diversity:.3f}", f"{r.exploits:.1f}")
+        table.add_row(
+            r.toy,
+            r.method,
+            f"{r.mean:.4f} ± {r.stderr:.4f}",
+            "-" if r.method == "random" else f"{100 * r.win_rate_vs_random:.0f}%",
+            f"{r.mean_final_diversity:.3f}",
+            f"{r.exploits:.1f}",
+        )
     console.print(table)
     console.print(f"done in {time.perf_counter() - start:.1f}s")
     return 0
@@ -56,8 +62,10 @@ def _run_engine(cfg: dict, folder: Path, resume: bool) -> dict:
     from gpbt.integrations.ray_tune import run_ray
 
     if resume:
-        raise SystemExit("gpbt resume: Ray runs are resumed by Ray Tune itself "
-                         "(tune.Tuner.restore); see docs/ray.md")
+        raise SystemExit(
+            "gpbt resume: Ray runs are resumed by Ray Tune itself "
+            "(tune.Tuner.restore); see docs/ray.md"
+        )
     return run_ray(cfg, folder)
 
 
@@ -67,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     folder = Path(args.out) if args.out else _default_folder(cfg)
     if (folder / "experiment.sqlite").exists():
-        raise SystemExit(f"{folder} already holds an experiment; use `gpbt resume {folder}` to "
-                         "continue it or pick another --out")
+        raise SystemExit(
+            f"{folder} already holds an experiment; use `gpbt resume {folder}` to "
+            "continue it or pick another --out"
+        )
     summary = _run_engine(cfg, folder, resume=False)
     _finish(folder, summary, args)
     return 0
@@ -80,8 +90,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     exp = load(args.folder)
     if exp.config is None:
-        raise SystemExit(f"{args.folder} has no stored config; it was never started by "
-                         "`gpbt run`")
+        raise SystemExit(f"{args.folder} has no stored config; it was never started by `gpbt run`")
     cfg = validate_config(exp.config)
     summary = _run_engine(cfg, Path(args.folder), resume=True)
     _finish(Path(args.folder), summary, args)
@@ -132,8 +141,11 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpbt", description="Population-based hyperparameter "
-                                "tuning for RL: GPBT-PL, PBT, PB2, random search")
+    p = argparse.ArgumentParser(
+        prog="gpbt",
+        description="Population-based hyperparameter "
+        "tuning for RL: GPBT-PL, PBT, PB2, random search",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a population from a TOML config")
@@ -184,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gpbt: interrupted; everything recorded so far is kept (gpbt resume FOLDER)",
-              file=sys.stderr)
+        print(
+            "gpbt: interrupted; everything recorded so far is kept (gpbt resume FOLDER)",
+            file=sys.stderr,
+        )
         return 130
 
 

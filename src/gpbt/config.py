@@ -46,6 +46,7 @@ ENGINE_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
         "agent_options": (dict, {}),
         "hyperparameters": (dict, {}),
         "eval_episodes": (int, 0),
+        "final_eval_episodes": (int, 32),
         "watchdog_seconds": ((int, float), 600),
     },
     "local": {
@@ -82,8 +83,10 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     config = copy.deepcopy(config)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. population=8 "
-                              "or gpbt-pl.pairing=sync")
+            raise ConfigError(
+                f"override {item!r} is not key=value; write e.g. population=8 "
+                "or gpbt-pl.pairing=sync"
+            )
         key, text = item.split("=", 1)
         key = key.strip()
         # The first dot separates the table; the rest may belong to the key (space.optim.lr).
@@ -101,13 +104,16 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a TOML "
-                          "file such as examples/quickstart.toml")
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist; pass the path of a TOML "
+            "file such as examples/quickstart.toml"
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}; fix the "
-                          "syntax at that line") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid TOML: {err}; fix the syntax at that line"
+        ) from None
     return validate_config(apply_overrides(raw, overrides or []))
 
 
@@ -123,31 +129,46 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     # too so one file can be switched between methods with method=... on the command line.
     unknown = sorted(k for k in cfg if k not in allowed and k not in METHODS)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in the config for engine '{engine}'; "
-                          f"allowed keys are {sorted(allowed)} plus a table per method "
-                          f"{list(METHODS)}")
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in the config for engine '{engine}'; "
+            f"allowed keys are {sorted(allowed)} plus a table per method "
+            f"{list(METHODS)}"
+        )
     for key, (types, default) in allowed.items():
         if key not in cfg or cfg[key] is None:
             if default is None and key not in ("metric", "time_attr", "checkpoint_interval"):
-                raise ConfigError(f"missing required key {key!r}; add it to the config, e.g. "
-                                  f"{_example(key)}")
+                raise ConfigError(
+                    f"missing required key {key!r}; add it to the config, e.g. {_example(key)}"
+                )
             value = ENGINE_DEFAULTS[engine].get(key, default)
             cfg[key] = copy.deepcopy(value)
             continue
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, types):
             names = (types,) if isinstance(types, type) else types
-            raise ConfigError(f"key {key!r} = {value!r} has the wrong type; expected "
-                              f"{' or '.join(t.__name__ for t in names)}")
+            raise ConfigError(
+                f"key {key!r} = {value!r} has the wrong type; expected "
+                f"{' or '.join(t.__name__ for t in names)}"
+            )
     if method not in METHODS:
         raise ConfigError(f"method = {method!r} is not known; use one of {list(METHODS)}")
     for key in ("population", "total_steps", "perturbation_interval"):
         if cfg[key] <= 0:
             raise ConfigError(f"key {key!r} = {cfg[key]} must be > 0")
     if cfg["perturbation_interval"] > cfg["total_steps"]:
-        raise ConfigError(f"perturbation_interval ({cfg['perturbation_interval']}) is larger "
-                          f"than total_steps ({cfg['total_steps']}): no member would ever be "
-                          "ready; lower the interval or raise the budget")
+        raise ConfigError(
+            f"perturbation_interval ({cfg['perturbation_interval']}) is larger "
+            f"than total_steps ({cfg['total_steps']}): no member would ever be "
+            "ready; lower the interval or raise the budget"
+        )
+    if engine == "vector" and cfg["metric"] not in ("episode_return", "eval_return"):
+        raise ConfigError(
+            f"metric = {cfg['metric']!r}: the vector engine scores members by "
+            "'episode_return' (training episodes) or 'eval_return' (greedy "
+            "evaluation, needs eval_episodes > 0)"
+        )
+    if engine == "vector" and cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
+        raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
     if cfg["mode"] not in ("max", "min"):
         raise ConfigError(f"mode = {cfg['mode']!r}: use 'max' or 'min'")
     for m in METHODS:
@@ -170,10 +191,15 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
 
 def build_scheduler(cfg: dict[str, Any], space: Space | None = None):
     space = space if space is not None else Space.from_dict(cfg["space"])
-    return make_scheduler(cfg["method"], space, perturbation_interval=cfg["perturbation_interval"],
-                          seed=cfg["seed"], mode=cfg["mode"],
-                          burn_in_period=cfg["burn_in_period"],
-                          options=cfg.get(cfg["method"], {}))
+    return make_scheduler(
+        cfg["method"],
+        space,
+        perturbation_interval=cfg["perturbation_interval"],
+        seed=cfg["seed"],
+        mode=cfg["mode"],
+        burn_in_period=cfg["burn_in_period"],
+        options=cfg.get(cfg["method"], {}),
+    )
 
 
 def _example(key: str) -> str:

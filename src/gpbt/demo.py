@@ -42,8 +42,9 @@ def run_demo(seeds: int = 30, population: int = 8, methods=None) -> list[DemoRow
             method = label.split(" ")[0]
             best, div, exploits = [], [], []
             for s in range(seeds):
-                sched = make_scheduler(method, toy.space, perturbation_interval=toy.interval,
-                                       seed=s, options=options)
+                sched = make_scheduler(
+                    method, toy.space, perturbation_interval=toy.interval, seed=s, options=options
+                )
                 res = run_toy(toy, sched, population, s)
                 best.append(res.best_score)
                 div.append(res.diversity[-1])
@@ -52,7 +53,15 @@ def run_demo(seeds: int = 30, population: int = 8, methods=None) -> list[DemoRow
         baseline = results.get("random", (None,))[0]
         for label, (best, div, exploits) in results.items():
             win = float(np.mean(best > baseline)) if baseline is not None else float("nan")
-            rows.append(DemoRow(toy_name, label, float(best.mean()),
-                                float(best.std(ddof=1) / np.sqrt(len(best))) if len(best) > 1
-                                else 0.0, win, div, exploits))
+            rows.append(
+                DemoRow(
+                    toy_name,
+                    label,
+                    float(best.mean()),
+                    float(best.std(ddof=1) / np.sqrt(len(best))) if len(best) > 1 else 0.0,
+                    win,
+                    div,
+                    exploits,
+                )
+            )
     return rows
