@@ -12,6 +12,7 @@ from gpbt.space import Space
 
 METHODS = ("gpbt-pl", "pbt", "pb2", "random")
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
+_GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy"}
 _STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
 
 
@@ -50,16 +51,18 @@ def make_scheduler(
                 f"one of {sorted(_STRATEGIES)}"
             )
         if strategy_name == "pl":
-            _reject_unknown(method, options, _PL_OPTIONS)
+            _reject_unknown(method, options, _PL_OPTIONS | _GPBT_OPTIONS)
             strategy = PairwiseLearning(**options)
         elif strategy_name == "perturb":
-            _reject_unknown(method, options, {"perturbation_factors", "resample_probability"})
+            _reject_unknown(
+                method, options, {"perturbation_factors", "resample_probability"} | _GPBT_OPTIONS
+            )
             strategy = Perturb(
                 tuple(options.get("perturbation_factors", (1.2, 0.8))),
                 options.get("resample_probability", 0.25),
             )
         else:
-            _reject_unknown(method, options, set())
+            _reject_unknown(method, options, _GPBT_OPTIONS)
             strategy = _STRATEGIES[strategy_name]()
         return GPBT(space, strategy, pairing=pairing, quantile_fraction=quantile, **common)
     if method == "pbt":

@@ -38,6 +38,7 @@ from gpbt.store import ExperimentStore
 CHECKPOINT_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
 MAX_WATCHDOG_RESTARTS = 3
+STARTUP_ALLOWANCE_S = 600
 
 
 def _enable_compilation_cache() -> None:
@@ -86,22 +87,29 @@ def check_space_against_agent(space: Space, agent, fixed: dict[str, Any]) -> Non
         raise ConfigError(f"[hyperparameters] {err}") from None
 
 
+def preflight(cfg: dict[str, Any]):
+    """Build the agent and check the space against it: every config error surfaces here, in
+    the caller's process, before a folder is made or anything trains."""
+    from gpbt.rl.agents import make_agent
+
+    try:
+        agent = make_agent(cfg["agent"], cfg["env"], cfg["agent_options"])
+    except (ValueError, TypeError, ImportError) as err:
+        raise ConfigError(str(err)) from None
+    check_space_against_agent(Space.from_dict(cfg["space"]), agent, dict(cfg["hyperparameters"]))
+    return agent
+
+
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
     def __init__(self, cfg: dict[str, Any], folder: str | Path, emit=None):
-        from gpbt.rl.agents import make_agent
-
         self.cfg = cfg
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
         self.space = Space.from_dict(cfg["space"])
-        try:
-            self.agent = make_agent(cfg["agent"], cfg["env"], cfg["agent_options"])
-        except (ValueError, ImportError) as err:
-            raise ConfigError(str(err)) from None
+        self.agent = preflight(cfg)
         self.fixed = dict(cfg["hyperparameters"])
-        check_space_against_agent(self.space, self.agent, self.fixed)
         self.scheduler = build_scheduler(cfg, self.space)
         self.population = cfg["population"]
         self.interval = int(cfg["perturbation_interval"])
@@ -351,6 +359,7 @@ def run_vector(
 
     `supervise=False` runs in this process (no watchdog); tests and notebooks may prefer it.
     """
+    preflight(cfg)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not supervise:
@@ -365,6 +374,10 @@ def run_vector(
             proc = ctx.Process(target=_child, args=(cfg, str(folder), resume, events), daemon=True)
             proc.start()
             last = time.monotonic()
+            # Until the child reports its first generation it is importing and compiling,
+            # which takes far longer than a generation on a loaded machine; only after that
+            # does the watchdog hold it to `watchdog_seconds`.
+            limit = cfg["watchdog_seconds"] + STARTUP_ALLOWANCE_S
             outcome = None
             while outcome is None:
                 try:
@@ -376,10 +389,12 @@ def run_vector(
                             "kind": "crash",
                             "message": f"the training process died (exit code {proc.exitcode})",
                         }
-                    elif time.monotonic() - last > cfg["watchdog_seconds"]:
+                    elif time.monotonic() - last > limit:
                         outcome = {"type": "hang"}
                     continue
                 last = time.monotonic()
+                if event["type"] == "generation":
+                    limit = cfg["watchdog_seconds"]
                 if event["type"] in ("done", "error"):
                     outcome = event
                 else:

@@ -1,0 +1,264 @@
+"""The vector engine end to end on a real gymnax environment, sized for CI."""
+
+import copy
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpbt.config import ConfigError, load_config, validate_config
+from gpbt.engines.vector import run_vector
+from gpbt.replay import replay
+from gpbt.report import ReportError, write_report
+from gpbt.store import load
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "env": "CartPole-v1",
+    "agent": "ppo",
+    "method": "gpbt-pl",
+    "population": 4,
+    "total_steps": 4096 * 5,
+    "perturbation_interval": 4096,
+    "seed": 3,
+    "final_eval_episodes": 4,
+    "agent_options": {
+        "num_envs": 8,
+        "rollout_chunk": 16,
+        "max_rollout_len": 64,
+        "minibatch_unit": 32,
+        "max_epochs": 4,
+    },
+    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
+    "space": {
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "clip": {"type": "float", "low": 0.1, "high": 0.4},
+    },
+}
+
+
+def tiny(**changes):
+    cfg = copy.deepcopy(TINY)
+    cfg.update(changes)
+    return validate_config(cfg)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ref")
+    summary = run_vector(tiny(), folder, supervise=False)
+    return folder, summary
+
+
+def report_table(folder):
+    df = load(folder).reports
+    return df[["member", "time", "score", "config.lr", "config.clip"]].reset_index(drop=True)
+
+
+def test_a_run_records_every_report_decision_and_checkpoint(reference):
+    folder, summary = reference
+    exp = load(folder)
+    assert len(exp.reports) == 4 * 5
+    assert sorted(exp.reports["time"].unique()) == [4096 * g for g in range(1, 6)]
+    assert len(exp.decisions) == 4 * 4  # every member decided at every boundary but the last
+    assert summary["exploits"] == int((exp.decisions["kind"] == "exploit").sum()) > 0
+    # hyperparameter changes and exploits never recompiled the training program
+    assert summary["compilations_during_run"] == 1
+    assert exp.latest_checkpoint["time"] == 4096 * 5
+    assert (Path(folder) / exp.latest_checkpoint["path"]).exists()
+    assert len(exp.state("final_evaluation")["returns"]) == 4
+
+
+def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):
+    folder, _ = reference
+    exp = load(folder)
+    ex = exp.decisions[exp.decisions["kind"] == "exploit"].iloc[0]
+    nxt = exp.reports[
+        (exp.reports["member"] == ex["member"]) & (exp.reports["time"] == ex["time"] + 4096)
+    ].iloc[0]
+    assert nxt["config.lr"] == pytest.approx(ex["new_config.lr"])
+    assert nxt["config.clip"] == pytest.approx(ex["new_config.clip"])
+
+
+def test_same_seed_same_run(reference, tmp_path):
+    run_vector(tiny(), tmp_path, supervise=False)
+    a, b = report_table(reference[0]), report_table(tmp_path)
+    assert a.equals(b)
+
+
+def test_same_seed_same_start_for_every_method(reference, tmp_path):
+    run_vector(
+        tiny(method="random", total_steps=4096, perturbation_interval=4096),
+        tmp_path,
+        supervise=False,
+    )
+    a = report_table(reference[0])
+    b = report_table(tmp_path)
+    first = a[a["time"] == 4096].reset_index(drop=True)
+    # same hyperparameters and same weights/envs: identical first-interval scores
+    assert first.equals(b)
+
+
+def test_replay_reproduces_the_log_and_catches_tampering(reference, tmp_path):
+    ok, message = replay(reference[0])
+    assert ok, message
+    assert "16 decisions re-derived identically" in message
+    import shutil
+
+    shutil.copytree(reference[0], tmp_path / "copy")
+    db = sqlite3.connect(tmp_path / "copy" / "experiment.sqlite")
+    (seq,) = db.execute("SELECT seq FROM decisions WHERE kind='exploit' ORDER BY seq").fetchone()
+    db.execute("UPDATE decisions SET donor = (donor + 1) % 4 WHERE seq = ?", (seq,))
+    db.commit()
+    db.close()
+    ok, message = replay(tmp_path / "copy")
+    assert not ok and "the log says" in message
+
+
+def test_report_writes_plots_and_summary(reference):
+    out = write_report(reference[0])
+    for name in ("returns.png", "hyperparameters.png", "lineage.png", "report.html"):
+        assert (out / name).stat().st_size > 1000
+    text = (out / "summary.md").read_text()
+    assert "gpbt-pl on CartPole-v1" in text and "final best member" in text
+    with pytest.raises(
+        ReportError,
+        match="metric 'reward' is not in this experiment's reports; available: \\['score',",
+    ):
+        write_report(reference[0], metric="reward")
+
+
+def _gpbt(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", *args], capture_output=True, text=True, timeout=600, **kw
+    )
+
+
+def _write_toml(path, cfg):
+    import json
+
+    lines = []
+    tables = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            tables[k] = v
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        for k, v in table.items():
+            if isinstance(v, dict):
+                inner = ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items())
+                lines.append(f"{k} = {{ {inner} }}")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_killed_run_resumes_with_nothing_lost(reference, tmp_path):
+    cfg_path = _write_toml(tmp_path / "tiny.toml", {k: v for k, v in TINY.items()})
+    folder = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpbt.cli",
+            "run",
+            str(cfg_path),
+            "--out",
+            str(folder),
+            "--no-report",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    db = folder / "experiment.sqlite"
+    while time.time() < deadline:
+        if db.exists():
+            with sqlite3.connect(db) as c:
+                try:
+                    n = c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+                except sqlite3.OperationalError:
+                    n = 0
+            if n >= 8:  # two generations in: at least one checkpoint behind us
+                break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its training child, no warning
+    proc.wait()
+    before = load(folder).reports
+    assert 8 <= len(before) < 20
+    result = _gpbt("resume", str(folder), "--no-report")
+    assert result.returncode == 0, result.stderr
+    after = report_table(folder)
+    assert not after.duplicated(["member", "time"]).any()
+    assert after.equals(report_table(reference[0]))  # the same run as one never killed
+    # every report written before the kill is still there, unchanged
+    merged = before.merge(load(folder).reports, on=["member", "time"], suffixes=("", "_new"))
+    assert len(merged) == len(before)
+    assert np.allclose(merged["score"], merged["score_new"])
+    ok, message = replay(folder)
+    assert ok, message
+
+
+def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
+    env = {**os.environ, "GPBT_TEST_HANG_AT": "3"}
+    cfg_path = _write_toml(tmp_path / "tiny.toml", {**TINY, "watchdog_seconds": 20})
+    folder = tmp_path / "run"
+    result = _gpbt("run", str(cfg_path), "--out", str(folder), "--no-report", env=env)
+    assert result.returncode == 0, result.stderr
+    restarts = load(folder).state("restarts")
+    assert [e["reason"] for e in restarts["events"]] == ["no progress"]
+    assert report_table(folder).equals(report_table(reference[0]))
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"env": "CartPole-v9"}, "CartPole-v9"),
+        (
+            {"space": {"learning_rate": {"type": "float", "low": 0.1, "high": 0.2}}},
+            "[space] 'learning_rate' is not a hyperparameter of this agent",
+        ),
+        (
+            {"space": {"num_epochs": {"type": "int", "low": 1, "high": 40}}},
+            "[space] 'num_epochs': 40 is outside what the agent accepts",
+        ),
+        ({"hyperparameters": {"lr": 1e-3}}, "[hyperparameters] 'lr' is also in [space]"),
+        ({"agent": "dqn"}, "agent = 'dqn' is not known"),
+        ({"agent_options": {"num_env": 4}}, "'num_env' is not an option of agent 'ppo'"),
+    ],
+)
+def test_config_errors_stop_before_training(tmp_path, change, needle):
+    cfg_path = _write_toml(tmp_path / "bad.toml", {**TINY, **change})
+    result = _gpbt("run", str(cfg_path), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert result.stderr.count("\n") <= 2  # one clear message, no traceback
+    assert not (tmp_path / "run" / "experiment.sqlite").exists()
+
+
+def test_cli_overrides_reach_the_config(tmp_path):
+    cfg_path = _write_toml(tmp_path / "c.toml", TINY)
+    cfg = load_config(
+        cfg_path,
+        [
+            "population=6",
+            "gpbt-pl.pairing=sync",
+            "method=pbt",
+            "pbt.perturbation_factors=[1.5, 0.5]",
+        ],
+    )
+    assert cfg["population"] == 6 and cfg["gpbt-pl"] == {"pairing": "sync"}
+    assert cfg["pbt"]["perturbation_factors"] == [1.5, 0.5]
+    with pytest.raises(ConfigError, match="override 'population' is not key=value"):
+        load_config(cfg_path, ["population"])
