@@ -434,6 +434,12 @@ class _LiveView:
     def __enter__(self):
         if not self.enabled:
             return self
+        from rich.console import Console
+
+        if not Console().is_terminal:
+            # A log file or CI: one plain line per generation instead of a redrawn screen.
+            self.plain = True
+            return self
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -454,8 +460,12 @@ class _LiveView:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    plain = False
+
     def note(self, text: str) -> None:
         self.notes.append(text)
+        if self.plain:
+            print(text, flush=True)
         if self.live is not None:
             self.live.update(self._render())
 
@@ -464,6 +474,12 @@ class _LiveView:
             self.last = event
         elif event["type"] == "resumed":
             self.notes.append(f"resumed at generation {event['generation']}")
+        if self.plain and event["type"] == "generation":
+            best = max(event["members"], key=lambda m: _finite(m["score"]))
+            print(f"generation {event['generation']}/{event['generations']}  "
+                  f"t={event['time']:,}  best member {best['member']} score "
+                  f"{best['score']:.2f}  exploits {event['exploits']}  "
+                  f"train {event['train_s']:.1f}s", flush=True)
         if self.live is not None:
             if self.last:
                 self.progress.update(self.task, completed=self.last["time"])
@@ -493,6 +509,10 @@ class _LiveView:
             table.caption = caption
         parts = [self.progress, table] + [f"[yellow]{n}" for n in self.notes[-3:]]
         return Group(*parts)
+
+
+def _finite(x: float) -> float:
+    return x if isinstance(x, float) and math.isfinite(x) else -math.inf
 
 
 def _short(v: Any) -> str:
