@@ -109,12 +109,13 @@ def main() -> None:
             json.dump(result, f, indent=1)
     for env in sorted({r["env"] for r in rows}):
         by = {r["label"]: r for r in rows if r["env"] == env}
+        ratio = by["gpbt-pl"]["env_steps_per_s"] / by["no-exploit"]["env_steps_per_s"]
         print(
             f"{env}: gpbt-pl {by['gpbt-pl']['env_steps_per_s']:,.0f}/s, no-exploit "
             f"{by['no-exploit']['env_steps_per_s']:,.0f}/s, alone "
             f"{by['alone']['env_steps_per_s']:,.0f}/s, management "
             f"{100 * by['gpbt-pl']['management_share']:.2f}% of wall time, ratio "
-            f"gpbt-pl/no-exploit {by['gpbt-pl']['env_steps_per_s'] / by['no-exploit']['env_steps_per_s']:.3f}"
+            f"gpbt-pl/no-exploit {ratio:.3f}"
         )
 
 
