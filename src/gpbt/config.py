@@ -55,6 +55,8 @@ ENGINE_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
         "step_timeout": ((int, float), 600),
         "max_failures": (int, 2),
         "trainable_options": (dict, {}),
+        "deterministic": (bool, False),
+        "threads_per_worker": (int, 0),  # 0: the engine picks
     },
     "ray": {
         "trainable": (str, None),
@@ -144,7 +146,7 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
             cfg[key] = copy.deepcopy(value)
             continue
         value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and types is not bool) or not isinstance(value, types):
             names = (types,) if isinstance(types, type) else types
             raise ConfigError(
                 f"key {key!r} = {value!r} has the wrong type; expected "

@@ -1,0 +1,1265 @@
+"""The asynchronous local engine: any Python trainable, N worker processes, crash-safe resume.
+
+How a run proceeds
+    Every member trains in steps. After each `step()` its worker saves a checkpoint and sends the
+    metrics to the main process, which feeds the scheduler (`on_report`: a decision only when the
+    member reached its perturbation interval), applies the decision and hands the member, or the
+    member furthest behind if others wait, the worker again. Only the reporting member changes:
+    an exploit points the loser at the donor's latest checkpoint and gives it the new config; the
+    next worker to run the loser restores that checkpoint and calls `reset_config`.
+    Synchronous schedulers (`pairing = "sync"`, PBT/PB2 with `synch = true`) make members wait
+    at each boundary until the whole population arrived, then decide for all of them at once.
+
+Member time
+    Each member keeps its own clock of `time_attr`: the sum of the increments its trainable
+    reported. After an exploit the loser continues from its own time, not the donor's, so every
+    member trains exactly `total_steps` and its reports never go back in time; the raw value the
+    trainable reported stays in the report's metrics.
+
+Durability
+    After each event (a report and its decision, a fault, a barrier) the main process commits
+    one state blob to the experiment store (scheduler `state_dict`, every member's checkpoint,
+    config and retry count, and the report/decision rows of the event), and only then writes
+    those rows to the report and decision tables. A run killed at any instant resumes from the
+    last commit: rows already in the store were committed, so none is re-run or duplicated;
+    rows of a commit whose table writes were cut off are re-added from the blob; steps that
+    were in flight are simply run again from their member's checkpoint.
+
+Checkpoints
+    `FOLDER/checkpoints/m<member>-<serial>-<token>`: a fresh folder per step, renamed into
+    place when complete. A checkpoint lives while some member's current state is that
+    checkpoint (its own latest, or a donor's it was told to clone and has not yet trained on);
+    then it is deleted. Disk use is therefore at most one checkpoint per member plus those in
+    flight, and a checkpoint that an exploit may still clone is never deleted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import multiprocessing as mp
+import os
+import pickle
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import time as _time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import wait as _mp_wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gpbt.engines.trainable import (
+    Trainable,
+    TrainableError,
+    clean_metrics,
+    load_trainable,
+    trainable_name,
+)
+from gpbt.space import Space
+
+# Worker processes import this module to reach `_worker_main`; the scheduler core (which pulls
+# in scikit-learn for PB2) and the store (pandas) are imported only where the main process
+# needs them, so that starting or replacing a worker stays cheap.
+if TYPE_CHECKING:
+    from gpbt.core.decisions import Decision
+    from gpbt.core.schedulers import PopulationScheduler
+    from gpbt.store import ExperimentStore
+
+__all__ = ["LocalEngine", "run_local", "Trainable", "TrainableError"]
+
+log = logging.getLogger("gpbt.local")
+
+STATE_KEY = "local_engine"
+CHECKPOINTS = "checkpoints"
+_STATE_VERSION = 1
+# Keys of the config that may differ on resume (another machine, a longer timeout after a hang).
+RUNTIME_KEYS = ("workers", "step_timeout", "max_failures", "threads_per_worker")
+
+
+# =========================================================================== member state
+
+
+@dataclass
+class _Member:
+    config: dict[str, Any]  # flat, as the scheduler speaks it
+    time: float = 0  # the member's own clock (see the module docstring)
+    trainable_time: float | None = None  # time_attr of the trainable state `ckpt` holds
+    ckpt: str | None = None  # current state, relative to the folder; None = fresh setup
+    epoch: int = 0  # bumped whenever the main process replaces the state (exploit, restart)
+    steps: int = 0  # steps since the epoch began; (epoch, steps) names a live state
+    status: str = "active"  # active | done | failed
+    failures: int = 0
+    last_error: str | None = None
+    score: float | None = None  # last reported raw score
+    waiting: bool = False  # at a synchronous barrier
+    exploits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# =========================================================================== in the worker
+
+
+@dataclass
+class _Live:
+    obj: Any
+    epoch: int
+    steps: int
+
+
+class _Runner:
+    """Runs members' steps inside one worker, keeping recently run trainables alive so that a
+    member that stays on its worker (the usual case) never goes through its checkpoint."""
+
+    def __init__(self, cls: type, cache_size: int):
+        self.cls = cls
+        self.cache_size = max(1, int(cache_size))
+        self.cache: OrderedDict[int, _Live] = OrderedDict()
+
+    def run(self, task: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        member = task["member"]
+        t_recv = _time.monotonic()
+        phase = "setup/restore"
+        live = self.cache.pop(member, None)
+        obj = None if live is None else live.obj
+        try:
+            how = "cached"
+            if live is None or (live.epoch, live.steps) != (task["epoch"], task["steps"]):
+                obj, how, phase = self._prepare(live, task)
+            t_start = _time.monotonic()
+            c_start = _time.process_time()
+            phase = "step"
+            raw = obj.step()
+            t_end = _time.monotonic()
+            metrics, dropped = clean_metrics(raw, member)
+            phase = "save"
+            target = task["save_to"]
+            tmp = target + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            obj.save(tmp)
+            os.replace(tmp, target)
+            t_saved = _time.monotonic()
+            cpu = _time.process_time() - c_start
+            nbytes = _folder_bytes(target)
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            if obj is not None:
+                _quiet_cleanup(obj)
+            return "error", {
+                "member": member,
+                "phase": phase,
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+                "fatal": isinstance(e, TrainableError),
+            }
+        self.cache[member] = _Live(obj, task["epoch"], task["steps"] + 1)
+        while len(self.cache) > self.cache_size:
+            _, old = self.cache.popitem(last=False)
+            _quiet_cleanup(old.obj)
+        return "result", {
+            "member": member,
+            "metrics": metrics,
+            "dropped": dropped,
+            "how": how,
+            "t_recv": t_recv,
+            "t_start": t_start,
+            "t_end": t_end,
+            "prepare_s": t_start - t_recv,
+            "step_s": t_end - t_start,
+            "save_s": t_saved - t_end,
+            "cpu_s": cpu,  # step + save, this worker process's CPU time
+            "bytes": nbytes,
+        }
+
+    def _prepare(self, live: _Live | None, task: dict[str, Any]) -> tuple[Any, str, str]:
+        """Bring the member's state into a live trainable: (object, how, phase done last)."""
+        ckpt, config = task["ckpt"], task["config"]
+        if live is not None and ckpt is not None:
+            obj = live.obj
+            if live.epoch == task["epoch"]:
+                # Same hyperparameters, an older state of this member: load its latest.
+                obj.restore(ckpt)
+                return obj, "restored", "restore"
+            # Weights first, hyperparameters second, so the new values are the ones that stay.
+            obj.restore(ckpt)
+            if obj.reset_config(config):
+                obj.config = config
+                return obj, "reset", "reset_config"
+            _quiet_cleanup(obj)
+        elif live is not None:
+            _quiet_cleanup(live.obj)
+        obj = self.cls()
+        obj.config = config
+        obj.member = task["member"]
+        obj.seed = task["seed"]
+        obj.setup(config)
+        if ckpt is None:
+            return obj, "setup", "setup"
+        obj.restore(ckpt)
+        return obj, "rebuilt", "restore"
+
+    def drop(self, member: int) -> None:
+        live = self.cache.pop(member, None)
+        if live is not None:
+            _quiet_cleanup(live.obj)
+
+    def close(self) -> None:
+        while self.cache:
+            _, live = self.cache.popitem()
+            _quiet_cleanup(live.obj)
+
+
+def _quiet_cleanup(obj: Any) -> None:
+    try:
+        cleanup = getattr(obj, "cleanup", None)
+        if callable(cleanup):
+            cleanup()
+    except Exception:  # a broken cleanup must not take the worker down with it
+        log.debug("cleanup() raised", exc_info=True)
+
+
+def _folder_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def _die_with_parent() -> None:
+    # A worker orphaned by a killed runner would otherwise finish its step and write into the
+    # experiment folder while the resumed run is using it.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:
+            pass
+
+
+def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    for p in reversed(sys_path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    try:
+        spec = pickle.loads(blob)
+        cls = load_trainable(spec)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+    except BaseException as e:
+        conn.send(
+            ("fatal", {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        )
+        return
+    runner = _Runner(cls, cache_size)
+    conn.send(("ready", {"pid": os.getpid()}))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "run":
+                conn.send(runner.run(msg[1]))
+            elif msg[0] == "drop":
+                runner.drop(msg[1])
+            elif msg[0] == "close":
+                break
+    finally:
+        runner.close()
+
+
+# =========================================================================== executors
+
+
+@dataclass
+class _Event:
+    kind: str  # result | error | timeout | died
+    worker: int
+    member: int
+    payload: dict[str, Any] = field(default_factory=dict)
+    task: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Proc:
+    process: Any
+    conn: Any
+    ready: bool = False
+    task: dict[str, Any] | None = None
+    deadline: float | None = None
+
+
+class _ProcessPool:
+    """Worker processes (spawned, so torch/JAX threads in the parent cannot deadlock them)."""
+
+    def __init__(
+        self,
+        n: int,
+        trainable: type | str,
+        *,
+        threads: int,
+        cache_size: int,
+        step_timeout: float | None,
+    ):
+        try:
+            self.blob = pickle.dumps(trainable)
+        except Exception as e:
+            raise ValueError(
+                f"trainable {trainable_name(trainable)!r} cannot be sent to worker processes "
+                f"({e}); define the class at the top level of an importable module"
+            ) from e
+        self.n, self.threads, self.cache_size = n, threads, cache_size
+        self.step_timeout = step_timeout
+        self.ctx = mp.get_context("spawn")
+        self.workers: list[_Proc | None] = [None] * n
+        self.last_worker: dict[int, int] = {}
+        self.startup_deaths = 0
+        for i in range(n):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        parent, child = self.ctx.Pipe()
+        process = self.ctx.Process(
+            target=_worker_main,
+            args=(child, self.blob, list(sys.path), self.threads, self.cache_size),
+            name=f"gpbt-worker-{i}",
+        )
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: str(self.threads) for k in _THREAD_VARS})
+        try:
+            process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        self.workers[i] = _Proc(process, parent)
+
+    def now(self) -> float:
+        return _time.monotonic()
+
+    def idle(self) -> list[int]:
+        return [i for i, w in enumerate(self.workers) if w and w.ready and w.task is None]
+
+    def busy(self) -> int:
+        return sum(1 for w in self.workers if w and w.task is not None)
+
+    def submit(self, i: int, task: dict[str, Any]) -> None:
+        w = self.workers[i]
+        w.conn.send(("run", task))
+        w.task = task
+        w.deadline = None if self.step_timeout is None else _time.monotonic() + self.step_timeout
+        self.last_worker[task["member"]] = i
+
+    def drop(self, member: int) -> None:
+        i = self.last_worker.pop(member, None)
+        w = None if i is None else self.workers[i]
+        if w is not None and w.ready:
+            try:
+                w.conn.send(("drop", member))
+            except OSError:
+                pass
+
+    def wait(self) -> list[_Event]:
+        now = _time.monotonic()
+        deadlines = [w.deadline for w in self.workers if w and w.deadline is not None]
+        # Wake at least once a second so Ctrl-C and hung steps are noticed promptly.
+        timeout = 1.0 if not deadlines else max(0.0, min(min(deadlines) - now, 1.0))
+        conns = {w.conn: i for i, w in enumerate(self.workers) if w}
+        sentinels = {w.process.sentinel: i for i, w in enumerate(self.workers) if w}
+        ready = _mp_wait(list(conns) + list(sentinels), timeout)
+        events: list[_Event] = []
+        lost: set[int] = set()
+        for i in sorted({conns[o] for o in ready if o in conns}):
+            events.extend(self._receive(i, lost))
+        for i in sorted({sentinels[o] for o in ready if o in sentinels}):
+            if i in lost:
+                continue
+            w = self.workers[i]
+            while w.conn.poll():  # a last message sent just before exiting
+                events.extend(self._receive(i, lost))
+                if i in lost:
+                    break
+            if i not in lost:
+                lost.add(i)
+                code = w.process.exitcode
+                events.extend(self._lost(i, "died", f"the worker process exited (code {code})"))
+        now = _time.monotonic()
+        for i, w in enumerate(self.workers):
+            if i not in lost and w and w.deadline is not None and now >= w.deadline:
+                events.extend(
+                    self._lost(i, "timeout", f"the step took longer than {self.step_timeout} s")
+                )
+        return events
+
+    def _receive(self, i: int, lost: set[int]) -> list[_Event]:
+        w = self.workers[i]
+        try:
+            kind, payload = w.conn.recv()
+        except (EOFError, OSError):
+            lost.add(i)
+            return self._lost(i, "died", "the worker process exited")
+        if kind == "ready":
+            w.ready = True
+            self.startup_deaths = 0
+            return []
+        if kind == "fatal":
+            raise TrainableError(
+                f"a worker could not load the trainable: {payload['error']}\n{payload['traceback']}"
+            )
+        task, w.task, w.deadline = w.task, None, None
+        return [_Event(kind, i, payload["member"], payload, task or {})]
+
+    def _lost(self, i: int, kind: str, message: str) -> list[_Event]:
+        """Kill worker i, start a replacement; the member it was running (if any) faulted."""
+        w = self.workers[i]
+        task = w.task
+        _kill(w.process)
+        w.conn.close()
+        if not w.ready:
+            # A worker that dies before it could even load the trainable would be replaced
+            # forever; a few in a row means the environment is broken, not a member.
+            self.startup_deaths += 1
+            if self.startup_deaths >= 3:
+                raise RuntimeError(
+                    f"worker processes keep dying while starting ({message}); check that "
+                    "the trainable's module imports cleanly in a fresh Python process"
+                )
+        for m, j in list(self.last_worker.items()):
+            if j == i:
+                del self.last_worker[m]
+        self._start(i)
+        if task is None:
+            return []
+        return [_Event(kind, i, task["member"], {"error": message}, task)]
+
+    def close(self, abort: bool = False) -> None:
+        for w in self.workers:
+            if w is None:
+                continue
+            if not abort and w.process.is_alive():
+                try:
+                    w.conn.send(("close",))
+                except OSError:
+                    pass
+        deadline = _time.monotonic() + (0 if abort else 10)
+        for w in self.workers:
+            if w is None:
+                continue
+            w.process.join(max(0.0, deadline - _time.monotonic()))
+            _kill(w.process)
+            w.conn.close()
+        self.workers = [None] * self.n
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _kill(process) -> None:
+    if process.is_alive():
+        process.kill()
+    process.join(5)
+
+
+class _SimulatedPool:
+    """The deterministic mode: N virtual workers in this process and a simulated clock.
+
+    A task runs to completion when submitted, but its result is delivered at
+    `now + duration`, in the order of simulated finishing time (ties: submission order); a
+    duration above `step_timeout` is a hang: the virtual worker "dies", losing its live
+    trainables as a real one would. Event order therefore depends only on seeds and durations.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        trainable: type,
+        *,
+        cache_size: int,
+        step_timeout: float | None,
+        duration: Callable[[dict[str, Any], dict[str, Any]], float],
+    ):
+        self.n = n
+        self.cls = trainable
+        self.cache_size = cache_size
+        self.step_timeout = step_timeout
+        self.duration = duration
+        self.runners = [_Runner(trainable, cache_size) for _ in range(n)]
+        self.clock = 0.0
+        self.heap: list[tuple[float, int, _Event]] = []
+        self.busy_workers: set[int] = set()
+        self.seq = 0
+        self.last_worker: dict[int, int] = {}
+
+    def now(self) -> float:
+        return self.clock
+
+    def idle(self) -> list[int]:
+        return [i for i in range(self.n) if i not in self.busy_workers]
+
+    def busy(self) -> int:
+        return len(self.busy_workers)
+
+    def submit(self, i: int, task: dict[str, Any]) -> None:
+        kind, payload = self.runners[i].run(task)
+        if kind == "result":
+            d = float(self.duration(task, payload["metrics"]))
+        else:
+            d = 0.0
+        event = _Event(kind, i, task["member"], payload, task)
+        if self.step_timeout is not None and d > self.step_timeout:
+            d = self.step_timeout
+            event = _Event(
+                "timeout",
+                i,
+                task["member"],
+                {"error": f"the step took longer than {self.step_timeout} s (simulated)"},
+                task,
+            )
+            self.runners[i].close()
+            self.runners[i] = _Runner(self.cls, self.cache_size)
+        self.seq += 1
+        heapq.heappush(self.heap, (self.clock + max(d, 0.0), self.seq, event))
+        self.busy_workers.add(i)
+        self.last_worker[task["member"]] = i
+
+    def drop(self, member: int) -> None:
+        i = self.last_worker.pop(member, None)
+        if i is not None:
+            self.runners[i].drop(member)
+
+    def wait(self) -> list[_Event]:
+        if not self.heap:
+            return []
+        t, _, event = heapq.heappop(self.heap)
+        self.clock = t
+        self.busy_workers.discard(event.worker)
+        return [event]
+
+    def close(self, abort: bool = False) -> None:
+        for r in self.runners:
+            r.close()
+
+
+# =========================================================================== the engine
+
+
+class LocalEngine:
+    """Run a population of trainables under a scheduler, asynchronously, on this machine.
+
+    `trainable`: a class (see `gpbt.engines.trainable.Trainable`) or `"module:ClassName"`.
+    `scheduler`: any `PopulationScheduler` (build one with `gpbt.core.methods.make_scheduler`;
+    give it `max_time=total_steps` so that it records each member's stop).
+    `workers`: worker processes (default: the number of cores, at most the population).
+    `step_timeout`: seconds one task (restore/setup + step + save) may take before its worker is
+    killed. `max_failures`: restarts from the last checkpoint a member gets; one more fault
+    marks it failed. `trainable_options`: fixed settings merged under every member's
+    hyperparameters. `deterministic=True` runs everything in this process on a simulated clock;
+    `sim_duration(member, metrics)` then gives a step's simulated seconds (default: the step's
+    increment of `time_attr`, so a member with a bigger batch is slower). `progress(event)` is
+    called with a dict for every report, decision and fault.
+    """
+
+    def __init__(
+        self,
+        trainable: type | str,
+        scheduler: PopulationScheduler,
+        folder: str | os.PathLike,
+        *,
+        population: int,
+        total_steps: float | None = None,
+        time_attr: str = "timesteps_total",
+        metric: str = "episode_reward_mean",
+        workers: int | None = None,
+        step_timeout: float | None = None,
+        max_failures: int = 2,
+        trainable_options: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        deterministic: bool = False,
+        sim_duration: Callable[[int, dict[str, Any]], float] | None = None,
+        threads_per_worker: int | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        store_config: Mapping[str, Any] | None = None,
+    ):
+        self.trainable_spec = trainable
+        self.trainable_cls = load_trainable(trainable)
+        self.scheduler = scheduler
+        self.folder = Path(folder)
+        if int(population) < 1:
+            raise ValueError(f"population = {population}: need at least 1 member")
+        self.population = int(population)
+        if total_steps is None:
+            total_steps = scheduler.max_time
+        if total_steps is None or not total_steps > 0:
+            raise ValueError(
+                f"total_steps = {total_steps}: give each member's budget in units of "
+                f"time_attr ({time_attr!r}), e.g. total_steps = 1_000_000"
+            )
+        self.total_steps = total_steps
+        self.time_attr, self.metric = str(time_attr), str(metric)
+        cores = os.cpu_count() or 1
+        workers = cores if workers is None else int(workers)
+        if workers < 1:
+            raise ValueError(f"workers = {workers}: need at least 1 worker process")
+        self.workers = min(workers, self.population)
+        if step_timeout is not None and not step_timeout > 0:
+            raise ValueError(f"step_timeout = {step_timeout}: must be > 0 seconds (or unset)")
+        self.step_timeout = None if step_timeout is None else float(step_timeout)
+        if int(max_failures) < 0:
+            raise ValueError(f"max_failures = {max_failures}: must be >= 0")
+        self.max_failures = int(max_failures)
+        self.trainable_options = dict(trainable_options or {})
+        self.seed = scheduler.seed if seed is None else int(seed)
+        self.deterministic = bool(deterministic)
+        self.sim_duration = sim_duration
+        self.threads = threads_per_worker or max(1, cores // self.workers)
+        self.progress = progress
+        self.store_config = dict(store_config) if store_config is not None else None
+        self.sync = bool(scheduler.synchronous)
+
+        self.members: dict[int, _Member] = {}
+        self.ckpts: dict[str, dict[str, Any]] = {}  # live checkpoint -> its facts
+        self.next_ckpt = 0
+        self.exploits = 0
+        self.failed: dict[int, str] = {}
+        self.running: dict[int, int] = {}  # member -> worker
+        self.token = secrets.token_hex(3)
+        self.stats: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "report_to_step_s",
+                "decide_s",
+                "step_s",
+                "step_cpu_s",
+                "save_s",
+                "save_bytes",
+                "exploit_restore_s",
+                "exploit_bytes",
+            )
+        }
+        self._received: dict[int, float] = {}
+        self._after_exploit: set[int] = set()
+        self._warned: set[str] = set()
+        self._after_commit: Callable[[], None] | None = None  # tests: simulate a kill here
+        self.store: ExperimentStore | None = None
+        self.pool: _ProcessPool | _SimulatedPool | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or, with `resume=True`, continue) the experiment; return its summary."""
+        from gpbt.store import ExperimentStore
+
+        t0, c0 = _time.monotonic(), _time.process_time()
+        self.store = ExperimentStore(self.folder)
+        try:
+            self._open(resume)
+            if any(m.status == "active" for m in self.members.values()):
+                self.pool = self._make_pool()
+                try:
+                    self._loop()
+                except BaseException:
+                    self.pool.close(abort=True)
+                    raise
+                self.pool.close()
+            self._sweep()
+            summary = self.summary(wall_seconds=_time.monotonic() - t0)
+            summary["main_cpu_seconds"] = _time.process_time() - c0
+            return summary
+        finally:
+            self.store.close()
+
+    def _make_pool(self):
+        cache = max(1, math.ceil(self.population / self.workers))
+        if self.deterministic:
+            return _SimulatedPool(
+                self.workers,
+                self.trainable_cls,
+                cache_size=cache,
+                step_timeout=self.step_timeout,
+                duration=self._duration,
+            )
+        return _ProcessPool(
+            self.workers,
+            self.trainable_spec,
+            threads=self.threads,
+            cache_size=cache,
+            step_timeout=self.step_timeout,
+        )
+
+    def _duration(self, task: dict[str, Any], metrics: dict[str, Any]) -> float:
+        if self.sim_duration is not None:
+            return float(self.sim_duration(task["member"], metrics))
+        t = metrics.get(self.time_attr)
+        base = task.get("base_time") or 0
+        if _is_number(t):
+            return max(float(t) - float(base), 0.0)
+        return 1.0
+
+    def _open(self, resume: bool) -> None:
+        store = self.store
+        stored_config = store.read_config()
+        state = store.get_state(STATE_KEY)
+        if resume and stored_config is None and state is None:
+            raise FileNotFoundError(
+                f"nothing to resume in {self.folder}: it holds no gpbt run; start one with "
+                "gpbt run CONFIG (or resume=False)"
+            )
+        if not resume and state is not None:
+            raise FileExistsError(
+                f"{self.folder} already holds a local-engine run; continue it with "
+                f"`gpbt resume {self.folder}` (resume=True) or choose a new folder"
+            )
+        config = self.store_config if self.store_config is not None else self._describe()
+        if stored_config is not None:
+            config = dict(config)
+            for k in RUNTIME_KEYS:
+                if k in stored_config:
+                    config[k] = stored_config[k]
+                else:
+                    config.pop(k, None)
+        store.write_config(config)
+        (self.folder / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        if state is None:
+            configs = self.scheduler.initial_population(self.population)
+            self.members = {i: _Member(config=c) for i, c in enumerate(configs)}
+            self._commit([], [])
+        else:
+            self._load(state)
+            pending = state.get("pending") or {}
+            if pending.get("reports"):
+                store.add_reports(pending["reports"])
+            if pending.get("decisions"):
+                store.add_decisions(pending["decisions"])
+            log.info("resumed %s from its last commit", self.folder)
+        self._sweep()
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "engine": "local",
+            "trainable": trainable_name(self.trainable_spec),
+            "population": self.population,
+            "total_steps": self.total_steps,
+            "time_attr": self.time_attr,
+            "metric": self.metric,
+            "seed": self.seed,
+            "trainable_options": self.trainable_options,
+            "scheduler": self.scheduler.describe(),
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"{self.folder}: local-engine state version {state.get('version')} is not "
+                f"{_STATE_VERSION}; resume it with the gpbt version that wrote it"
+            )
+        if int(state["population"]) != self.population:
+            raise ValueError(
+                f"{self.folder} holds a population of {state['population']}, not "
+                f"{self.population}; resume with the original config"
+            )
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.members = {int(k): _Member(**v) for k, v in state["members"].items()}
+        self.ckpts = dict(state["ckpts"])
+        self.next_ckpt = int(state["next_ckpt"])
+        self.exploits = int(state["exploits"])
+        self.failed = {int(k): v for k, v in state["failed"].items()}
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        pool = self.pool
+        while True:
+            self._dispatch()
+            if pool.busy() == 0:
+                if self.sync and self._barrier():
+                    continue
+                if not self._runnable():
+                    break
+            for event in pool.wait():
+                if event.kind == "result":
+                    self._on_result(event)
+                else:
+                    self._on_fault(event)
+
+    def _runnable(self) -> list[int]:
+        return [
+            m
+            for m, st in self.members.items()
+            if st.status == "active" and m not in self.running and not st.waiting
+        ]
+
+    def _dispatch(self) -> None:
+        for w in self.pool.idle():
+            candidates = self._runnable()
+            if not candidates:
+                return
+            last = self.pool.last_worker
+            # The member furthest behind runs next; among equals, one this worker holds alive.
+            m = min(candidates, key=lambda i: (self.members[i].time, last.get(i) != w, i))
+            self._submit(w, m)
+
+    def _submit(self, worker: int, m: int) -> None:
+        st = self.members[m]
+        name = f"m{m}-{self.next_ckpt:06d}-{self.token}"
+        self.next_ckpt += 1
+        task = {
+            "member": m,
+            "epoch": st.epoch,
+            "steps": st.steps,
+            "ckpt": None if st.ckpt is None else str(self.folder / st.ckpt),
+            "config": self._member_config(st.config),
+            "seed": _member_seed(self.seed, m),
+            "save_to": str(self.folder / CHECKPOINTS / name),
+            "base_time": st.trainable_time,
+        }
+        self.running[m] = worker
+        self.pool.submit(worker, task)
+
+    def _member_config(self, flat: dict[str, Any]) -> dict[str, Any]:
+        return _deep_merge(self.trainable_options, Space.nest(flat))
+
+    # ------------------------------------------------------------------ events
+    def _on_result(self, ev: _Event) -> None:
+        t_recv = _time.monotonic()
+        m, p = ev.member, ev.payload
+        st = self.members[m]
+        self.running.pop(m, None)
+        metrics = p["metrics"]
+        for key in p["dropped"]:
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning("metric %r is not a number or string; it is not recorded", key)
+        for key, what in ((self.metric, "metric"), (self.time_attr, "time_attr")):
+            if key not in metrics:
+                raise TrainableError(
+                    f"member {m}: step() returned no {key!r} (the {what}); it returned "
+                    f"{sorted(metrics)}. Return {key!r} from step(), or set {what} = "
+                    "to one of those keys in the config"
+                )
+        raw_t = metrics[self.time_attr]
+        if not _is_number(raw_t) or not math.isfinite(float(raw_t)):
+            raise TrainableError(
+                f"member {m}: {self.time_attr!r} = {raw_t!r} is not a finite number; "
+                "time_attr must count progress, e.g. environment steps"
+            )
+        prev = st.trainable_time if st.trainable_time is not None else 0
+        if not raw_t > prev:
+            raise TrainableError(
+                f"member {m}: {self.time_attr!r} went from {prev} to {raw_t}; it must grow "
+                "with every step. Save and restore the counter with the checkpoint (after "
+                "an exploit the loser continues from the donor's value)"
+            )
+        score = metrics[self.metric]
+        if score is None:
+            score = math.nan
+        if not _is_number(score):
+            raise TrainableError(
+                f"member {m}: the metric {self.metric!r} = {score!r} is not a number"
+            )
+        score = float(score)
+        st.time = st.time + (raw_t - prev)
+        st.trainable_time = raw_t
+        st.score = score
+        st.steps += 1
+        released = [st.ckpt]
+        st.ckpt = os.path.relpath(ev.task["save_to"], self.folder)
+        self.ckpts[st.ckpt] = {
+            "member": m,
+            "time": st.time,
+            "trainable_time": raw_t,
+            "bytes": p["bytes"],
+        }
+        report = {
+            "member": m,
+            "time": st.time,
+            "score": score,
+            "metrics": metrics,
+            "config": dict(st.config),
+        }
+        events = [
+            {
+                "kind": "report",
+                "member": m,
+                "time": st.time,
+                "score": score,
+                "config": dict(st.config),
+                "metrics": metrics,
+            }
+        ]
+        self._record_stats(m, p, t_recv)  # before _apply: it may flag m's *next* step
+        decisions: dict[int, Decision] = {}
+        if self.sync:
+            if self.scheduler.max_time is not None and st.time >= self.scheduler.max_time:
+                decisions[m] = self.scheduler.on_report(m, st.time, score)
+            elif self.scheduler.is_ready(m, st.time):
+                st.waiting = True  # reported to the scheduler with the whole generation
+            else:
+                self.scheduler.report(m, st.time, score)
+        else:
+            decisions[m] = self.scheduler.on_report(m, st.time, score)
+        records, more = self._apply(decisions, released)
+        events += more
+        if st.status == "active" and st.time >= self.total_steps:
+            # A scheduler built without max_time: the engine still enforces the budget.
+            st.status, st.waiting = "done", False
+            self.pool.drop(m)
+        self._commit([report], records)
+        self._release(released)
+        self.stats["decide_s"].append(_time.monotonic() - t_recv)
+        if self.sync:
+            self._barrier()
+        self._emit(events)
+
+    def _apply(
+        self, decisions: dict[int, Decision], released: list[str | None]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        # Donors are resolved before any decision is applied: in a lockstep generation a
+        # donor that is itself a loser still hands over its state from before the generation.
+        sources = {
+            m: self.members[d.donor].ckpt for m, d in decisions.items() if d.kind == "exploit"
+        }
+        records, events = [], []
+        for m, d in sorted(decisions.items()):
+            st = self.members[m]
+            st.waiting = False
+            rec = None if d.record is None else d.record.to_dict()
+            if d.kind == "exploit":
+                src = sources[m]
+                if src is None:
+                    raise RuntimeError(
+                        f"member {d.donor} was chosen as donor for member {m} but has no "
+                        "checkpoint yet (a scheduler bug: donors must have reported)"
+                    )
+                released.append(st.ckpt)
+                st.ckpt = src
+                st.trainable_time = self.ckpts[src]["trainable_time"]
+                st.config = dict(d.config)
+                st.epoch += 1
+                st.steps = 0
+                st.exploits += 1
+                self.exploits += 1
+                self._after_exploit.add(m)
+                self.stats["exploit_bytes"].append(self.ckpts[src]["bytes"])
+                if rec is not None:
+                    rec["checkpoint"] = src
+            elif d.kind == "stop":
+                st.status = "done"
+                self.pool.drop(m)
+            if rec is not None:
+                records.append(rec)
+                events.append(
+                    {
+                        "kind": d.kind,
+                        "member": m,
+                        "time": rec["time"],
+                        "score": st.score,
+                        "config": dict(st.config),
+                        "donor": rec.get("donor"),
+                        "partner": rec.get("partner"),
+                    }
+                )
+        return records, events
+
+    def _barrier(self) -> bool:
+        """Synchronous schedulers: decide for the generation once every active member waits."""
+        active = [m for m, st in self.members.items() if st.status == "active"]
+        if not active or not all(self.members[m].waiting for m in active):
+            return False
+        t = min(self.members[m].time for m in active)
+        scores = {m: self.members[m].score for m in active}
+        decisions = self.scheduler.on_generation(t, scores)
+        for m in active:
+            self.members[m].waiting = False
+        released: list[str | None] = []
+        records, events = self._apply(decisions, released)
+        self._commit([], records)
+        self._release(released)
+        self._emit(events)
+        return True
+
+    def _on_fault(self, ev: _Event) -> None:
+        m = ev.member
+        st = self.members[m]
+        self.running.pop(m, None)
+        for path in (ev.task.get("save_to"),):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
+                shutil.rmtree(path + ".tmp", ignore_errors=True)
+        error = ev.payload.get("error", ev.kind)
+        if ev.payload.get("fatal"):
+            raise TrainableError(f"member {m}: {error}\n{ev.payload.get('traceback', '')}")
+        where = ev.payload.get("phase")
+        detail = ev.payload.get("traceback") or ""
+        st.failures += 1
+        st.last_error = f"{ev.kind}{' in ' + where if where else ''}: {error}"
+        released: list[str | None] = []
+        if st.failures > self.max_failures:
+            st.status = "failed"
+            st.waiting = False
+            self.failed[m] = st.last_error
+            self.scheduler.mark_failed(m)
+            released.append(st.ckpt)
+            st.ckpt = None
+            kind = "failed"
+            log.error(
+                "member %d failed %d times and is given up (last: %s)\n%s",
+                m,
+                st.failures,
+                st.last_error,
+                detail,
+            )
+        else:
+            st.epoch += 1  # restart from its checkpoint: no live object is trusted any more
+            st.steps = 0
+            kind = "restart"
+            log.warning(
+                "member %d: %s; restarting it from its last checkpoint (fault %d of %d allowed)"
+                "\n%s",
+                m,
+                st.last_error,
+                st.failures,
+                self.max_failures,
+                detail,
+            )
+        self.pool.drop(m)
+        self._commit([], [])
+        self._release(released)
+        if self.sync:
+            self._barrier()
+        self._emit(
+            [
+                {
+                    "kind": kind,
+                    "member": m,
+                    "time": st.time,
+                    "score": st.score,
+                    "config": dict(st.config),
+                    "error": st.last_error,
+                    "cause": ev.kind,
+                }
+            ]
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def _commit(self, reports: list[dict], decisions: list[dict]) -> None:
+        state = {
+            "version": _STATE_VERSION,
+            "population": self.population,
+            "scheduler": self.scheduler.state_dict(),
+            "members": {str(m): st.to_dict() for m, st in self.members.items()},
+            "ckpts": self.ckpts,
+            "next_ckpt": self.next_ckpt,
+            "exploits": self.exploits,
+            "failed": {str(k): v for k, v in self.failed.items()},
+            "finished": not any(st.status == "active" for st in self.members.values()),
+            "pending": {"reports": reports, "decisions": decisions},
+        }
+        self.store.set_state(STATE_KEY, state)
+        if self._after_commit is not None:
+            self._after_commit()
+        if reports:
+            self.store.add_reports(reports)
+        if decisions:
+            self.store.add_decisions(decisions)
+
+    def _referenced(self) -> set[str]:
+        return {st.ckpt for st in self.members.values() if st.ckpt is not None}
+
+    def _release(self, paths: list[str | None]) -> None:
+        """Delete checkpoints no member's state points at any more (after the commit that
+        stopped pointing at them, so a crash never leaves a reference to a deleted folder)."""
+        live = self._referenced()
+        for path in paths:
+            if path is None or path in live:
+                continue
+            self.ckpts.pop(path, None)
+            shutil.rmtree(self.folder / path, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove checkpoint folders no committed state refers to (left by a killed run)."""
+        root = self.folder / CHECKPOINTS
+        if not root.is_dir():
+            return
+        live = self._referenced()
+        for child in root.iterdir():  # runs only while no worker is running
+            if os.path.relpath(child, self.folder) not in live:
+                shutil.rmtree(child, ignore_errors=True)
+        self.ckpts = {k: v for k, v in self.ckpts.items() if k in live}
+
+    # ------------------------------------------------------------------ reporting
+    def _emit(self, events: list[dict[str, Any]]) -> None:
+        if self.progress is None:
+            return
+        clock = self.pool.now() if self.pool is not None else 0.0
+        for e in events:
+            e["clock"] = clock
+            self.progress(e)
+
+    def _record_stats(self, m: int, p: dict[str, Any], t_recv: float) -> None:
+        s = self.stats
+        if m in self._received and not self.deterministic:
+            s["report_to_step_s"].append(p["t_start"] - self._received[m])
+        self._received[m] = t_recv
+        s["step_s"].append(p["step_s"])
+        s["step_cpu_s"].append(p["cpu_s"])
+        s["save_s"].append(p["save_s"])
+        s["save_bytes"].append(p["bytes"])
+        if m in self._after_exploit:
+            self._after_exploit.discard(m)
+            s["exploit_restore_s"].append(p["prepare_s"])
+
+    def summary(self, wall_seconds: float | None = None) -> dict[str, Any]:
+        """Best member, its score, exploits and failures, and each member's final state."""
+        sign = 1 if self.scheduler.mode == "max" else -1
+        best, best_score = None, None
+        for m, st in sorted(self.members.items()):
+            if st.status == "failed" or st.score is None or not math.isfinite(st.score):
+                continue
+            if best_score is None or sign * st.score > sign * best_score:
+                best, best_score = m, st.score
+        stats = {}
+        for k, v in self.stats.items():
+            if v:
+                stats[k] = {
+                    "n": len(v),
+                    "mean": statistics.fmean(v),
+                    "median": statistics.median(v),
+                    "max": max(v),
+                }
+        return {
+            "folder": str(self.folder),
+            "method": self.scheduler.method,
+            "best_member": best,
+            "best_score": best_score,
+            "best_config": None if best is None else dict(self.members[best].config),
+            "exploits": self.exploits,
+            "failed_members": sorted(self.failed),
+            "failures": {m: e for m, e in sorted(self.failed.items())},
+            "finished": not any(st.status == "active" for st in self.members.values()),
+            "members": {
+                m: {
+                    "time": st.time,
+                    "score": st.score,
+                    "status": st.status,
+                    "config": dict(st.config),
+                    "checkpoint": st.ckpt,
+                    "faults": st.failures,
+                    "exploits": st.exploits,
+                }
+                for m, st in sorted(self.members.items())
+            },
+            "wall_seconds": wall_seconds,
+            "stats": stats,
+        }
+
+
+# =========================================================================== helpers
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _member_seed(seed: int, member: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1)[0] % (2**31))
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# =========================================================================== the CLI hook
+
+_REQUIRED = ("trainable", "method", "population", "total_steps", "perturbation_interval", "space")
+
+
+def run_local(
+    config: Mapping[str, Any],
+    folder: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an experiment described by a parsed config file on the local engine.
+
+    Keys: `trainable = "module:ClassName"`, `method`, `population`, `total_steps`,
+    `perturbation_interval`, `space` (table), and optionally `workers` (0 or absent: cores),
+    `burn_in_period` (0), `time_attr` ("timesteps_total"), `metric` ("episode_reward_mean"),
+    `mode` ("max"), `seed` (0), the method's options under its own name (`[gpbt-pl]`),
+    `step_timeout` (seconds; 0 or absent: none), `max_failures` (2), `trainable_options`
+    (table of fixed settings passed to every member), `deterministic` (false) and
+    `threads_per_worker`. Other keys (`name`, `checkpoint_interval`) are stored, not used: the
+    local engine checkpoints after every step.
+    """
+    from gpbt.core.methods import make_scheduler
+
+    cfg = dict(config)
+    engine = cfg.get("engine", "local")
+    if engine != "local":
+        raise ValueError(f"engine = {engine!r}: run_local runs engine = 'local' configs only")
+    missing = [k for k in _REQUIRED if k not in cfg]
+    if missing:
+        raise ValueError(
+            f"config: missing {missing[0]!r}; a local-engine config needs "
+            f"{list(_REQUIRED)} (see docs/local-engine.md)"
+        )
+    method = cfg["method"]
+    total = cfg["total_steps"]
+    options = cfg.get(method)
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"config: [{method}] must be a table of the method's options")
+    scheduler = make_scheduler(
+        method,
+        Space.from_dict(cfg["space"]),
+        perturbation_interval=cfg["perturbation_interval"],
+        seed=int(cfg.get("seed", 0)),
+        mode=cfg.get("mode", "max"),
+        burn_in_period=cfg.get("burn_in_period", 0),
+        max_time=total,
+        options=dict(options or {}),
+    )
+    engine_obj = LocalEngine(
+        cfg["trainable"],
+        scheduler,
+        folder,
+        population=int(cfg["population"]),
+        total_steps=total,
+        time_attr=cfg.get("time_attr", "timesteps_total"),
+        metric=cfg.get("metric", "episode_reward_mean"),
+        workers=cfg.get("workers") or None,  # 0 (the config loader's default): all cores
+        step_timeout=cfg.get("step_timeout") or None,
+        max_failures=int(cfg.get("max_failures", 2)),
+        trainable_options=cfg.get("trainable_options"),
+        seed=int(cfg.get("seed", 0)),
+        deterministic=bool(cfg.get("deterministic", False)),
+        threads_per_worker=cfg.get("threads_per_worker") or None,
+        progress=progress,
+        store_config=cfg,
+    )
+    return engine_obj.run(resume=resume)
