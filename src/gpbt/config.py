@@ -22,6 +22,7 @@ class ConfigError(ValueError):
 
 
 ENGINES = ("vector", "local", "ray")
+OPTIONAL = object()  # default for keys that stay absent unless given (the engine decides)
 
 # key -> (type or tuple of types, default). `None` default = required.
 COMMON_KEYS: dict[str, tuple[Any, Any]] = {
@@ -62,8 +63,12 @@ ENGINE_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
         "trainable": (str, None),
         "address": (str, ""),
         "env": (str, ""),
-        "trainable_options": (dict, {}),
-        "workers": (int, 0),
+        "param_space": (dict, {}),
+        "rllib": (dict, {}),
+        "num_cpus": (int, OPTIONAL),
+        "resources_per_trial": (dict, OPTIONAL),
+        "num_to_keep": (int, OPTIONAL),
+        "reuse_actors": (bool, OPTIONAL),
     },
 }
 ENGINE_DEFAULTS = {
@@ -137,6 +142,8 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
             f"{list(METHODS)}"
         )
     for key, (types, default) in allowed.items():
+        if default is OPTIONAL and key not in cfg:
+            continue
         if key not in cfg or cfg[key] is None:
             if default is None and key not in ("metric", "time_attr", "checkpoint_interval"):
                 raise ConfigError(

@@ -1,0 +1,384 @@
+"""gpbt on real Ray Tune (ray.init with 2 CPUs): if a Ray upgrade breaks an internal the
+adapter relies on, a test here fails.
+
+The toy trainables keep a running sum whose speed depends on `lr`, checkpoint it with the id
+of the trial that wrote it, and report the config they run with and where they restored
+from, so the tests can see each exploit arrive: new config in, donor's state restored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray import tune  # noqa: E402
+
+from gpbt.integrations.ray_tune import (  # noqa: E402
+    GPBTScheduler,
+    check_ray_internals,
+    run_ray,
+)
+from gpbt.space import Choice, Float  # noqa: E402
+from gpbt.store import load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = {"lr": Float(1e-4, 1e-1, log=True)}
+
+
+def speed(lr: float) -> float:
+    return math.exp(-((math.log10(lr) + 2.0) ** 2))
+
+
+def toy_function(config):
+    trial_id = tune.get_context().get_trial_id()
+    state = {"x": 0.0, "owner": trial_id}
+    restored = ""
+    ckpt = tune.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            state = json.loads(Path(d, "state.json").read_text())
+        restored, state["owner"] = state["owner"], trial_id
+    while True:
+        state["x"] += speed(config["lr"])
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "state.json").write_text(json.dumps(state))
+            tune.report(
+                {"score": state["x"], "lr_seen": config["lr"], "restored_from": restored},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
+
+
+class ToyTrainable(tune.Trainable):
+    def setup(self, config):
+        self.lr = config["lr"]
+        self.mb = config.get("mb", 0)
+        self.x = 0.0
+        self.restored = ""
+
+    def step(self):
+        self.x += speed(self.lr)
+        return {"score": self.x, "lr_seen": self.lr, "restored_from": self.restored}
+
+    def save_checkpoint(self, checkpoint_dir):
+        Path(checkpoint_dir, "state.json").write_text(
+            json.dumps({"x": self.x, "owner": self.trial_id})
+        )
+
+    def load_checkpoint(self, checkpoint_dir):
+        state = json.loads(Path(checkpoint_dir, "state.json").read_text())
+        self.x, self.restored = state["x"], state["owner"]
+
+    def reset_config(self, new_config):
+        self.lr = new_config["lr"]
+        self.mb = new_config.get("mb", 0)
+        self.restored = ""
+        return True
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    # Ray workers cannot import this test module; ship its trainables by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # On a busy 2-core machine the raylet can take longer than Ray's default 30 s to register.
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+def run(
+    trainable,
+    folder,
+    *,
+    method="gpbt-pl",
+    options=None,
+    population=4,
+    interval=4,
+    max_time=16,
+    reuse=True,
+    space=SPACE,
+    tmp=None,
+):
+    sched = GPBTScheduler(
+        method,
+        space,
+        time_attr="training_iteration",
+        perturbation_interval=interval,
+        max_time=max_time,
+        seed=0,
+        options=options,
+        store=folder,
+        store_metrics=("lr_seen", "restored_from"),
+    )
+    grid = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            scheduler=sched,
+            metric="score",
+            mode="max",
+            num_samples=population,
+            reuse_actors=reuse,
+        ),
+        run_config=tune.RunConfig(storage_path=str(Path(tmp or folder) / "ray"), verbose=0),
+    ).fit()
+    sched.close()
+    assert not [r.error for r in grid if r.error], [r.error for r in grid if r.error]
+    return sched, load(folder)
+
+
+def check_exploits_arrive(exp, *, interval=4):
+    """Every exploit: the loser's next report runs the new config, resumed from the
+    checkpoint the donor wrote (its trial id is in the checkpoint's path), one step after
+    the checkpoint's time."""
+    reports = exp.reports
+    decisions = exp.decisions
+    exploits = decisions[decisions.kind == "exploit"]
+    assert len(exploits) > 0
+    for _, d in exploits.iterrows():
+        later = reports[(reports.member == d.member) & (reports.time > d.time)]
+        later = later.sort_values("time")
+        new_lr = d["new_config.lr"]
+        after = later[later["metric.lr_seen"] == new_lr]
+        assert len(after), f"member {d.member} never ran lr={new_lr} after its exploit"
+        first = after.iloc[0]
+        assert first["metric.restored_from"], "the loser did not restore a checkpoint"
+        assert first["metric.restored_from"] in d["extra.donor_checkpoint"]
+    return exploits
+
+
+def test_import_without_ray_says_how_to_install():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules['ray'] = None
+        import gpbt, gpbt.core, gpbt.store
+        try:
+            import gpbt.integrations.ray_tune
+        except ImportError as e:
+            print('MSG', e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'gpbt[ray]'" in out.stdout
+
+
+def test_internals_present():
+    check_ray_internals()
+
+
+def test_bad_arguments_fail_early():
+    with pytest.raises(ValueError, match="not known"):
+        GPBTScheduler("nope", SPACE)
+    with pytest.raises(ValueError, match="search space"):
+        GPBTScheduler("gpbt-pl")
+    with pytest.raises(ValueError, match="no option"):
+        GPBTScheduler("pbt", SPACE, options={"pairing": "sync"})
+
+
+def test_function_trainable_async_exploits_restore_and_new_config(ray_cluster, tmp_path):
+    sched, exp = run(toy_function, tmp_path / "exp")
+    exploits = check_exploits_arrive(exp)
+    assert sched.num_exploits == len(exploits)
+    # every member ends with a Stop at max_time
+    stops = exp.decisions[exp.decisions.kind == "stop"]
+    assert sorted(stops.member) == [0, 1, 2, 3] and set(stops.time) == {16}
+    # same seed, same method: the initial population is the core's seeded draw
+    from gpbt.core.methods import make_scheduler
+
+    core = make_scheduler("gpbt-pl", SPACE, perturbation_interval=4, seed=0)
+    first = exp.reports.sort_values("time").groupby("member").first()
+    init = core.initial_population(4)
+    for m in range(4):
+        assert first.loc[m, "config.lr"] == pytest.approx(init[m]["lr"])
+    assert exp.config["engine"] == "ray" and exp.config["method"] == "gpbt-pl"
+
+
+def test_class_trainable_sync_pairs_every_boundary(ray_cluster, tmp_path):
+    space = {"lr": Float(1e-4, 1e-1, log=True), "mb": Choice([16, 32, 64])}
+    sched, exp = run(ToyTrainable, tmp_path / "exp", options={"pairing": "sync"}, space=space)
+    check_exploits_arrive(exp)
+    d = exp.decisions
+    for t in (4, 8, 12):
+        at = d[d.time == t]
+        # lockstep: the whole population decided at the boundary, in pairs
+        assert sorted(at.member) == [0, 1, 2, 3]
+        assert (at.kind == "exploit").sum() == 2
+    # the loser of each pair copied its partner
+    ex = d[d.kind == "exploit"]
+    assert (ex.donor == ex.partner).all()
+
+
+def test_class_trainable_reuse_actors_and_time_multiplexing(ray_cluster, tmp_path):
+    # 6 members on 2 CPUs: at every ready event the trial yields its slot to the one that
+    # trained least, so no member runs two intervals ahead of a waiting one.
+    sched, exp = run(ToyTrainable, tmp_path / "exp", population=6, reuse=True)
+    check_exploits_arrive(exp)
+    d = exp.decisions.sort_values("seq")
+    latest = {}
+    for _, row in d.iterrows():
+        others = [latest.get(m, 0) for m in range(6) if m != row.member]
+        assert row.time <= min(others) + 2 * 4, (row.member, row.time, latest)
+        latest[row.member] = row.time
+
+
+@pytest.mark.parametrize(
+    "method,options",
+    [("pbt", None), ("pb2", None), ("random", None), ("gpbt-pl", {"pairing": "truncation"})],
+)
+def test_every_method_runs_under_tune(ray_cluster, tmp_path, method, options):
+    sched, exp = run(toy_function, tmp_path / "exp", method=method, options=options)
+    kinds = set(exp.decisions.kind)
+    if method == "random":
+        assert "exploit" not in kinds and sched.num_exploits == 0
+    else:
+        check_exploits_arrive(exp)
+    assert exp.config["scheduler"]["method"] == method
+
+
+def test_pbt_synch_mode(ray_cluster, tmp_path):
+    sched, exp = run(
+        toy_function, tmp_path / "exp", method="pbt", options={"synch": True}, max_time=12
+    )
+    d = exp.decisions
+    assert sorted(d[d.time == 4].member) == [0, 1, 2, 3]
+    check_exploits_arrive(exp)
+
+
+def test_fresh_actors_restore_the_donor(ray_cluster, tmp_path):
+    # reuse_actors=False: every exploit starts a new process that restores the donor's state
+    sched, exp = run(toy_function, tmp_path / "exp", population=2, max_time=12, reuse=False)
+    check_exploits_arrive(exp)
+
+
+def test_missing_metric_is_one_clear_error(ray_cluster, tmp_path):
+    def silent(config):
+        for i in range(3):
+            tune.report({"other": i})
+
+    sched = GPBTScheduler("gpbt-pl", SPACE, perturbation_interval=2, max_time=3)
+    with pytest.raises(Exception, match="score"):
+        tune.Tuner(
+            silent,
+            tune_config=tune.TuneConfig(scheduler=sched, metric="score", mode="max", num_samples=2),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
+
+
+def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
+    import inspect
+
+    (tmp_path / "my_trainables.py").write_text(
+        "import json, math\nfrom pathlib import Path\nfrom ray import tune\n\n"
+        + inspect.getsource(speed)
+        + inspect.getsource(ToyTrainable)
+    )
+    monkeypatch.chdir(tmp_path)
+    config = {
+        "engine": "ray",
+        "trainable": "my_trainables:ToyTrainable",
+        "method": "gpbt-pl",
+        "population": 4,
+        "total_steps": 12,
+        "perturbation_interval": 4,
+        "time_attr": "training_iteration",
+        "metric": "score",
+        "mode": "max",
+        "seed": 3,
+        "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        "gpbt-pl": {"pairing": "random", "w_inertia": 0.5},
+    }
+    seen = []
+    summary = run_ray(config, tmp_path / "exp", progress=seen.append)
+    assert summary["best_score"] is not None and summary["population"] == 4
+    assert summary["exploits"] > 0 and summary["errors"] == 0
+    assert seen and {"member", "time", "score", "config"} <= set(seen[0])
+    exp = load(tmp_path / "exp")
+    assert exp.config["gpbt-pl"]["w_inertia"] == 0.5
+    assert exp.state("scheduler")["settings"]["strategy_options"]["w_inertia"] == 0.5
+    with pytest.raises(ValueError, match="unknown key"):
+        run_ray({**config, "popsize": 3}, tmp_path / "exp2")
+
+
+def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
+    pytest.importorskip("ray.rllib")
+    from gpbt.integrations.ray_tune import rllib_param_space
+
+    d = rllib_param_space(
+        "PPO", "CartPole-v1", {"num_env_runners": 1}, ["lr", "train_batch_size_per_learner"]
+    )
+    assert d["num_env_runners"] == 1 and d["env"] == "CartPole-v1"
+    assert "lr" not in d and "_train_batch_size_per_learner" not in d
+    with pytest.raises(ValueError, match="not an attribute"):
+        rllib_param_space("PPO", "CartPole-v1", {"num_env_runnerz": 1})
+    with pytest.raises(ValueError, match="no RLlib algorithm"):
+        rllib_param_space("NOPE", "CartPole-v1")
+
+
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_example_function_trainable(ray_cluster, tmp_path):
+    summary = _example("ray_function_trainable").main(
+        ["--folder", str(tmp_path / "exp"), "--population", "4", "--steps", "12"]
+    )
+    assert summary["exploits"] > 0
+
+
+def _rllib_config_reached_learner(exp, lr_key):
+    """RLlib's learner reports the lr it trained with: after every exploit it must be the
+    member's new one (a restored optimiser state would otherwise bring the donor's back)."""
+    r = exp.reports
+    col = f"metric.{lr_key}"
+    assert col in r.columns
+    assert (r[col] - r["config.lr"]).abs().max() < 1e-12
+
+
+@pytest.mark.slow
+def test_rllib_ppo_mujoco_tiny(ray_cluster, tmp_path):
+    pytest.importorskip("ray.rllib")
+    pytest.importorskip("mujoco")
+    ex = _example("ray_rllib_ppo_mujoco")
+    summary = ex.main(["--tiny", "--folder", str(tmp_path / "exp"), "--method", "gpbt-pl"])
+    assert summary["errors"] == 0 and summary["best_score"] is not None
+    assert summary["exploits"] > 0
+    exp = load(tmp_path / "exp")
+    assert set(exp.config["space"]) == {
+        "lambda",
+        "clip_param",
+        "lr",
+        "train_batch_size_per_learner",
+        "gamma",
+        "num_epochs",
+        "minibatch_size",
+    }
+    assert set(ex.PAPER_SPACE) == set(ex.TINY_SPACE)
+    _rllib_config_reached_learner(exp, ex.LR_SEEN)
+
+
+@pytest.mark.slow
+def test_rllib_impala_atari_tiny(ray_cluster, tmp_path):
+    pytest.importorskip("ray.rllib")
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    ex = _example("ray_rllib_impala_atari")
+    summary = ex.main(["--tiny", "--folder", str(tmp_path / "exp"), "--method", "gpbt-pl"])
+    assert summary["errors"] == 0 and summary["best_score"] is not None
+    assert summary["exploits"] > 0
+    exp = load(tmp_path / "exp")
+    assert set(exp.config["space"]) == {"epsilon", "entropy_coeff", "lr"}
+    _rllib_config_reached_learner(exp, ex.LR_SEEN)
