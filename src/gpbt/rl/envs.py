@@ -116,13 +116,14 @@ class GymnaxEnv(Env):
 
     def reset(self, key):
         obs, state = self.gymnax_env.reset(key, self.gymnax_params)
-        return obs.astype(jnp.float32), state
+        return obs.astype(jnp.float32), _strong(state)
 
     def step(self, key, state, action):
         # Gymnax 1.0 already auto-resets and separates termination from truncation.
         obs, state, reward, terminated, truncated, info = self.gymnax_env.step(
             key, state, action, self.gymnax_params
         )
+        state = _strong(state)
         terminated = jnp.asarray(terminated, bool)
         truncated = jnp.asarray(truncated, bool) & ~terminated
         out_info = {
@@ -132,6 +133,12 @@ class GymnaxEnv(Env):
         }
         reward = jnp.reshape(reward, ()).astype(jnp.float32)
         return obs.astype(jnp.float32), state, reward, terminated | truncated, out_info
+
+
+def _strong(tree: Any) -> Any:
+    # Some Gymnax resets build states from Python floats, i.e. weak-typed arrays, while step
+    # returns strong ones; a state that changes weak-typedness recompiles every jitted consumer.
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 def _make_gymnax(gymnax_id: str) -> EnvFactory:
@@ -184,7 +191,7 @@ class BraxEnv(Env):
         bstate = self.brax_env.reset(key)
         # Our own step counter: Brax's EpisodeWrapper would also work but hides the
         # terminated/truncated split the agent needs for bootstrapping.
-        return bstate.obs.astype(jnp.float32), (bstate, jnp.zeros((), jnp.int32))
+        return bstate.obs.astype(jnp.float32), _strong((bstate, jnp.zeros((), jnp.int32)))
 
     def step(self, key, state, action):
         bstate, t = state

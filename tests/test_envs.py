@@ -1,0 +1,163 @@
+"""The environment registry and the uniform Env interface, on the real Gymnax environments."""
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gpbt.rl import envs
+from gpbt.rl.envs import Env, known_envs, make_env, register_env
+
+GYMNAX = [
+    "CartPole-v1",
+    "Acrobot-v1",
+    "Pendulum-v1",
+    "MountainCarContinuous-v0",
+    "Breakout-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Asterix-MinAtar",
+    "Freeway-MinAtar",
+]
+BRAX = ["inverted_double_pendulum", "hopper", "halfcheetah", "ant"]
+HAVE_BRAX = importlib.util.find_spec("brax") is not None
+
+
+@pytest.fixture
+def private_registry(monkeypatch):
+    monkeypatch.setattr(envs, "_REGISTRY", dict(envs._REGISTRY))
+    monkeypatch.setattr(envs, "_ALIASES", dict(envs._ALIASES))
+
+
+def test_known_envs_lists_every_supported_name():
+    names = known_envs()
+    for name in GYMNAX:
+        assert name in names
+    for name in BRAX:
+        assert f"brax:{name}" in names
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError) as err:
+        make_env("NoSuchEnv-v9")
+    message = str(err.value)
+    assert "NoSuchEnv-v9" in message
+    for name in ("CartPole-v1", "Breakout-MinAtar", "brax:hopper"):
+        assert name in message
+
+
+def test_typo_gets_a_suggestion():
+    with pytest.raises(ValueError, match="Did you mean 'CartPole-v1'"):
+        make_env("CartPol-v1")
+
+
+@pytest.mark.parametrize(
+    "alias, canonical",
+    [
+        ("cartpole", "CartPole-v1"),
+        ("CARTPOLE-V1", "CartPole-v1"),
+        ("minatar/breakout", "Breakout-MinAtar"),
+        ("minatar:spaceinvaders", "SpaceInvaders-MinAtar"),
+        ("Breakout", "Breakout-MinAtar"),
+        ("pendulum", "Pendulum-v1"),
+    ],
+)
+def test_aliases(alias, canonical):
+    assert make_env(alias).name == canonical
+
+
+@pytest.mark.skipif(HAVE_BRAX, reason="brax is installed")
+@pytest.mark.parametrize("name", ["brax:hopper", "hopper", "brax/ant?backend=spring"])
+def test_brax_without_brax_gives_install_hint(name):
+    with pytest.raises(ImportError, match=r"pip install 'gpbt\[brax\]'"):
+        make_env(name)
+
+
+def test_brax_backend_is_validated():
+    with pytest.raises(ValueError, match="backend 'warp'.*generalized"):
+        make_env("brax:hopper?backend=warp")
+
+
+def test_gymnax_envs_take_no_options():
+    with pytest.raises(ValueError, match="takes no options"):
+        make_env("CartPole-v1?foo=1")
+    with pytest.raises(ValueError, match="key=value"):
+        make_env("CartPole-v1?foo")
+
+
+@pytest.mark.parametrize("name", GYMNAX)
+def test_gymnax_env_resets_and_steps(name):
+    env = make_env(name)
+    assert isinstance(env, Env)
+    if env.discrete:
+        assert env.num_actions >= 2 and env.action_dim == 1 and env.action_low is None
+    else:
+        assert env.num_actions is None and env.action_low.shape == (env.action_dim,)
+        assert np.all(env.action_low < env.action_high)
+
+    num = 4
+    obs, state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), num))
+    assert obs.shape == (num, *env.obs_shape) and obs.dtype == jnp.float32
+
+    def act(key):
+        if env.discrete:
+            return jax.random.randint(key, (num,), 0, env.num_actions)
+        return jax.random.uniform(
+            key, (num, env.action_dim), minval=env.action_low, maxval=env.action_high
+        )
+
+    step = jax.jit(jax.vmap(env.step))
+    key = jax.random.key(1)
+    for _ in range(3):
+        key, k_act, k_step = jax.random.split(key, 3)
+        obs, state, reward, done, info = step(jax.random.split(k_step, num), state, act(k_act))
+        assert obs.shape == (num, *env.obs_shape)
+        assert reward.shape == (num,) and reward.dtype == jnp.float32
+        assert done.shape == (num,) and done.dtype == jnp.bool_
+        assert set(info) >= {"terminated", "truncated", "final_obs"}
+        assert info["final_obs"].shape == obs.shape
+        np.testing.assert_array_equal(done, info["terminated"] | info["truncated"])
+
+
+def test_auto_reset_and_final_obs():
+    env = make_env("CartPole-v1")
+    obs, state = env.reset(jax.random.key(0))
+    step = jax.jit(env.step)
+    for t in range(500):
+        prev = obs
+        obs, state, reward, done, info = step(jax.random.key(t), state, jnp.asarray(0))
+        if bool(done):
+            break
+        np.testing.assert_array_equal(info["final_obs"], obs)
+    assert bool(done) and bool(info["terminated"]) and not bool(info["truncated"])
+    # Always pushing left tips the pole over: the final observation is beyond the limits,
+    # the returned one is a fresh start near zero.
+    assert np.abs(np.asarray(info["final_obs"]) - np.asarray(prev)).max() < 1.0
+    assert np.abs(np.asarray(obs)).max() <= 0.05 + 1e-6
+    assert int(state.time) == 0
+
+
+def test_register_env_is_open(private_registry):
+    base = make_env("CartPole-v1")
+
+    def factory(scale=1.0):
+        assert scale == 2.5
+        return base
+
+    register_env("MyCartPole-v0", factory, aliases=("mine",))
+    assert "MyCartPole-v0" in known_envs()
+    assert make_env("mine?scale=2.5") is base
+    assert make_env("MyCartPole-v0", scale=2.5) is base
+    with pytest.raises(ValueError, match="already registered"):
+        register_env("MyCartPole-v0", factory)
+    with pytest.raises(ValueError, match="already registered"):
+        register_env("Other-v0", factory, aliases=("cartpole",))
+    register_env("MyCartPole-v0", lambda: base, overwrite=True)
+    assert make_env("mycartpole-v0") is base
+
+
+def test_factory_must_return_env(private_registry):
+    register_env("Bad-v0", lambda: object())
+    with pytest.raises(TypeError, match="expected a gpbt.rl.envs.Env"):
+        make_env("Bad-v0")
