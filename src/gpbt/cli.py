@@ -110,6 +110,15 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gpbt.bench.store import is_bench_folder
+
+    if is_bench_folder(args.folder):
+        # a bench folder (gpbt bench): the comparison report over all its cells
+        from gpbt.bench.report import write_bench_report
+
+        out = write_bench_report(args.folder)
+        _console().print(f"bench report written: {out / 'report.html'} (+ report.md, PNGs)")
+        return 0
     from gpbt.report import write_report
 
     out = write_report(args.folder, metric=args.metric)
@@ -127,9 +136,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from gpbt.bench.runner import run_suite
+    from gpbt.bench.store import load_bench
 
-    run_suite(args.suite, out=args.out, seeds=args.seeds)
-    return 0
+    out = run_suite(args.suite, out=args.out, seeds=args.seeds)
+    cells = load_bench(out).cells
+    # a bench with failed cells is not a finished bench: say so in the exit status
+    return 1 if (cells["status"] == "failed").any() else 0
 
 
 def cmd_envs(args: argparse.Namespace) -> int:

@@ -1,0 +1,298 @@
+"""Run one bench cell in this process: a vector-engine experiment or a toy, instrumented.
+
+The vector engine's `VectorRun` does the training; this module only adds what a benchmark needs
+and a plain run does not:
+- timings per generation (training, whole population management, the scheduler's decision
+  alone, the exploit gather alone) in the cell store's state "bench_timings";
+- a fingerprint of the initial population (hyperparameters and a hash of the whole initial
+  state: weights, optimiser state, environment states and keys) in the state "bench_initial",
+  so the report can audit that every method of a seed really started from the same point;
+- one compiled agent per (agent, env, agent_options) shared across the cells of a process,
+  which saves the re-trace and cache load (seconds) per cell. The agent is stateless apart
+  from its jitted functions, so sharing it changes no result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpbt.store import DB_NAME, ExperimentStore
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def _fingerprint_configs(configs: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_CODE_HASH: str | None = None
+
+
+def code_hash() -> str:
+    """A hash of the gpbt source this process runs (agents, engine, schedulers): cells that
+    compare methods must have run the same code, and a bench that spans an edit of, say, the
+    PPO agent should say so rather than mix the two silently."""
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        import gpbt
+
+        root = Path(gpbt.__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            if "bench" in path.relative_to(root).parts[:1]:
+                continue  # the harness itself does not change what a cell computes
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+        _CODE_HASH = h.hexdigest()[:12]
+    return _CODE_HASH
+
+
+def state_hash(state: Any) -> str:
+    import jax
+
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(state):
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        a = np.asarray(leaf)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cell_started(folder: Path) -> bool:
+    if not (folder / DB_NAME).exists():
+        return False
+    with ExperimentStore(folder) as store:
+        return store.read_config() is not None
+
+
+def cell_done(folder: Path) -> bool:
+    if not (folder / DB_NAME).exists():
+        return False
+    with ExperimentStore(folder) as store:
+        return store.get_state("summary") is not None
+
+
+def run_cell(
+    kind: str,
+    config: dict[str, Any],
+    folder: str | Path,
+    emit: Emit | None = None,
+    agents: dict | None = None,
+) -> dict[str, Any]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    emit = emit or (lambda e: None)
+    if kind == "toy":
+        return run_toy_cell(config, folder, emit)
+    return _run_vector_cell(config, folder, emit, agents)
+
+
+def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict[str, Any]:
+    import jax
+
+    from gpbt.engines.vector import VectorRun, _enable_compilation_cache
+
+    _enable_compilation_cache()
+    resume = cell_started(folder)
+    timer = {"scheduler_s": 0.0, "gather_s": 0.0}
+    timings: dict[int, dict] = {}
+
+    def on_event(event: dict) -> None:
+        if event["type"] == "generation":
+            g = int(event["generation"])
+            timings[g] = {
+                "generation": g,
+                "train_s": event["train_s"],
+                "manage_s": event["manage_s"],
+                "scheduler_s": timer["scheduler_s"],
+                "gather_s": timer["gather_s"],
+                "exploits": event["exploits"],
+            }
+            timer["scheduler_s"] = timer["gather_s"] = 0.0
+            run.store.set_state("bench_timings", [timings[k] for k in sorted(timings)])
+            emit(
+                {
+                    "type": "generation",
+                    "generation": g,
+                    "generations": event["generations"],
+                    "best": _finite_max([m["score"] for m in event["members"]]),
+                }
+            )
+        elif event["type"] == "resumed":
+            # the generations after the checkpoint are re-run; their old timings go
+            for k in [k for k in timings if k > event["generation"]]:
+                del timings[k]
+            emit(event)
+
+    run = VectorRun(cfg, folder, emit=on_event)
+    if agents is not None:
+        key = (cfg["agent"], cfg["env"], json.dumps(cfg["agent_options"], sort_keys=True))
+        run.agent = agents.setdefault(key, run.agent)
+    agent = run.agent
+    previous = run.store.get_state("bench_timings") or []
+    timings.update({int(t["generation"]): t for t in previous})
+
+    sched_on_generation = run.scheduler.on_generation
+
+    def timed_on_generation(t, scores):
+        t0 = time.perf_counter()
+        out = sched_on_generation(t, scores)
+        timer["scheduler_s"] += time.perf_counter() - t0
+        return out
+
+    run.scheduler.on_generation = timed_on_generation
+
+    def timed_gather(state, index):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(type(agent).gather(agent, state, index))
+        timer["gather_s"] += time.perf_counter() - t0
+        return out
+
+    engine_start = run.start
+
+    def start(resume_flag: bool) -> int:
+        g = engine_start(resume_flag)
+        if g == 0:
+            run.store.set_state(
+                "bench_initial",
+                {
+                    "configs": run.configs,
+                    "configs_hash": _fingerprint_configs(run.configs),
+                    "state_hash": state_hash(run.state),
+                    "code_hash": code_hash(),
+                },
+            )
+        else:
+            jax.block_until_ready(run.state)
+        # The population exists on the device: the supervisor's start-up watchdog can relax.
+        emit({"type": "initialised", "generation": g})
+        return g
+
+    run.start = start
+    agent.gather = timed_gather
+    try:
+        summary = run.run(resume=resume)
+    finally:
+        del agent.gather  # the shared agent goes back to its own method
+        run.store.close()
+    return summary
+
+
+def _finite_max(values) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return max(finite) if finite else math.nan
+
+
+def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any]:
+    """A toy (gpbt.toys) in lockstep, written to an experiment store like a vector cell.
+
+    Toys take milliseconds, so an interrupted toy cell is simply re-run from the start (the
+    store is truncated first); the run is a pure function of the seed, so the result is the
+    same as an uninterrupted one.
+    """
+    from gpbt.core.decisions import Exploit
+    from gpbt.core.methods import make_scheduler
+    from gpbt.toys import TOYS
+
+    toy = TOYS[cfg["toy"]](**cfg["toy_options"])
+    method, seed, population = cfg["method"], cfg["seed"], cfg["population"]
+    sched = make_scheduler(
+        method,
+        toy.space,
+        perturbation_interval=toy.interval,
+        seed=seed,
+        options=cfg.get(method, {}),
+    )
+    with ExperimentStore(folder) as store:
+        store.write_config(cfg)
+        store.truncate_after(-1)
+        # Same construction as gpbt.toys.run_toy: the problem instance comes from the seed alone.
+        env_rng = np.random.default_rng([seed, 7919])
+        configs = sched.initial_population(population)
+        states = [toy.init_state(env_rng) for _ in range(population)]
+        member_rngs = [np.random.default_rng([seed, i]) for i in range(population)]
+        store.set_state(
+            "bench_initial",
+            {
+                "configs": configs,
+                "configs_hash": _fingerprint_configs(configs),
+                "state_hash": hashlib.sha256(np.stack(states).tobytes()).hexdigest()[:16],
+                "code_hash": code_hash(),
+            },
+        )
+        emit({"type": "initialised", "generation": 0})
+        timings = []
+        generations = math.ceil(toy.steps / toy.interval)
+        g = 0
+        for t in range(1, toy.steps + 1):
+            t0 = time.perf_counter()
+            states = [toy.step(s, configs[i], t, member_rngs[i]) for i, s in enumerate(states)]
+            if not (t % toy.interval == 0 or t == toy.steps):
+                continue
+            g += 1
+            train_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            scores = {i: toy.score(s) for i, s in enumerate(states)}
+            store.add_reports(
+                [
+                    {"member": i, "time": t, "score": scores[i], "config": configs[i]}
+                    for i in range(population)
+                ]
+            )
+            n_exploits, sched_s = 0, 0.0
+            if t < toy.steps:
+                ts = time.perf_counter()
+                decisions = sched.on_generation(t, scores)
+                sched_s = time.perf_counter() - ts
+                store.add_decisions(
+                    [d.record.to_dict() for d in decisions.values() if d.record is not None]
+                )
+                snapshot = [s.copy() for s in states]
+                for i, d in decisions.items():
+                    if isinstance(d, Exploit):
+                        states[i] = snapshot[d.donor].copy()
+                        configs[i] = d.config
+                        n_exploits += 1
+            timings.append(
+                {
+                    "generation": g,
+                    "train_s": train_s,
+                    "manage_s": time.perf_counter() - t1,
+                    "scheduler_s": sched_s,
+                    "gather_s": 0.0,
+                    "exploits": n_exploits,
+                }
+            )
+            emit(
+                {
+                    "type": "generation",
+                    "generation": g,
+                    "generations": generations,
+                    "best": max(scores.values()),
+                }
+            )
+        store.set_state("bench_timings", timings)
+        final = [toy.score(s) for s in states]
+        store.set_state("final_evaluation", {"episodes": 1, "returns": final})
+        best = int(np.argmax(final))
+        decisions = store.decisions()
+        summary = {
+            "best_member": best,
+            "best_final_eval_return": float(final[best]),
+            "population_mean_final_eval_return": float(np.mean(final)),
+            "final_eval_episodes": 1,
+            "exploits": int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
+            "best_config": configs[best],
+        }
+        store.set_state("summary", summary)
+    return summary

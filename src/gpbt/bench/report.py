@@ -1,0 +1,616 @@
+"""`gpbt report BENCH_FOLDER`: the benchmark report, from the bench folder alone.
+
+Writes into `BENCH/report/`:
+- `report.html`: one self-contained page (CSS inline, plots embedded as base64 PNG, no network)
+  with the sections: summary, fairness audit, headline comparison, probability of improvement,
+  per-task results and the win/tie/loss statement, performance profiles, learning curves,
+  diversity, hyperparameter schedules, overhead, cells;
+- the same plots as PNG files, and `report.md` with every table in Markdown.
+
+The cell folders are re-collected first, so the report of a bench that is still running (or was
+interrupted) shows what is finished and says what is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gpbt.bench import stats
+from gpbt.bench.runner import collect
+from gpbt.bench.store import BenchStore, load_bench
+from gpbt.bench.suite import Suite
+from gpbt.space import Float, Int, Space
+
+SECTIONS = (
+    ("summary", "Summary"),
+    ("fairness", "Fairness audit"),
+    ("headline", "Headline: aggregate scores"),
+    ("improvement", "Probability of improvement"),
+    ("per-task", "Per task: win / tie / loss"),
+    ("profiles", "Performance profiles"),
+    ("curves", "Learning curves"),
+    ("diversity", "Population diversity"),
+    ("schedules", "Hyperparameter schedules found"),
+    ("overhead", "Overhead"),
+    ("cells", "Cells"),
+)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(methods: list[str]) -> dict[str, str]:
+    cycle = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+        "#7f7f7f", "#bcbd22", "#17becf",
+    ]  # fmt: skip
+    return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.0):
+    plt = _plt()
+    cols = min(3, max(1, n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------------------------
+def plot_headline(table: pd.DataFrame, colors, score: str, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 * len(table) + 1.6), sharey=True)
+    y = np.arange(len(table))[::-1]
+    for ax, stat in zip(axes, ("iqm", "mean", "median"), strict=True):
+        for yi, (_, r) in zip(y, table.iterrows(), strict=True):
+            c = colors[r["method"]]
+            ax.plot([r[f"{stat}_lo"], r[f"{stat}_hi"]], [yi, yi], color=c, lw=6, alpha=0.5)
+            ax.plot([r[stat]], [yi], "|", color="black", ms=14)
+        ax.set_title(stat.upper() if stat == "iqm" else stat)
+        ax.set_xlabel(f"normalised {score}")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, table["method"])
+    fig.suptitle("aggregate normalised score, 95% stratified-bootstrap intervals", fontsize=10)
+    _save(fig, path)
+
+
+def plot_improvement(matrix: pd.DataFrame, methods: list[str], path: Path) -> None:
+    plt = _plt()
+    n = len(methods)
+    m = np.full((n, n), np.nan)
+    for _, r in matrix.iterrows():
+        m[methods.index(r["x"]), methods.index(r["y"])] = r["poi"]
+    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 0.9 * n + 1.5))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="RdBu")
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(n), methods, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(n), methods, fontsize=8)
+    ax.set_xlabel("Y")
+    ax.set_ylabel("X")
+    ax.set_title("P(X > Y): probability that a run of X beats a run of Y", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def plot_profiles(profile: pd.DataFrame, colors, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, g in profile.groupby("method", sort=False):
+        ax.plot(g["tau"], g["fraction"], color=colors[method], label=method)
+        ax.fill_between(g["tau"], g["lo"], g["hi"], color=colors[method], alpha=0.15)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_title("performance profiles (95% bands)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_bands(
+    banded: pd.DataFrame, tasks: list[str], colors, ylabel: str, title: str, path: Path
+) -> None:
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks, strict=False):
+        sub = banded[banded["task"] == task]
+        for method in colors:  # the suite's order of methods
+            g = sub[sub["method"] == method].sort_values("time")
+            if not len(g):
+                continue
+            ax.plot(g["time"], g["mean"], color=colors[method], label=method, lw=1.4)
+            ax.fill_between(g["time"], g["lo"], g["hi"], color=colors[method], alpha=0.15)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("time (env steps per member)", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_schedules(
+    schedules: pd.DataFrame, task: str, space: Space | None, colors, path: Path
+) -> None:
+    sub = schedules[schedules["task"] == task]
+    params = list(dict.fromkeys(sub["param"]))
+    fig, axes = _grid(len(params), width=4.0, height=2.6)
+    for ax, param in zip(axes, params, strict=False):
+        p = sub[sub["param"] == param]
+        numeric = p["value"].notna().all()
+        col = "value" if numeric else "unit"
+        for method, g in p.groupby("method", sort=False):
+            med = g.groupby("time")[col].median()
+            q1 = g.groupby("time")[col].quantile(0.25)
+            q3 = g.groupby("time")[col].quantile(0.75)
+            # the config reported at t is the one that trained during the interval ending at t
+            ax.step(med.index, med.values, where="pre", color=colors[method], label=method)
+            ax.fill_between(
+                med.index, q1.values, q3.values, step="pre", color=colors[method], alpha=0.12
+            )
+        spec = space.params.get(param) if space is not None else None
+        if isinstance(spec, Float | Int) and spec.log and numeric:
+            ax.set_yscale("log")
+        ax.set_title(param + ("" if numeric else " (unit)"), fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if params:
+        axes[0].legend(fontsize=6)
+    fig.suptitle(
+        f"{task}: hyperparameters along the final best member's lineage "
+        "(median over seeds, band = quartiles)",
+        fontsize=9,
+    )
+    _save(fig, path)
+
+
+def plot_overhead(table: pd.DataFrame, colors, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * len(table) + 1.8))
+    y = np.arange(len(table))[::-1]
+    c = [colors.get(m, "gray") for m in table["method"]]
+    labels = [f"{t} | {m}" for t, m in zip(table["task"], table["method"], strict=True)]
+    axes[0].barh(y, 100 * table["manage_fraction"], color=c)
+    axes[0].set_yticks(y, labels, fontsize=7)
+    axes[0].set_xlabel("% of a generation's wall time outside training (median)")
+    axes[1].barh(y, table["scheduler_ms_median"], color=c)
+    axes[1].set_yticks(y, labels, fontsize=7)
+    axes[1].set_xlabel("scheduler decision per generation, median (ms)")
+    for ax in axes:
+        ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+# ---------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, float | np.floating):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3g}"
+    return str(v)
+
+
+def _md(df: pd.DataFrame) -> str:
+    if df is None or not len(df):
+        return "_(no data)_\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(r[c]).replace("|", "/") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    if df is None or not len(df):
+        return "<p><em>no data</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
+        for _, r in df.iterrows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _interval(p, lo, hi) -> str:
+    return f"{_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def per_task_table(results: pd.DataFrame, score: str) -> pd.DataFrame:
+    """Raw score per task and method: mean over seeds [95% bootstrap interval]."""
+    rows = []
+    for (task, method), g in results.groupby(["task", "method"], sort=False):
+        m, lo, hi = stats.mean_ci(g[score].to_numpy())
+        pm, _, _ = stats.mean_ci(g["final_mean"].to_numpy())
+        rows.append(
+            {
+                "task": task,
+                "method": method,
+                "seeds": len(g),
+                f"{score} (mean [95% CI])": _interval(m, lo, hi),
+                "population mean": _fmt(pm),
+                "auc (best so far)": _fmt(float(g["auc"].mean())),
+                "exploits/run": _fmt(float(g["exploits"].mean())),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def statement(wtl: pd.DataFrame, reference: str) -> list[str]:
+    """The plain win / tie / loss sentences."""
+    out = []
+    for other, g in wtl.groupby("other", sort=False):
+        per = g[g["task"] != "all tasks"]
+        agg = g[g["task"] == "all tasks"].iloc[0]
+        parts = []
+        for v, verb in (("win", "wins"), ("tie", "ties"), ("loss", "loses")):
+            tasks = per.loc[per["verdict"] == v, "task"].tolist()
+            parts.append(f"{verb} on {len(tasks)} ({', '.join(tasks) if tasks else '-'})")
+        out.append(
+            f"{reference} vs {other}: " + "; ".join(parts) + f". Over all tasks "
+            f"P({reference} > {other}) = {_interval(agg['poi'], agg['lo'], agg['hi'])}: "
+            f"**{agg['verdict']}** (seed-by-seed wins {agg['seed_wins']})."
+        )
+    return out
+
+
+def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """For each (task, seed): did every method start from the same hyperparameters and state?"""
+    if not len(results):
+        return pd.DataFrame(), "no finished cells yet"
+    rows = []
+    for (task, seed), g in results.groupby(["task", "seed"]):
+        rows.append(
+            {
+                "task": task,
+                "seed": seed,
+                "methods": len(g),
+                "same hyperparameters": g["initial_configs_hash"].nunique() == 1,
+                "same weights+env state": g["initial_state_hash"].nunique() == 1,
+                "same budget+interval": g[["total_steps", "perturbation_interval", "population"]]
+                .drop_duplicates()
+                .shape[0]
+                == 1,
+                # cells recorded before the code hash existed say "n/a"
+                "same code": "n/a"
+                if "code_hash" not in g or (g["code_hash"].fillna("") == "").all()
+                else bool(g["code_hash"].nunique() == 1),
+            }
+        )
+    table = pd.DataFrame(rows)
+    checks = ["same hyperparameters", "same weights+env state", "same budget+interval"]
+    known = table["same code"] != "n/a"
+    code_ok = table["same code"].map(lambda v: v is True or v == "n/a")
+    ok = int((table[checks].all(axis=1) & code_ok).sum())
+    text = (
+        f"{ok}/{len(table)} (task, seed) groups: every method started from identical initial "
+        "hyperparameters and an identical initial state (weights, optimiser, environment states "
+        "and keys, compared by hash) with the same budget, interval and population"
+        + (" and the same gpbt code." if known.all() else
+           f"; the same gpbt code in {int(known.sum())} groups (older cells did not record it).")
+    )  # fmt: skip
+    if ok < len(table):
+        text = "UNFAIR GROUPS FOUND. " + text
+    return table, text
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
+    folder = Path(folder)
+    bench = load_bench(folder)
+    if not bench.suite:
+        raise ValueError(f"{folder}: the bench store has no suite; was it made by gpbt bench?")
+    suite = Suite.from_dict(bench.suite)
+    frames = collect(folder, suite)
+    with BenchStore(folder) as store:
+        store.prune({c.key for c in suite.cells()})
+        store.write_tables(frames)
+    bench = load_bench(folder)
+    out = folder / "report"
+    out.mkdir(exist_ok=True)
+    results = bench.results
+    if len(results):
+        results.to_csv(out / "results.csv", index=False)
+    methods = suite.method_names()
+    tasks = [t for t in suite.task_names() if len(results) and t in set(results["task"])]
+    colors = _colors(methods)
+    score = suite.score
+    figures: dict[str, list[tuple[str, str]]] = {k: [] for k, _ in SECTIONS}
+    md: dict[str, str] = {}
+    html_parts: dict[str, str] = {}
+
+    n_cells = len(bench.cells)
+    status = bench.cells["status"].value_counts().to_dict() if n_cells else {}
+    missing = n_cells - status.get("done", 0)
+    not_done = ", ".join(f"{k} {v}" for k, v in status.items() if k != "done")
+    meta = bench.meta
+    summary_lines = [
+        f"Suite **{suite.label}** ({suite.path}): {suite.description}",
+        f"{len(suite.tasks)} tasks x {len(methods)} methods x {len(suite.seeds)} seeds = "
+        f"{n_cells} cells; done {status.get('done', 0)}"
+        + (f", NOT done {missing} ({not_done})" if missing else ""),  # fmt: skip
+        f"Score of a run: `{score}` (final greedy evaluation of the population's best member "
+        "for final_best); normalised per task (min-max over the runs unless the suite gives a "
+        "score_range). Reference method: " + suite.reference + ".",
+        f"Machine: {meta.get('machine', {}).get('platform', '?')}, "
+        f"{meta.get('machine', {}).get('cpus', '?')} CPUs; commit {meta.get('commit') or '?'}; "
+        f"bench started {meta.get('created', '?')}; report written "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}.",
+    ]
+    runs = meta.get("invocations") or []
+    if len(runs) > 1:
+        summary_lines.append(
+            "Invocations of gpbt bench on this folder: "
+            + "; ".join(f"{r['at']} at commit {r['commit'] or '?'}" for r in runs)
+        )
+    if suite.notes:
+        summary_lines.append(suite.notes)
+
+    if not len(results):
+        md["summary"] = "\n".join(f"- {x}" for x in summary_lines) + "\n\nNo finished cells.\n"
+        html_parts["summary"] = "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in summary_lines)
+        html_parts["summary"] += "</ul><p>No finished cells yet.</p>"
+        return _write(out, suite, md, html_parts, figures)
+
+    df = stats.normalize(results, score, suite.score_ranges())
+    head = stats.aggregate(df, reps=reps)
+    head["mean_rank"] = head["method"].map(stats.average_rank(df))
+    head_view = pd.DataFrame(
+        {
+            "method": head["method"],
+            "runs": head["runs"],
+            "IQM [95% CI]": [_interval(r.iqm, r.iqm_lo, r.iqm_hi) for r in head.itertuples()],
+            "mean [95% CI]": [_interval(r.mean, r.mean_lo, r.mean_hi) for r in head.itertuples()],
+            "median [95% CI]": [
+                _interval(r.median, r.median_lo, r.median_hi) for r in head.itertuples()
+            ],
+            "average rank": head["mean_rank"],
+        }
+    )
+    # The other two scores of a run, so a tie on one is not mistaken for a tie on all: the
+    # population's mean (how good the whole population got) and the area under the
+    # best-so-far curve (how fast).
+    others = []
+    for other in [x for x in ("final_best", "final_mean", "auc") if x != score]:
+        d = stats.normalize(results, other, suite.score_ranges() if other != "auc" else None)
+        agg = stats.aggregate(d, reps=reps).set_index("method")
+        rank = stats.average_rank(d)
+        for m in agg.index:
+            r = agg.loc[m]
+            others.append({"score": other, "method": m,
+                           "IQM [95% CI]": _interval(r["iqm"], r["iqm_lo"], r["iqm_hi"]),
+                           "average rank": rank.get(m)})  # fmt: skip
+    others_view = pd.DataFrame(others)
+    plot_headline(head, colors, score, out / "headline.png")
+    figures["headline"].append(("headline.png", "IQM, mean and median of normalised scores"))
+
+    matrix = stats.improvement_matrix(df, reps=reps)
+    present = [m for m in methods if m in set(df["method"])]
+    plot_improvement(matrix, present, out / "improvement.png")
+    figures["improvement"].append(("improvement.png", "probability of improvement matrix"))
+    poi_view = matrix[matrix["x"] == suite.reference].copy()
+    poi_view = pd.DataFrame(
+        {
+            "X": poi_view["x"],
+            "Y": poi_view["y"],
+            "P(X > Y) [95% CI]": [_interval(r.poi, r.lo, r.hi) for r in poi_view.itertuples()],
+            "verdict": [stats.verdict(r.lo, r.hi) for r in poi_view.itertuples()],
+        }
+    )
+
+    wtl = stats.win_tie_loss(df, suite.reference, reps=reps)
+    sentences = statement(wtl, suite.reference) if len(wtl) else []
+    wtl_view = wtl.assign(
+        **{"P(ref > other) [95% CI]": [_interval(r.poi, r.lo, r.hi) for r in wtl.itertuples()]}
+    )[["task", "other", "P(ref > other) [95% CI]", "verdict", "seed_wins"]]
+    task_view = per_task_table(results, score)
+
+    profile = stats.performance_profile(df, reps=min(reps, 1000))
+    plot_profiles(profile, colors, out / "profiles.png")
+    figures["profiles"].append(("profiles.png", "performance profiles"))
+
+    curves = bench.curves
+    if len(curves):
+        best = stats.bands(curves, "best")
+        plot_bands(best, tasks, colors, "best member's training return",
+                   "best member's training return over time (mean over seeds, 95% band)",
+                   out / "curves.png")  # fmt: skip
+        figures["curves"].append(("curves.png", "learning curves, best member"))
+        mean = stats.bands(curves, "mean")
+        plot_bands(mean, tasks, colors, "population mean training return",
+                   "population mean training return (mean over seeds, 95% band)",
+                   out / "curves_mean.png")  # fmt: skip
+        figures["curves"].append(("curves_mean.png", "learning curves, population mean"))
+
+    div = bench.diversity
+    div_view = stats.diversity_summary(div)
+    if len(div):
+        plot_bands(stats.bands(div, "diversity"), tasks, colors,
+                   "mean pairwise distance (unit space)",
+                   "population diversity over time (mean over seeds, 95% band)",
+                   out / "diversity.png")  # fmt: skip
+        figures["diversity"].append(("diversity.png", "diversity over time"))
+
+    sch = bench.schedules
+    if len(sch):
+        for i, task in enumerate(tasks):
+            cfg = _task_space(suite, task)
+            name = f"schedules_{i}.png"
+            plot_schedules(sch, task, cfg, colors, out / name)
+            figures["schedules"].append((name, f"schedules on {task}"))
+
+    over = stats.overhead(bench.timings)
+    if len(over):
+        plot_overhead(over, colors, out / "overhead.png")
+        figures["overhead"].append(("overhead.png", "overhead"))
+
+    audit, audit_text = fairness_audit(results)
+    cells_view = bench.cells[["task", "method", "seed", "status", "attempts", "wall_s", "error"]]
+
+    md["summary"] = "\n".join(f"- {x}" for x in summary_lines) + "\n"
+    md["fairness"] = audit_text + "\n\n" + _md(audit)
+    md["headline"] = (
+        _md(head_view)
+        + "\nThe other scores of a run (normalised the same way; auc min-max per task):\n\n"
+        + _md(others_view)
+    )
+    md["improvement"] = (
+        f"P({suite.reference} > Y), 95% stratified-bootstrap intervals; win/loss when the "
+        "interval excludes 0.5.\n\n" + _md(poi_view)
+    )
+    md["per-task"] = (
+        "\n".join(f"- {s}" for s in sentences) + "\n\n" + _md(task_view) + "\n" + _md(wtl_view)
+    )
+    md["diversity"] = _md(div_view)
+    md["overhead"] = (
+        "Wall time outside the training calls (scores, scheduler, exploit gather, store "
+        "writes): totals over the cells, medians over generations (a worker's first cell of a "
+        "program includes compilation); the scheduler columns are the decision alone.\n\n"
+        + _md(over)
+    )
+    md["cells"] = _md(cells_view)
+
+    html_parts["summary"] = "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in summary_lines)
+    html_parts["summary"] += "</ul>"
+    html_parts["fairness"] = f"<p>{html.escape(audit_text)}</p>" + _html_table(audit)
+    html_parts["headline"] = (
+        _html_table(head_view)
+        + "<p>The other scores of a run (normalised the same way; auc min-max per task):</p>"
+        + _html_table(others_view)
+    )
+    html_parts["improvement"] = (
+        f"<p>P({html.escape(suite.reference)} &gt; Y) with 95% stratified-bootstrap intervals; "
+        "win/loss when the interval excludes 0.5.</p>" + _html_table(poi_view)
+    )
+    html_parts["per-task"] = (
+        "<ul>" + "".join(f"<li>{_inline(s)}</li>" for s in sentences) + "</ul>"
+        + _html_table(task_view) + _html_table(wtl_view)
+    )  # fmt: skip
+    html_parts["diversity"] = (
+        "<p>Mean pairwise Euclidean distance between the members' hyperparameters in the unit "
+        "cube of the search space, at each decision time (the configs that trained up to it)."
+        "</p>" + _html_table(div_view)
+    )
+    html_parts["overhead"] = (
+        "<p>Wall time outside the training calls (scores, scheduler, exploit gather, store "
+        "writes) per task and method: totals over the cells, and medians over generations "
+        "(a worker's first cell of a program includes compilation). The scheduler columns "
+        "are the decision alone.</p>" + _html_table(over)
+    )
+    html_parts["cells"] = _html_table(cells_view)
+    html_parts["profiles"] = (
+        "<p>Fraction of runs whose normalised score exceeds each threshold (higher curve is "
+        "better), averaged over tasks.</p>"
+    )
+    html_parts["curves"] = "<p>Training scores reported at each decision time.</p>"
+    html_parts["schedules"] = (
+        "<p>For each run, the hyperparameters that the final best member's line of weights "
+        "actually trained with, following its exploits back in time.</p>"
+    )
+    return _write(out, suite, md, html_parts, figures)
+
+
+def _task_space(suite: Suite, task: str) -> Space | None:
+    for t in suite.tasks:
+        if t["name"] == task:
+            if "toy" in t:
+                from gpbt.toys import TOYS
+
+                return TOYS[t["toy"]](**(t.get("toy_options") or {})).space
+            spec = t.get("space") or suite.raw.get("config", {}).get("space")
+            return Space.from_dict(spec) if spec else None
+    return None
+
+
+def _inline(text: str) -> str:
+    """The tiny bit of Markdown the summary lines use: **bold** and `code`."""
+    out = html.escape(text)
+    parts = out.split("**")
+    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
+    parts = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+th{background:#f3f3f3} img{max-width:100%} figure{margin:1em 0}
+figcaption{font-size:12px;color:#555} nav a{margin-right:.8em;font-size:13px}
+section{border-top:1px solid #ddd;margin-top:1.5em}
+"""
+
+# Checks in the browser that every embedded plot decoded; a broken one is a console error,
+# which the report's browser test would catch.
+_JS = """
+window.addEventListener('load', function () {
+  var bad = Array.prototype.filter.call(document.images, function (im) {
+    return !(im.complete && im.naturalWidth > 0);
+  });
+  document.body.setAttribute('data-images', bad.length ? 'broken' : 'ok');
+  if (bad.length) { console.error('gpbt report: ' + bad.length + ' plots did not load'); }
+});
+"""
+
+
+def _write(out: Path, suite: Suite, md: dict, html_parts: dict, figures: dict) -> Path:
+    lines = [f"# Benchmark report: {suite.label}", ""]
+    for key, title in SECTIONS:
+        if key not in md and not figures.get(key):
+            continue
+        lines += [f"## {title}", ""]
+        if key in md:
+            lines += [md[key], ""]
+        for name, caption in figures.get(key, []):
+            lines += [f"![{caption}]({name})", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
+    body = []
+    for key, title in SECTIONS:
+        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>']
+        parts.append(html_parts.get(key, "<p><em>no data yet</em></p>"))
+        for name, caption in figures.get(key, []):
+            data = base64.b64encode((out / name).read_bytes()).decode()
+            parts.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>"
+            )
+        parts.append("</section>")
+        body.append("".join(parts))
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>gpbt bench report: {html.escape(suite.label)}</title>"
+        f"<style>{_CSS}</style><script>{_JS}</script></head><body>"
+        f"<h1>gpbt bench report: {html.escape(suite.label)}</h1><nav>{nav}</nav>"
+        + "".join(body)
+        + "</body></html>"
+    )
+    (out / "report.html").write_text(page)
+    return out

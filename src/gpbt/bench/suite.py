@@ -1,0 +1,377 @@
+"""Suite files: which tasks, which methods, how many seeds; and the fairness rules built in.
+
+A suite is a TOML file (see `benchmarks/suites/` and docs/benchmarks.md):
+
+    name = "smoke"
+    seeds = 2                       # seeds 0..1, or a list [0, 3, 7]
+    reference = "gpbt-pl"           # the method the win/tie/loss statement is about
+    [config]                        # shared by every task and method: agent, space, ...
+    [[tasks]]                       # a vector-engine task: env + any config key it overrides
+    name = "CartPole-v1"; env = "CartPole-v1"; total_steps = 20_000; perturbation_interval = 5_000
+    grid = { population = [4, 8] }  # optional: one task per value ("CartPole-v1@population=4")
+    score_range = [0, 500]          # optional: fixed normalisation (else min-max over the runs)
+    [[tasks]]                       # a toy task (gpbt.toys), seconds, no JAX
+    name = "quadratic"; toy = "quadratic"
+    [[methods]]
+    name = "gpbt-pl-sync"; method = "gpbt-pl"; options = { pairing = "sync" }
+    [variants.full]                 # `gpbt bench SUITE:full`: tables merged over the suite,
+    seeds = 10                      # lists (tasks, methods) replaced whole
+
+Fairness is structural: a method entry can only carry its scheduler's options, never a config
+key, so every method of a task gets the same space, budget, interval and agent; the seed is the
+engine seed, from which the initial hyperparameters (the scheduler's first draws), weights and
+environment seeds all derive. `check_fairness` re-checks this on the built cells anyway, so a
+future change of this file cannot quietly break it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpbt.config import ConfigError, validate_config
+from gpbt.core.methods import METHODS, make_scheduler
+
+SUITE_KEYS = {
+    "name",
+    "description",
+    "seeds",
+    "reference",
+    "score",
+    "config",
+    "tasks",
+    "methods",
+    "variants",
+    "notes",
+}
+TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
+METHOD_KEYS = {"name", "method", "options"}
+SCORES = ("final_best", "final_mean", "auc")
+
+
+def suites_dir() -> Path:
+    """benchmarks/suites of the source checkout this package runs from (or of the cwd)."""
+    here = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
+    return here if here.is_dir() else Path("benchmarks") / "suites"
+
+
+def known_suites() -> list[str]:
+    return sorted(p.stem for p in suites_dir().glob("*.toml"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (task, method, seed): one experiment folder, one run."""
+
+    task: str
+    method: str
+    seed: int
+    kind: str  # "vector" or "toy"
+    config: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.task, self.method, self.seed)
+
+    @property
+    def relpath(self) -> str:
+        return f"{_safe(self.task)}/{_safe(self.method)}/seed{self.seed}"
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    seeds: list[int]
+    reference: str
+    score: str
+    tasks: list[dict[str, Any]]  # expanded: one entry per grid point, with "name"
+    methods: list[dict[str, Any]]
+    raw: dict[str, Any]
+    path: str
+    variant: str | None = None
+    notes: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name + (f":{self.variant}" if self.variant else "")
+
+    def task_names(self) -> list[str]:
+        return [t["name"] for t in self.tasks]
+
+    def method_names(self) -> list[str]:
+        return [m["name"] for m in self.methods]
+
+    def score_ranges(self) -> dict[str, tuple[float, float]]:
+        return {t["name"]: tuple(t["score_range"]) for t in self.tasks if t.get("score_range")}
+
+    def cells(self) -> list[Cell]:
+        """Seed-major order: an interrupted bench has whole seeds for every task and method."""
+        out = []
+        for seed in self.seeds:
+            for task in self.tasks:
+                for m in self.methods:
+                    out.append(_make_cell(self, task, m, seed))
+        check_fairness(out)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "variant": self.variant,
+            "description": self.description,
+            "seeds": self.seeds,
+            "reference": self.reference,
+            "score": self.score,
+            "tasks": self.tasks,
+            "methods": self.methods,
+            "path": self.path,
+            "notes": self.notes,
+            "raw": self.raw,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Suite:
+        """The suite as stored in a bench folder (tasks already expanded)."""
+        return cls(
+            name=d["name"],
+            description=d.get("description", ""),
+            seeds=list(d["seeds"]),
+            reference=d["reference"],
+            score=d.get("score", "final_best"),
+            tasks=list(d["tasks"]),
+            methods=list(d["methods"]),
+            raw=d.get("raw") or {"config": {}},
+            path=d.get("path", ""),
+            variant=d.get("variant"),
+            notes=d.get("notes", ""),
+        )
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=@,+-]+", "_", name)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Tables merge key by key; anything else (lists included) is replaced."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_suite(spec: str | Path, seeds: int | None = None) -> Suite:
+    """`spec`: a suite name (benchmarks/suites/NAME.toml), a path, either with `:variant`."""
+    text = str(spec)
+    variant = None
+    # "C:\..." is not a variant; a name or a relative path with one colon is.
+    if ":" in text and not Path(text).exists():
+        text, variant = text.rsplit(":", 1)
+    path = Path(text)
+    if not path.suffix:
+        candidate = suites_dir() / f"{text}.toml"
+        path = candidate if candidate.exists() else Path(text + ".toml")
+    if not path.exists():
+        raise ConfigError(
+            f"suite {text!r} not found (looked for {path}); known suites: {known_suites()}"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"suite file {path} is not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - SUITE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"suite {path}: unknown key {unknown[0]!r}; allowed keys are {sorted(SUITE_KEYS)}"
+        )
+    variants = raw.pop("variants", {}) or {}
+    if variant is not None:
+        if variant not in variants:
+            raise ConfigError(
+                f"suite {path} has no variant {variant!r}; variants: {sorted(variants)}"
+            )
+        over = variants[variant]
+        bad = sorted(set(over) - (SUITE_KEYS - {"variants", "name"}))
+        if bad:
+            raise ConfigError(f"suite {path} variant {variant!r}: unknown key {bad[0]!r}")
+        raw = _merge(raw, over)
+    return build_suite(raw, path=str(path), variant=variant, seeds=seeds)
+
+
+def build_suite(
+    raw: dict[str, Any], *, path: str = "<dict>", variant: str | None = None, seeds=None
+) -> Suite:
+    where = f"suite {path}" + (f" (variant {variant})" if variant else "")
+    name = raw.get("name") or Path(path).stem
+    n_seeds = raw.get("seeds", 3) if seeds is None else seeds
+    if isinstance(n_seeds, int) and not isinstance(n_seeds, bool):
+        if n_seeds < 1:
+            raise ConfigError(f"{where}: seeds = {n_seeds} must be >= 1")
+        seed_list = list(range(n_seeds))
+    elif isinstance(n_seeds, list) and all(isinstance(s, int) for s in n_seeds) and n_seeds:
+        seed_list = list(n_seeds)
+    else:
+        raise ConfigError(f"{where}: seeds must be a count (seeds = 5) or a list ([0, 1, 2])")
+    tasks_raw = raw.get("tasks") or []
+    methods_raw = raw.get("methods") or []
+    if not tasks_raw:
+        raise ConfigError(f"{where}: no [[tasks]]; add at least one task")
+    if not methods_raw:
+        raise ConfigError(f"{where}: no [[methods]]; add e.g. name = 'gpbt-pl', method = 'gpbt-pl'")
+    methods = []
+    for i, m in enumerate(methods_raw):
+        bad = sorted(set(m) - METHOD_KEYS)
+        if bad:
+            # The fairness rule: a method may not bring its own budget, space or interval.
+            raise ConfigError(
+                f"{where}: method #{i} has key {bad[0]!r}; a method entry has only name, "
+                "method and options (its scheduler's options). Budget, space and interval "
+                "belong to the task, so that every method gets the same"
+            )
+        if m.get("method") not in METHODS:
+            raise ConfigError(
+                f"{where}: method #{i} method = {m.get('method')!r}; use one of {list(METHODS)}"
+            )
+        methods.append(
+            {
+                "name": str(m.get("name") or m["method"]),
+                "method": m["method"],
+                "options": dict(m.get("options") or {}),
+            }
+        )
+    names = [m["name"] for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: method names must be unique, got {names}")
+    tasks = []
+    for i, t in enumerate(tasks_raw):
+        if "name" not in t and "env" not in t and "toy" not in t:
+            raise ConfigError(f"{where}: task #{i} needs env = ... or toy = ...")
+        base_name = str(t.get("name") or t.get("env") or t.get("toy"))
+        grid = t.get("grid") or {}
+        if not isinstance(grid, dict):
+            raise ConfigError(f"{where}: task {base_name!r} grid must be a table of lists")
+        points: list[dict[str, Any]] = [{}]
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"{where}: task {base_name!r} grid.{key} must be a non-empty list"
+                )
+            points = [{**p, key: v} for p in points for v in values]
+        for p in points:
+            entry = {k: v for k, v in t.items() if k != "grid"}
+            entry.update(p)
+            suffix = ",".join(f"{k}={v}" for k, v in p.items())
+            entry["name"] = base_name + (f"@{suffix}" if suffix else "")
+            entry["base_task"] = base_name
+            entry["grid_point"] = p
+            tasks.append(entry)
+    tnames = [t["name"] for t in tasks]
+    if len(set(tnames)) != len(tnames):
+        raise ConfigError(f"{where}: task names must be unique, got {tnames}")
+    reference = raw.get("reference") or names[0]
+    if reference not in names:
+        raise ConfigError(f"{where}: reference = {reference!r} is not a method name {names}")
+    score = raw.get("score", "final_best")
+    if score not in SCORES:
+        raise ConfigError(f"{where}: score = {score!r}; use one of {list(SCORES)}")
+    suite = Suite(
+        name=name,
+        description=str(raw.get("description", "")),
+        seeds=seed_list,
+        reference=reference,
+        score=score,
+        tasks=tasks,
+        methods=methods,
+        raw={"config": raw.get("config") or {}},
+        path=path,
+        variant=variant,
+        notes=str(raw.get("notes", "")),
+    )
+    suite.cells()  # validates every cell's config now, before anything trains
+    return suite
+
+
+def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
+    where = f"suite {suite.label}, task {task['name']!r}, method {m['name']!r}"
+    body = {k: v for k, v in task.items() if k not in TASK_META_KEYS | {"base_task", "grid_point"}}
+    if "toy" in task:
+        return _toy_cell(suite, task, m, seed, where)
+    cfg = _merge(suite.raw["config"], body)
+    cfg.update(
+        {
+            "engine": "vector",
+            "method": m["method"],
+            "seed": int(seed),
+            "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
+        }
+    )
+    for other in METHODS:
+        cfg.pop(other, None)
+    cfg[m["method"]] = dict(m["options"])
+    try:
+        cfg = validate_config(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return Cell(task["name"], m["name"], int(seed), "vector", cfg)
+
+
+def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
+    from gpbt.toys import TOYS
+
+    toy = task["toy"]
+    if toy not in TOYS:
+        raise ConfigError(f"{where}: toy = {toy!r}; use one of {sorted(TOYS)}")
+    population = task.get("population", suite.raw["config"].get("population", 8))
+    opts = dict(task.get("toy_options") or {})
+    try:
+        inst = TOYS[toy](**opts)
+    except TypeError as err:
+        raise ConfigError(f"{where}: toy_options: {err}") from None
+    cfg = {
+        "engine": "toy",
+        "toy": toy,
+        "toy_options": opts,
+        "population": int(population),
+        "total_steps": inst.steps,
+        "perturbation_interval": inst.interval,
+        "method": m["method"],
+        m["method"]: dict(m["options"]),
+        "seed": int(seed),
+        "mode": "max",
+        "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
+        "space": inst.space.to_dict() if hasattr(inst.space, "to_dict") else None,
+    }
+    try:
+        make_scheduler(
+            m["method"], inst.space, perturbation_interval=inst.interval, options=m["options"]
+        )
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return Cell(task["name"], m["name"], int(seed), "toy", cfg)
+
+
+def _fair_view(cfg: dict[str, Any]) -> str:
+    """The part of a cell's config that must not depend on the method."""
+    rest = {k: v for k, v in cfg.items() if k not in set(METHODS) | {"method", "name"}}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def check_fairness(cells: list[Cell]) -> None:
+    """Every method of a (task, seed) gets the same config apart from its method table."""
+    seen: dict[tuple[str, int], tuple[str, str]] = {}
+    for c in cells:
+        view = _fair_view(c.config)
+        first = seen.setdefault((c.task, c.seed), (c.method, view))
+        if first[1] != view:
+            raise ConfigError(
+                f"unfair suite: task {c.task!r} seed {c.seed}: method {c.method!r} gets a "
+                f"different config than {first[0]!r}; only the method table may differ"
+            )

@@ -1,0 +1,97 @@
+"""The bench report in a real headless browser: it loads, has its sections, logs no errors.
+
+Uses Debian's `chromium` (apt-get install -y chromium). The page is loaded from disk with every
+network feature off; `--dump-dom` gives the DOM after the load event (so the page's own check that
+every embedded plot decoded has run) and `--enable-logging=stderr` puts every console message and
+uncaught exception on stderr as `CONSOLE` lines. The report itself never writes to the console
+unless something is broken, so any console line fails the test; a page with a deliberate
+console.error is loaded first to prove that such lines are seen at all.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gpbt.bench.report import SECTIONS, write_bench_report
+from gpbt.bench.runner import run_suite
+from gpbt.bench.suite import build_suite
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed (Debian: apt-get install -y chromium); "
+    "the browser check of the bench report needs it",
+)
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--virtual-time-budget=5000",
+]
+
+
+def load_page(path, tmp_path) -> tuple[str, list[str]]:
+    """(DOM after load, console lines) of a local HTML file."""
+    profile = tmp_path / f"profile-{path.stem}"
+    proc = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return proc.stdout, console
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A small real bench (toys: seconds) and its report."""
+    suite = build_suite(
+        {
+            "name": "browser",
+            "seeds": 3,
+            "config": {"population": 4},
+            "tasks": [{"toy": "quadratic"}, {"toy": "moving-optimum"}],
+            "methods": [
+                {"name": "gpbt-pl", "method": "gpbt-pl"},
+                {"name": "pbt", "method": "pbt"},
+                {"name": "random", "method": "random"},
+            ],
+        }
+    )
+    folder = tmp_path_factory.mktemp("bench")
+    run_suite(suite, folder, supervise=False, progress=False)
+    return write_bench_report(folder, reps=300) / "report.html"
+
+
+def test_the_console_check_sees_errors(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text("<!doctype html><script>console.error('deliberate-7421')</script><p>x</p>")
+    _, console = load_page(page, tmp_path)
+    assert any("deliberate-7421" in line for line in console), console
+
+
+def test_bench_report_loads_with_its_sections_and_no_console_errors(report, tmp_path):
+    dom, console = load_page(report, tmp_path)
+    assert console == [], "console messages while loading the report:\n" + "\n".join(console)
+    # the page's own load-time check: every embedded plot decoded
+    assert 'data-images="ok"' in dom
+    for key, title in SECTIONS:
+        assert f'id="{key}"' in dom, key
+        assert re.search(rf"<h2>{re.escape(title)}</h2>", dom.replace("&amp;", "&")), title
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
+    assert len(images) >= 8, images
+    assert "http://" not in dom and "https://" not in dom  # self-contained, nothing fetched
