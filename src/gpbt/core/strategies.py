@@ -131,8 +131,13 @@ class PairwiseLearning(Strategy):
         space, rng = ctx.space, ctx.rng
         x_l = self._coords(space, ctx.loser_config)
         x_w = self._coords(space, ctx.winner_config)
-        others = [c for c, _ in ctx.population.values()] or [ctx.loser_config]
-        x_mean = np.mean([self._coords(space, c) for c in others], axis=0)
+        if self.w_center:
+            others = [c for c, _ in ctx.population.values()] or [ctx.loser_config]
+            x_mean = np.mean([self._coords(space, c) for c in others], axis=0)
+        else:
+            # The centre term is off by default: skip the O(population) mean, which would
+            # otherwise dominate a decision at large populations.
+            x_mean = x_l
         if self.space == "unit":
             lo, hi = np.zeros(len(space)), np.ones(len(space))
         else:
