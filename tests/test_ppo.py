@@ -99,6 +99,14 @@ def test_bad_hyperparameters_are_named(small, bad, pattern):
         agent.hyperparameters_to_arrays([bad])
 
 
+@pytest.mark.parametrize("name", ["CartPole-v1", "Pendulum-v1", "Breakout-MinAtar"])
+@pytest.mark.parametrize("config", [SMALL, PPOConfig()])
+def test_defaults_are_valid_under_any_static_config(name, config):
+    agent = PPO(make_env(name), config)  # building the agent compiles nothing
+    hp = agent.hyperparameters_to_arrays([{}])
+    assert int(hp["minibatch_size"][0]) <= int(hp["train_batch_size"][0])
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="max_rollout_len"):
         PPOConfig(rollout_chunk=16, max_rollout_len=100)

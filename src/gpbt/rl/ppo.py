@@ -73,10 +73,12 @@ What it costs
   population, not of the compiled program.
 * When members are in different phases an iteration costs a chunk of env steps plus
   ``micro_batches_per_round`` micro-batches, about twice the cost of either. Measured on
-  CartPole with 8 members (2 CPUs): default hyperparameters ~1e5 env steps/s; 8 members
-  sampled from the paper's space (epochs 5-15, batch 256-4096, minibatch 64-256) ~1.7e4/s,
-  against ~5.7e4/s for 8 identical members with their mean epochs (9): the price is the
-  slowest member (15 epochs) plus the phase mixing. A homogeneous population pays no overhead.
+  CartPole with 8 members (2 shared CPUs, default static config): default hyperparameters
+  ~1.1e5 env steps/s; 8 members sampled from the paper's space (epochs 5-15, batch 256-4096,
+  minibatch 64-256) ~2.4e4/s, against ~5.5e4/s for 8 identical members with their mean epochs
+  (9): the slowest member (15 epochs) alone explains 1.7x of that 2.3x, phase mixing the rest.
+  Before this design (one vmapped update per round, nested epoch/minibatch loops) the same
+  heterogeneous population ran at ~6e3/s, because each loop level took its own maximum.
 * A smaller minibatch adds optimiser steps (one Adam update of the small network each), not
   gradient work.
 
@@ -393,9 +395,9 @@ class PPO:
         unit = self.config.minibatch_unit
         d["train_batch_size"] = min(max(d["train_batch_size"], self.batch_unit), self.max_batch)
         d["num_epochs"] = min(d["num_epochs"], self.config.max_epochs)
-        d = self._snap(d)
         d["minibatch_size"] = min(max(d["minibatch_size"], unit), d["train_batch_size"])
-        d["minibatch_size"] = d["minibatch_size"] // unit * unit
+        d = self._snap(d)
+        d["minibatch_size"] = min(d["minibatch_size"], d["train_batch_size"] // unit * unit)
         return {k: float(v) for k, v in d.items()}
 
     def hyperparameter_bounds(self) -> dict[str, tuple[float, float]]:
@@ -826,46 +828,66 @@ class PPO:
                 "ep_cnt": c["ep_cnt"] + ep_cnt,
             }
 
+        # The conds below take and return only what they change: a cond's operands are not
+        # guaranteed to alias, and the rollout buffer is the largest array in the program.
         def prepare(c, ready):
-            adv, target = jax.vmap(self._advantages)(c["state"], c["buf"], hp, sched["steps"])
+            st = c["state"]
+            small = {k: c["buf"][k] for k in ("value", "reward", "done")}
+
+            def branch(args):
+                st, small, adv0, target0 = args
+                adv, target = jax.vmap(self._advantages)(st, small, hp, sched["steps"])
+                return (
+                    jnp.where(ready[:, None], adv, adv0),
+                    jnp.where(ready[:, None], target, target0),
+                )
+
+            adv, target = jax.lax.cond(
+                jnp.any(ready), branch, lambda a: a[2:], (st, small, c["adv"], c["target"])
+            )
             return {
                 **c,
-                "adv": jnp.where(ready[:, None], adv, c["adv"]),
-                "target": jnp.where(ready[:, None], target, c["target"]),
+                "adv": adv,
+                "target": target,
                 "phase": jnp.where(ready, _UPDATE, c["phase"]),
                 "k": jnp.where(ready, 0, c["k"]),
             }
 
-        def shuffle(c, new_epoch):
-            st = c["state"]
-            keys = jax.vmap(lambda r: jax.random.split(jax.random.wrap_key_data(r)))(st.rng)
-            perm = jax.vmap(_shuffle_prefix, in_axes=(0, None, 0))(
+        def shuffle(args, new_epoch):
+            rng, perm = args
+            keys = jax.vmap(lambda r: jax.random.split(jax.random.wrap_key_data(r)))(rng)
+            new_perm = jax.vmap(_shuffle_prefix, in_axes=(0, None, 0))(
                 keys[:, 1], n_max, sched["n_valid"]
             )
-            rng = jnp.where(new_epoch[:, None], jax.vmap(jax.random.key_data)(keys[:, 0]), st.rng)
-            return {
-                **c,
-                "state": st.replace(rng=rng),
-                "perm": jnp.where(new_epoch[:, None], perm, c["perm"]),
-            }
+            new_rng = jax.vmap(jax.random.key_data)(keys[:, 0])
+            return (
+                jnp.where(new_epoch[:, None], new_rng, rng),
+                jnp.where(new_epoch[:, None], new_perm, perm),
+            )
 
-        def apply(c, ready):
-            st = c["state"]
-            params, opt_state = jax.vmap(self._apply)(
-                st.params, st.opt_state, c["acc"], sched["micro_per_mb"], hp
+        def apply(args, ready):
+            params, opt_state, acc = args
+            new_params, new_opt = jax.vmap(self._apply)(
+                params, opt_state, acc, sched["micro_per_mb"], hp
             )
-            st = st.replace(
-                params=vwhere(ready, params, st.params),
-                opt_state=vwhere(ready, opt_state, st.opt_state),
+            return (
+                vwhere(ready, new_params, params),
+                vwhere(ready, new_opt, opt_state),
+                vwhere(ready, jax.tree.map(jnp.zeros_like, acc), acc),
             )
-            acc = vwhere(ready, jax.tree.map(jnp.zeros_like, c["acc"]), c["acc"])
-            return {**c, "state": st, "acc": acc, "n_opt": c["n_opt"] + ready}
 
         def micro_step(c):
             updating = c["phase"] == _UPDATE
             r = c["k"] % sched["micro_per_epoch"]
             new_epoch = updating & (r == 0)
-            c = jax.lax.cond(jnp.any(new_epoch), shuffle, lambda c, _: c, c, new_epoch)
+            rng, perm = jax.lax.cond(
+                jnp.any(new_epoch),
+                shuffle,
+                lambda a, _: a,
+                (c["state"].rng, c["perm"]),
+                new_epoch,
+            )
+            c = {**c, "state": c["state"].replace(rng=rng), "perm": perm}
             grads, aux = jax.vmap(self._micro_grad, in_axes=(0, 0, 0, 0, 0, 0, 0))(
                 c["state"].params,
                 c["buf"],
@@ -882,14 +904,20 @@ class PPO:
                 "n_micro": c["n_micro"] + updating,
             }
             ready = updating & ((r + 1) % sched["micro_per_mb"] == 0)
-            c = jax.lax.cond(jnp.any(ready), apply, lambda c, _: c, c, ready)
+            st = c["state"]
+            params, opt_state, acc = jax.lax.cond(
+                jnp.any(ready), apply, lambda a, _: a, (st.params, st.opt_state, c["acc"]), ready
+            )
             k = c["k"] + updating
             finished = updating & (k >= sched["micro_total"])
-            st = c["state"]
-            st = st.replace(total_updates=st.total_updates + finished)
+            st = st.replace(
+                params=params, opt_state=opt_state, total_updates=st.total_updates + finished
+            )
             return {
                 **c,
                 "state": st,
+                "acc": acc,
+                "n_opt": c["n_opt"] + ready,
                 "k": jnp.where(finished, 0, k),
                 "phase": jnp.where(finished, _COLLECT, c["phase"]),
                 "fill": jnp.where(finished, 0, c["fill"]),
@@ -902,8 +930,7 @@ class PPO:
             # updating (the two take similar time). Each part runs only if some member needs
             # it, so a population whose members are all in the same phase pays for one.
             c = jax.lax.cond(jnp.any(c["phase"] == _COLLECT), collect, lambda c: c, c)
-            ready = (c["phase"] == _COLLECT) & (c["fill"] >= sched["steps"])
-            c = jax.lax.cond(jnp.any(ready), prepare, lambda c, _: c, c, ready)
+            c = prepare(c, (c["phase"] == _COLLECT) & (c["fill"] >= sched["steps"]))
             c, _ = jax.lax.while_loop(
                 lambda cj: (
                     (cj[1] < cfg.micro_batches_per_round) & jnp.any(cj[0]["phase"] == _UPDATE)
