@@ -1,6 +1,7 @@
 """The environment registry and the uniform Env interface, on the real Gymnax environments."""
 
 import importlib.util
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -67,16 +68,40 @@ def test_aliases(alias, canonical):
     assert make_env(alias).name == canonical
 
 
-@pytest.mark.skipif(HAVE_BRAX, reason="brax is installed")
 @pytest.mark.parametrize("name", ["brax:hopper", "hopper", "brax/ant?backend=spring"])
-def test_brax_without_brax_gives_install_hint(name):
+def test_brax_without_brax_gives_install_hint(name, monkeypatch):
+    # Whether or not brax is installed here, make it unimportable (None in sys.modules).
+    monkeypatch.setitem(sys.modules, "brax", None)
+    monkeypatch.setitem(sys.modules, "brax.envs", None)
     with pytest.raises(ImportError, match=r"pip install 'gpbt\[brax\]'"):
         make_env(name)
 
 
 def test_brax_backend_is_validated():
-    with pytest.raises(ValueError, match="backend 'warp'.*generalized"):
-        make_env("brax:hopper?backend=warp")
+    with pytest.raises(ValueError, match="backend 'bogus'.*generalized"):
+        make_env("brax:hopper?backend=bogus")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_BRAX, reason="brax is not installed")
+def test_brax_env_resets_steps_and_truncates():
+    env = make_env("brax:inverted_double_pendulum?backend=spring&episode_length=3")
+    assert env.options["backend"] == "spring" and not env.discrete
+    num = 2
+    obs, state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), num))
+    assert obs.shape == (num, *env.obs_shape)
+    step = jax.jit(jax.vmap(env.step))
+    action = jnp.zeros((num, env.action_dim))
+    for t in range(3):
+        obs, state, reward, done, info = step(
+            jax.random.split(jax.random.key(t), num), state, action
+        )
+        assert reward.shape == (num,) and done.dtype == jnp.bool_
+    # Nothing falls over in 3 steps of zero torque: the episode ends by the time limit.
+    assert np.all(np.asarray(info["truncated"])) and not np.any(np.asarray(info["terminated"]))
+    assert np.all(np.asarray(done))
+    assert np.all(np.asarray(state[1]) == 0)  # step counter restarted with the new episode
+    assert not np.allclose(obs, info["final_obs"])
 
 
 def test_gymnax_envs_take_no_options():
