@@ -68,6 +68,7 @@ class PopulationScheduler:
         quantile_fraction: float = 0.25,
         max_time: float | None = None,
         method: str | None = None,
+        synch: bool = False,
     ):
         self.space = space if isinstance(space, Space) else Space(space)
         if pairing not in PAIRINGS:
@@ -98,6 +99,8 @@ class PopulationScheduler:
         self.seed = int(seed)
         self.quantile_fraction = float(quantile_fraction)
         self.max_time = None if max_time is None else float(max_time)
+        # PBT's `synch`: truncation decided at one boundary for everyone (Ray's synch=True)
+        self.synch = bool(synch)
         if method is not None:
             self.method = method
         self.rng = np.random.default_rng(seed)
@@ -107,7 +110,7 @@ class PopulationScheduler:
     @property
     def synchronous(self) -> bool:
         """True when decisions need the whole population at one boundary (`on_generation`)."""
-        return self.pairing == "sync"
+        return self.pairing == "sync" or self.synch
 
     def initial_population(self, n: int) -> list[dict[str, Any]]:
         if n < 1:
@@ -420,6 +423,7 @@ class PopulationScheduler:
             "seed": self.seed,
             "quantile_fraction": self.quantile_fraction,
             "max_time": self.max_time,
+            "synch": self.synch,
             "strategy": None if self.strategy is None else self.strategy.name,
             "strategy_options": {} if self.strategy is None else self.strategy.options(),
             "space": self.space.to_dict(),
@@ -538,12 +542,8 @@ class PBT(PopulationScheduler):
             seed=seed,
             quantile_fraction=quantile_fraction,
             max_time=max_time,
+            synch=synch,
         )
-        self.synch = bool(synch)
-
-    @property
-    def synchronous(self) -> bool:
-        return self.synch
 
 
 class PB2(PopulationScheduler):
@@ -577,12 +577,8 @@ class PB2(PopulationScheduler):
             seed=seed,
             quantile_fraction=quantile_fraction,
             max_time=max_time,
+            synch=synch,
         )
-        self.synch = bool(synch)
-
-    @property
-    def synchronous(self) -> bool:
-        return self.synch
 
 
 class RandomSearch(PopulationScheduler):
