@@ -87,7 +87,7 @@ class PB2Explore(Strategy):
 
     def __init__(
         self,
-        data_window: int = 128,
+        data_window: int = 64,
         kappa: float = 2.0,
         seed: int = 0,
         num_candidates: int = 256,

@@ -560,7 +560,7 @@ class PB2(PopulationScheduler):
         mode: str = "max",
         seed: int = 0,
         quantile_fraction: float = 0.25,
-        data_window: int = 128,
+        data_window: int = 64,
         kappa: float = 2.0,
         synch: bool = False,
         max_time: float | None = None,
