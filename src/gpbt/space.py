@@ -30,16 +30,7 @@ class Float:
                 f"parameter '{name}': bounds must be finite numbers, got "
                 f"low={self.low}, high={self.high}"
             )
-        if self.low >= self.high:
-            raise ValueError(
-                f"parameter '{name}': low ({self.low}) must be below high "
-                f"({self.high}); swap them or widen the range"
-            )
-        if self.log and self.low <= 0:
-            raise ValueError(
-                f"parameter '{name}': log=true needs low > 0 (got {self.low}); "
-                "use a positive lower bound or log=false"
-            )
+        _check_range(name, self.low, self.high, self.log)
 
     def sample(self, rng: np.random.Generator) -> float:
         return self.from_unit(rng.uniform())
@@ -83,16 +74,7 @@ class Int:
                 f"parameter '{name}': int bounds must be whole numbers, got "
                 f"low={self.low}, high={self.high}; use type='float' for fractions"
             )
-        if self.low >= self.high:
-            raise ValueError(
-                f"parameter '{name}': low ({self.low}) must be below high "
-                f"({self.high}); swap them or widen the range"
-            )
-        if self.log and self.low <= 0:
-            raise ValueError(
-                f"parameter '{name}': log=true needs low > 0 (got {self.low}); "
-                "use a positive lower bound or log=false"
-            )
+        _check_range(name, self.low, self.high, self.log)
 
     def _float(self) -> Float:
         # Integers live in the continuous interval [low - 0.5, high + 0.5) in unit space so that
@@ -185,6 +167,20 @@ class Choice:
 
 
 Param = Float | Int | Choice
+
+
+def _check_range(name: str, low: float, high: float, log: bool) -> None:
+    """The bound rules Float and Int share."""
+    if low >= high:
+        raise ValueError(
+            f"parameter '{name}': low ({low}) must be below high ({high}); swap them or widen "
+            "the range"
+        )
+    if log and low <= 0:
+        raise ValueError(
+            f"parameter '{name}': log=true needs low > 0 (got {low}); use a positive lower "
+            "bound or log=false"
+        )
 
 
 def _is_number(value: Any) -> bool:
