@@ -236,9 +236,36 @@ def test_pbt_async_quantiles_match_ray_rounding():
     sched.initial_population(5)
     scored(sched, {i: float(i) for i in range(5)})
     # ceil(5 * 0.25) = 2 in each quantile
-    assert isinstance(sched.on_ready(1, 10, 1.0), Exploit)
     assert isinstance(sched.on_ready(2, 10, 2.0), Continue)
     assert sched.on_ready(0, 10, 0.0).donor in {3, 4}
+    assert isinstance(sched.on_ready(1, 10, 1.0), Exploit)
+
+
+def test_exploited_member_ranks_with_its_donors_score_until_it_reports():
+    # Asynchronous truncation, population 4, one member in each quantile. Member 0 (score 1)
+    # copies member 3 (score 10). Member 1 (score 5) is now the worst: with member 0 still
+    # ranked at its replaced score 1 it would escape the bottom quantile.
+    sched = PBT(SPACE, perturbation_interval=10, quantile_fraction=0.25, seed=0)
+    sched.initial_population(4)
+    scored(sched, {0: 1.0, 1: 5.0, 2: 6.0, 3: 10.0})
+    d = sched.on_ready(0, 10, 1.0)
+    assert isinstance(d, Exploit) and d.donor == 3
+    assert d.record.member_score == 1.0  # the record keeps what the decision saw
+    assert sched.members[0].score == 10.0 and sched.members[0].raw_score == 10.0
+    d1 = sched.on_ready(1, 10, 5.0)
+    assert isinstance(d1, Exploit) and d1.donor in {0, 3}
+    # its own next report replaces the inherited score
+    sched.report(0, 20, 2.0)
+    assert sched.members[0].score == 2.0
+
+
+def test_inherited_score_is_in_the_schedulers_orientation_for_mode_min():
+    sched = GPBT(SPACE, perturbation_interval=10, mode="min", seed=0)
+    sched.initial_population(2)
+    sched.report(1, 10, 3.0)
+    d = sched.on_ready(0, 10, 7.0)
+    assert isinstance(d, Exploit)
+    assert sched.members[0].raw_score == 3.0 and sched.members[0].score == -3.0
 
 
 def test_lockstep_decisions_use_the_snapshot():
@@ -280,6 +307,9 @@ def test_failed_member_is_never_a_donor():
     for t in range(10, 200, 10):
         d = sched.on_ready(0, t, 0.0)
         assert d.donor == 2
+    sched.unmark_failed(1)  # retried by its engine: a donor again
+    donors = {sched.on_ready(0, t, 0.0).donor for t in range(200, 400, 10)}
+    assert donors == {1, 2}
 
 
 def test_random_search_never_exploits_and_stops_at_budget():

@@ -120,3 +120,15 @@ def test_from_dict_matches_typed_space():
     assert space.params["epochs"] == Int(5, 15)
     assert space.params["minibatch"] == Choice([16, 32, 64])
     assert Space.from_dict(space.to_dict()).params == space.params
+
+
+def test_nest_into_writes_dotted_values_into_a_copy_of_a_nested_config():
+    base = {"env": "CartPole-v1", "optim": {"lr": 0.1, "eps": 1e-8}, "n": 3}
+    out = Space.nest({"optim.lr": 0.5, "n.inner": 1, "new.k": 2}, into=base)
+    assert out == {
+        "env": "CartPole-v1",
+        "optim": {"lr": 0.5, "eps": 1e-8},
+        "n": {"inner": 1},  # a scalar in the way is replaced by the nested value
+        "new": {"k": 2},
+    }
+    assert base["optim"]["lr"] == 0.1 and base["n"] == 3  # the original is untouched

@@ -8,6 +8,7 @@ index) so that one step size means the same thing for a learning rate and for a 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -297,13 +298,18 @@ class Space:
         return out
 
     @staticmethod
-    def nest(config: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def nest(config: Mapping[str, Any], into: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Dotted names to nested dicts: {"opt.lr": 1} -> {"opt": {"lr": 1}}. With `into`, the
+        values are written into a deep copy of that nested config (a trainable's options, a
+        Ray trial's config), leaving its other keys as they are."""
+        out: dict[str, Any] = copy.deepcopy(dict(into)) if into is not None else {}
         for name, v in config.items():
             parts = name.split(".")
             d = out
             for p in parts[:-1]:
-                d = d.setdefault(p, {})
+                if not isinstance(d.get(p), dict):
+                    d[p] = dict(d[p]) if isinstance(d.get(p), Mapping) else {}
+                d = d[p]
             d[parts[-1]] = v
         return out
 

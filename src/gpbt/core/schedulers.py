@@ -34,8 +34,10 @@ WORST = -math.inf
 class Member:
     config: dict[str, Any]
     strategy_state: dict[str, Any]
-    score: float | None = None  # last reported score, internal orientation; None = never reported
-    raw_score: float | None = None  # as reported, for the log
+    # last reported score, internal orientation; None = never reported. After an exploit it is
+    # the donor's score (the weights the member now carries) until the member reports again.
+    score: float | None = None
+    raw_score: float | None = None  # as reported (or inherited), for the log
     time: float | None = None  # time of the last report
     last_perturbation: float = 0.0
     # where this member's current stretch of training started (time, internal score); PB2
@@ -136,6 +138,11 @@ class PopulationScheduler:
         """A failed member is never a partner or donor again and gets no more decisions."""
         self._member(member).failed = True
 
+    def unmark_failed(self, member: int) -> None:
+        """An engine retried a failed member (Ray Tune re-adds a trial it restarts): it may be
+        a partner, donor and decision-taker again, from its next report on."""
+        self._member(member).failed = False
+
     def _member(self, member: int) -> Member:
         if member not in self.members:
             raise KeyError(
@@ -152,6 +159,11 @@ class PopulationScheduler:
         if not math.isfinite(s):
             return WORST
         return s if self.mode == "max" else -s
+
+    def _external(self, internal: float | None) -> float | None:
+        if internal is None:
+            return None
+        return internal if self.mode == "max" else -internal
 
     def report(self, member: int, time: float, score: float) -> None:
         """Record a score without asking for a decision (every report, ready or not)."""
@@ -360,10 +372,7 @@ class PopulationScheduler:
         )
         new_config, new_state = self.strategy.explore(ctx)
         new_config = _clean(self.space.clip(new_config))
-        lm.config, lm.strategy_state = new_config, new_state
-        # The loser now carries the winner's weights: its next score change is measured from
-        # the winner's score (what PB2 needs), under the new config.
-        lm.segment_start = (float(time), winner_score)
+        # The record keeps the scores the decision was taken on.
         record = self._record(
             time,
             loser,
@@ -375,6 +384,14 @@ class PopulationScheduler:
             velocity=new_state.get("velocity"),
             reason="lost its pair" if self.pairing != "truncation" else "bottom quantile",
         )
+        lm.config, lm.strategy_state = new_config, new_state
+        # The loser now carries the winner's weights. Until it reports again it ranks with the
+        # winner's score, so that a member deciding in between (asynchronous engines) does not
+        # pair against, or rank below, weights that were just replaced. Its next score change
+        # is measured from the winner's score too (what PB2 needs), under the new config.
+        lm.score = winner_score
+        lm.raw_score = wm.raw_score if winner_score == wm.score else self._external(winner_score)
+        lm.segment_start = (float(time), winner_score)
         return Exploit(donor=winner, config=dict(new_config), record=record)
 
     def _stop(self, member: int, time: float) -> Decision:

@@ -836,7 +836,7 @@ class LocalEngine:
         self.pool.submit(worker, task)
 
     def _member_config(self, flat: dict[str, Any]) -> dict[str, Any]:
-        return _deep_merge(self.trainable_options, Space.nest(flat))
+        return Space.nest(flat, into=self.trainable_options)
 
     # ------------------------------------------------------------------ events
     def _on_result(self, ev: _Event) -> None:
@@ -1182,16 +1182,6 @@ def _is_number(x: Any) -> bool:
 
 def _member_seed(seed: int, member: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1)[0] % (2**31))
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 # =========================================================================== the CLI hook

@@ -170,18 +170,6 @@ class _Member:
     extra: dict = field(default_factory=dict)
 
 
-def _set_nested(config: dict, flat: Mapping[str, Any]) -> dict:
-    """Write dotted names into a (deep-copied) nested trial config."""
-    out = copy.deepcopy(config)
-    for name, value in flat.items():
-        parts = name.split(".")
-        d = out
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = value
-    return out
-
-
 def _get_nested(config: Mapping, name: str) -> tuple[bool, Any]:
     if name in config:
         return True, config[name]
@@ -377,7 +365,7 @@ class GPBTScheduler(TrialScheduler):
     def on_trial_add(self, tune_controller, trial):
         if trial in self._by_trial:
             # Tune re-adds a trial it retries after a failure: it may be a partner again.
-            self.core.members[self._by_trial[trial].member].failed = False
+            self.core.unmark_failed(self._by_trial[trial].member)
             return
         self._check_ready_to_run(tune_controller)
         self._open_store()
@@ -391,7 +379,7 @@ class GPBTScheduler(TrialScheduler):
                 drawn[name] = to_plain(value)
         self.core.add_member(member, drawn)
         config = self.core.config(member)
-        trial.set_config(_set_nested(trial.config, config))
+        trial.set_config(Space.nest(config, into=trial.config))
         for name, value in config.items():
             trial.evaluated_params[name] = value
         state = _Member(member=member, trial=trial)
@@ -640,7 +628,7 @@ class GPBTScheduler(TrialScheduler):
         if trial.status != Trial.PAUSED:
             # Stop the actor without saving: its weights are about to be replaced.
             tune_controller.pause_trial(trial, should_checkpoint=False)
-        new_config = _set_nested(trial.config, decision.config)
+        new_config = Space.nest(decision.config, into=trial.config)
         trial.set_config(new_config)
         for name, value in decision.config.items():
             trial.evaluated_params[name] = value
