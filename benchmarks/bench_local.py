@@ -1,6 +1,6 @@
 """Measure the local engine: parallel efficiency, report-to-next-step latency, exploit cost.
 
-    python benchmarks/bench_local.py [--quick] [--skip-sb3] [--out results.json]
+    python benchmarks/bench_local.py [--quick] [--skip-sb3] [--rounds 3] [--out results.json]
 
 Parallel efficiency = population throughput with 2 workers / (2 x one member alone), for
 (a) a CPU-bound trainable whose step takes about 1 s and (b) Stable-Baselines3 PPO on MuJoCo
@@ -15,15 +15,25 @@ machines) the kernel gives each *session* a fair share of a busy machine, so two
 started by one run share what one process alone would get: `wall_same_session` measures that
 as is; `wall_own_sessions` has each worker call setsid() from its trainable's setup, which
 compares like with like on a machine other sessions keep busy. On an idle machine the two
-agree. Contention-free figures come with them (see `efficiency`). Prints one JSON object.
+agree. Contention-free figures come with them (see `efficiency`).
+
+A virtual machine's cores speed up and slow down with its host's load by 10% or more within a
+minute, which is larger than the effect measured. So the measurements run in `--rounds`
+interleaved rounds (alone, engine, engine in own sessions, alone again), each round's
+efficiency is taken against its own alone runs, and the median and range over rounds are
+reported. Each round also measures the `machine_ceiling`: two bare processes running the same
+step side by side, no engine, against one alone (what two cores give two copies of this work
+at all). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -188,30 +198,78 @@ def efficiency(before: dict, after: dict, same: dict, own: dict) -> dict:
     }
 
 
-def measure(cls, config: dict, space: dict, options: dict, n: int, steps: int, root: Path):
-    root = root / cls.__name__
-    before = alone(cls, config, steps=max(2, n // 2))
-    same = engine_run(cls, space, options, steps, root / "same")
-    own = engine_run(cls, space, {**options, "own_session": True}, steps, root / "own")
-    after = alone(cls, config, steps=max(2, n // 2))
+def _bare_steps(cls, config: dict, steps: int, out) -> None:
+    if "torch" in sys.modules:  # one thread per process, as the engine's workers
+        sys.modules["torch"].set_num_threads(1)
+    out.put(alone(cls, config, steps)["steps_per_s"])
+
+
+def machine_ceiling(cls, config: dict, steps: int) -> float:
+    """Two bare processes stepping side by side (no engine) over one alone: the most two
+    workers could reach on this machine for this work."""
+    ctx = mp.get_context("spawn")
+    rates = []
+    for k in (1, 2):
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_bare_steps, args=(cls, config, steps, out)) for _ in range(k)]
+        for p in procs:
+            p.start()
+        rates.append([out.get() for _ in procs])
+        for p in procs:
+            p.join()
+    return sum(rates[1]) / (2 * rates[0][0])
+
+
+def summarise(values: list[float]) -> dict:
     return {
-        "alone_before": before,
-        "alone_after": after,
-        "engine_same_session": same,
-        "engine_own_sessions": own,
-        "parallel_efficiency": efficiency(before, after, same, own),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "rounds": values,
     }
 
 
-def bench_busy(quick: bool, root: Path) -> dict:
+def measure(
+    cls, config: dict, space: dict, options: dict, n: int, steps: int, root: Path, rounds: int
+):
+    """`rounds` interleaved rounds; each round's efficiency against its own alone runs."""
+    root = root / cls.__name__
+    per_round = []
+    for r in range(rounds):
+        before = alone(cls, config, steps=max(2, n // 2))
+        same = engine_run(cls, space, options, steps, root / f"same{r}")
+        own = engine_run(cls, space, {**options, "own_session": True}, steps, root / f"own{r}")
+        after = alone(cls, config, steps=max(2, n // 2))
+        ceiling = machine_ceiling(cls, config, steps=max(2, n // 2))
+        per_round.append(
+            {
+                "alone_before": before,
+                "alone_after": after,
+                "engine_same_session": same,
+                "engine_own_sessions": own,
+                "machine_ceiling": ceiling,
+                "parallel_efficiency": efficiency(before, after, same, own),
+            }
+        )
+    keys = per_round[0]["parallel_efficiency"].keys()
+    return {
+        "parallel_efficiency": {
+            k: summarise([r["parallel_efficiency"][k] for r in per_round]) for k in keys
+        },
+        "machine_ceiling": summarise([r["machine_ceiling"] for r in per_round]),
+        "per_round": per_round,
+    }
+
+
+def bench_busy(quick: bool, root: Path, rounds: int) -> dict:
     work = calibrate(1.0)
     n = 6 if quick else 16
     space = {"lr": {"type": "float", "low": 0.0, "high": 1.0}}
-    result = measure(Busy, {"work": work, "lr": 0.5}, space, {"work": work}, n, n, root)
+    result = measure(Busy, {"work": work, "lr": 0.5}, space, {"work": work}, n, n, root, rounds)
     return {"step_work": work, **result}
 
 
-def bench_sb3(quick: bool, root: Path) -> dict:
+def bench_sb3(quick: bool, root: Path, rounds: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -230,13 +288,14 @@ def bench_sb3(quick: bool, root: Path) -> dict:
     space = {k: {"type": "choice", "values": [v]} for k, v in hp.items()}
     env = {"env": "InvertedPendulum-v5"}
     n = 3 if quick else 10
-    return measure(SessionPPO, {**env, **hp}, space, env, n, n * 2048, root)
+    return measure(SessionPPO, {**env, **hp}, space, env, n, n * 2048, root, rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke test)")
     parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats (default 3)")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     result: dict = {
@@ -249,9 +308,9 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        result["busy_1s_step"] = bench_busy(args.quick, root)
+        result["busy_1s_step"] = bench_busy(args.quick, root, args.rounds)
         if not args.skip_sb3:
-            result["sb3_ppo_inverted_pendulum"] = bench_sb3(args.quick, root)
+            result["sb3_ppo_inverted_pendulum"] = bench_sb3(args.quick, root, args.rounds)
     result["machine"]["load_average_after"] = os.getloadavg()
     try:
         import stable_baselines3
