@@ -74,7 +74,7 @@ by default (IMPALA reports the stochastic policy's return; a greedy MinAtar poli
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from gpbt.rl.common import PopulationAgent, as_key
 from gpbt.rl.envs import Env
 
 __all__ = ["IMPALA", "IMPALAConfig", "MemberState", "vtrace_targets"]
@@ -255,13 +256,6 @@ class Network(nn.Module):
         return logits, value
 
 
-def _as_key(key: Any) -> jax.Array:
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key.astype(jnp.uint32))
-
-
 def _action_logp(logits: jax.Array, action: jax.Array) -> jax.Array:
     logp = jax.nn.log_softmax(logits)
     return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), -1)[..., 0]
@@ -272,7 +266,7 @@ def _entropy(logits: jax.Array) -> jax.Array:
     return -jnp.sum(jnp.exp(logp) * logp, -1)
 
 
-class IMPALA:
+class IMPALA(PopulationAgent):
     """Population IMPALA (V-trace) on one discrete-action :class:`~gpbt.rl.envs.Env`."""
 
     hyperparameter_names: tuple[str, ...] = _HPS
@@ -293,14 +287,11 @@ class IMPALA:
                 f"shape {self.obs_shape}: use torso='mlp'"
             )
         self.network = Network(cfg.torso, cfg.hidden_sizes, self.num_actions, self.obs_shape)
-        self.batch_size = cfg.num_envs * cfg.unroll_length
+        self.batch_size = self.max_update_steps = cfg.num_envs * cfg.unroll_length
         self.compile_count = 0
-        self._train_jit = jax.jit(self._train_impl)
         self._params_jit = jax.jit(self._init_params)
         self._init_jit = jax.jit(jax.vmap(self._init_member))
-        self._gather_jit = jax.jit(lambda s, i: jax.tree.map(lambda x: x[i], s))
-        self._eval_jit = jax.jit(self._evaluate_impl, static_argnums=2)
-        self._act_jit = jax.jit(self._act_impl, static_argnums=3)
+        self._compile_entry_points()
 
     # ----------------------------------------------------------------------------------------
     # Hyperparameters
@@ -350,37 +341,6 @@ class IMPALA:
             out[name] = x
         return out
 
-    def hyperparameters_to_arrays(
-        self, configs: Sequence[Mapping[str, Any]]
-    ) -> dict[str, jax.Array]:
-        """Per-member dicts (missing keys take defaults) -> ``{name: float32 [P]}``."""
-        if isinstance(configs, Mapping):
-            raise TypeError("hyperparameters_to_arrays takes a list of dicts, one per member")
-        rows = [self.effective_hyperparameters(c) for c in configs]
-        if not rows:
-            raise ValueError("hyperparameters_to_arrays needs at least one member")
-        return {n: jnp.asarray([r[n] for r in rows], jnp.float32) for n in _HPS}
-
-    def _canonical_hp(self, hp: Any, population: int) -> dict[str, jax.Array]:
-        # Checked outside jit: a wrong shape or dtype would otherwise compile a second program.
-        if isinstance(hp, Sequence) and not isinstance(hp, Mapping):
-            hp = self.hyperparameters_to_arrays(hp)
-        if not isinstance(hp, Mapping) or set(hp) != set(_HPS):
-            got = sorted(hp) if isinstance(hp, Mapping) else type(hp).__name__
-            raise ValueError(
-                f"hp must be the output of hyperparameters_to_arrays (keys {', '.join(_HPS)}), "
-                f"got {got}"
-            )
-        arrays = {k: np.asarray(v) for k, v in hp.items()}
-        for k, v in arrays.items():
-            if v.shape != (population,):
-                raise ValueError(
-                    f"hyperparameter {k!r} has shape {v.shape}, expected ({population},)"
-                )
-        return self.hyperparameters_to_arrays(
-            [{k: arrays[k][i] for k in arrays} for i in range(population)]
-        )
-
     # ----------------------------------------------------------------------------------------
     # Init / gather
     # ----------------------------------------------------------------------------------------
@@ -414,7 +374,7 @@ class IMPALA:
         """A population of ``population`` members, each from its own split of ``key``."""
         if int(population) < 1:
             raise ValueError(f"population must be >= 1, got {population}")
-        keys = jax.random.split(_as_key(key), int(population))
+        keys = jax.random.split(as_key(key), int(population))
         # Network parameters member by member (one compiled init, called P times): the
         # orthogonal initialiser's QR decompositions, vmapped over members, reproducibly
         # deadlock XLA's CPU runtime on this machine (jax 0.10.2, 2 cores: all threads parked
@@ -422,15 +382,6 @@ class IMPALA:
         per_member = [self._params_jit(k) for k in keys]
         params = jax.tree.map(lambda *xs: jnp.stack(xs), *per_member)
         return self._init_jit(keys, params)
-
-    def gather(self, state: MemberState, index: Any) -> MemberState:
-        """Member ``i`` of the result is a full copy of member ``index[i]`` (the exploit step):
-        learner parameters, RMSProp statistics, the actor's parameter ring and the envs."""
-        index = jnp.asarray(index, jnp.int32)
-        population = jax.tree.leaves(state)[0].shape[0]
-        if index.shape != (population,):
-            raise ValueError(f"index must have shape ({population},), got {index.shape}")
-        return self._gather_jit(state, index)
 
     def actor_params(self, m: MemberState) -> Any:
         """The parameters one member acts with in its next update (learner's, ``actor_lag``
@@ -454,11 +405,6 @@ class IMPALA:
             return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
 
         return jax.vmap(one)(state, obs)
-
-    def act(self, state: MemberState, obs: Any, key: Any = None, greedy: bool = True) -> jax.Array:
-        """Learner-policy actions of every member for ``obs[i]`` (leading axis P)."""
-        key = jax.random.key(0) if key is None else _as_key(key)
-        return self._act_jit(state, jnp.asarray(obs, jnp.float32), key, bool(greedy))
 
     # ----------------------------------------------------------------------------------------
     # Acting
@@ -631,52 +577,13 @@ class IMPALA:
         }
         return c["state"], metrics
 
-    def train(
-        self, state: MemberState, hp: Any, env_steps_per_member: int
-    ) -> tuple[MemberState, dict[str, jax.Array]]:
-        """Train every member for ``ceil(n / batch)`` updates (``batch = num_envs *
-        unroll_length`` env steps each). ``n`` is traced: any value reuses the program."""
-        population = int(state.total_env_steps.shape[0])
-        budget = int(env_steps_per_member)
-        if budget < 0 or budget > 2**31 - 1 - self.batch_size:
-            raise ValueError(f"env_steps_per_member must be in [0, 2**31 - 1), got {budget}")
-        hp = self._canonical_hp(hp, population)
-        return self._train_jit(state, hp, jnp.asarray(budget, jnp.int32))
-
     # ----------------------------------------------------------------------------------------
     # Evaluate
     # ----------------------------------------------------------------------------------------
 
-    def _evaluate_impl(self, state: MemberState, key: jax.Array, num_episodes: int):
-        limit = int(self.env.max_episode_steps)
-        greedy = self.config.eval_greedy
-
-        def one(m: MemberState) -> jax.Array:
-            k_reset, k_run = jax.random.split(key)
-            obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_reset, num_episodes))
-
-            def body(c):
-                obs, env_state, ret, done, k, t = c
-                k, k_act, k_step = jax.random.split(k, 3)
-                logits, _ = self._apply(m.params, obs)
-                action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
-                obs, env_state, reward, d, _ = jax.vmap(self.env.step)(
-                    jax.random.split(k_step, num_episodes), env_state, action
-                )
-                ret = ret + jnp.where(done, 0.0, reward)
-                return obs, env_state, ret, done | d, k, t + 1
-
-            init = (obs, env_state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool),
-                    k_run, jnp.zeros((), jnp.int32))  # fmt: skip
-            out = jax.lax.while_loop(lambda c: (~jnp.all(c[3])) & (c[5] < limit + 1), body, init)
-            return out[2].mean()
-
-        return jax.vmap(one)(state)
-
-    def evaluate(self, state: MemberState, key: Any, num_episodes: int = 10) -> jax.Array:
-        """Mean undiscounted return of ``num_episodes`` episodes per member, ``[P]``, with the
-        learner's parameters (sampled actions unless ``eval_greedy``). Every member plays from
-        the same key (common random numbers). Changing ``num_episodes`` compiles anew."""
-        if int(num_episodes) < 1:
-            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-        return self._eval_jit(state, _as_key(key), int(num_episodes))
+    def _eval_action(self, m: MemberState, obs: jax.Array, key: jax.Array) -> jax.Array:
+        # The learner's parameters; sampled actions unless eval_greedy (see the module notes).
+        logits, _ = self._apply(m.params, obs)
+        if self.config.eval_greedy:
+            return jnp.argmax(logits, -1)
+        return jax.random.categorical(key, logits)

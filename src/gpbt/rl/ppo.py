@@ -113,7 +113,7 @@ scheduler is what changes the learning rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from gpbt.rl.common import PopulationAgent, as_key
 from gpbt.rl.envs import Env
 
 __all__ = ["PPO", "PPOConfig", "MemberState"]
@@ -308,13 +309,6 @@ def _entropy(discrete: bool, out, log_std):
     return jnp.sum(log_std + 0.5 * (1.0 + _LOG_2PI), -1)
 
 
-def _as_key(key: Any) -> jax.Array:
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key.astype(jnp.uint32))
-
-
 def _shuffle_prefix(key: jax.Array, n: int, n_valid: jax.Array) -> jax.Array:
     """A random permutation of ``range(n_valid)`` followed by ``n_valid..n-1`` in order.
 
@@ -337,10 +331,11 @@ def _where(pred: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
 
 
-class PPO:
+class PPO(PopulationAgent):
     """Population PPO on one :class:`~gpbt.rl.envs.Env`; see the module docstring."""
 
     hyperparameter_names: tuple[str, ...] = _FLOAT_HPS + _INT_HPS
+    int_hyperparameters = frozenset(_INT_HPS)
 
     def __init__(self, env: Env, config: PPOConfig | None = None) -> None:
         self.env = env
@@ -369,13 +364,10 @@ class PPO:
             self._low = jnp.asarray(env.action_low, jnp.float32)
             self._high = jnp.asarray(env.action_high, jnp.float32)
         self.batch_unit = cfg.num_envs * cfg.rollout_chunk
-        self.max_batch = cfg.num_envs * cfg.max_rollout_len
+        self.max_batch = self.max_update_steps = cfg.num_envs * cfg.max_rollout_len
         self.compile_count = 0
-        self._train_jit = jax.jit(self._train_impl)
         self._init_jit = jax.jit(self._init_impl, static_argnums=1)
-        self._gather_jit = jax.jit(lambda s, i: jax.tree.map(lambda x: x[i], s))
-        self._eval_jit = jax.jit(self._evaluate_impl, static_argnums=2)
-        self._act_jit = jax.jit(self._act_impl, static_argnums=3)
+        self._compile_entry_points()
 
     # ----------------------------------------------------------------------------------------
     # Hyperparameters
@@ -466,42 +458,6 @@ class PPO:
         )
         return snapped
 
-    def hyperparameters_to_arrays(
-        self, configs: Sequence[Mapping[str, Any]]
-    ) -> dict[str, jax.Array]:
-        """Per-member dicts (missing keys take defaults) -> ``{name: array [P]}`` for ``train``."""
-        if isinstance(configs, Mapping):
-            raise TypeError("hyperparameters_to_arrays takes a list of dicts, one per member")
-        rows = [self.effective_hyperparameters(c) for c in configs]
-        if not rows:
-            raise ValueError("hyperparameters_to_arrays needs at least one member")
-        return {
-            name: jnp.asarray(
-                [r[name] for r in rows], jnp.int32 if name in _INT_HPS else jnp.float32
-            )
-            for name in self.hyperparameter_names
-        }
-
-    def _canonical_hp(self, hp: Any, population: int) -> dict[str, jax.Array]:
-        # Validate and fix dtypes here, outside jit: a float array where an int32 was traced
-        # before would silently compile a second program.
-        if isinstance(hp, Sequence) and not isinstance(hp, Mapping):
-            hp = self.hyperparameters_to_arrays(hp)
-        if not isinstance(hp, Mapping) or set(hp) != set(self.hyperparameter_names):
-            got = sorted(hp) if isinstance(hp, Mapping) else type(hp).__name__
-            raise ValueError(
-                "hp must be the output of hyperparameters_to_arrays (keys "
-                f"{', '.join(self.hyperparameter_names)}), got {got}"
-            )
-        arrays = {k: np.asarray(v) for k, v in hp.items()}
-        for k, v in arrays.items():
-            if v.shape != (population,):
-                raise ValueError(
-                    f"hyperparameter {k!r} has shape {v.shape}, expected ({population},)"
-                )
-        rows = [{k: arrays[k][i] for k in arrays} for i in range(population)]
-        return self.hyperparameters_to_arrays(rows)
-
     # ----------------------------------------------------------------------------------------
     # Init / gather
     # ----------------------------------------------------------------------------------------
@@ -538,20 +494,7 @@ class PPO:
         """A population of ``population`` members, each from its own split of ``key``."""
         if int(population) < 1:
             raise ValueError(f"population must be >= 1, got {population}")
-        return self._init_jit(_as_key(key), int(population))
-
-    def gather(self, state: MemberState, index: Any) -> MemberState:
-        """Member ``i`` of the result is a full copy of member ``index[i]`` (the exploit step)."""
-        population = jax.tree.leaves(state)[0].shape[0]
-        host = np.asarray(index)
-        if host.shape != (population,) or not np.issubdtype(host.dtype, np.integer):
-            raise ValueError(
-                f"index must be an integer array of shape ({population},), got {host.dtype} "
-                f"{host.shape}"
-            )
-        if host.min() < 0 or host.max() >= population:
-            raise ValueError(f"index values must be in [0, {population - 1}], got {host.tolist()}")
-        return self._gather_jit(state, jnp.asarray(host, jnp.int32))
+        return self._init_jit(as_key(key), int(population))
 
     # ----------------------------------------------------------------------------------------
     # Policy
@@ -584,14 +527,6 @@ class PPO:
             return self._env_action(self._sample(key, out, log_std))
 
         return jax.vmap(one)(state, obs)
-
-    def act(self, state: MemberState, obs: Any, key: Any = None, greedy: bool = True) -> jax.Array:
-        """Actions of every member for ``obs[i]`` (leading axis P, optionally a batch axis next).
-
-        Sampling uses the same ``key`` for every member, so identical members act identically.
-        """
-        key = jax.random.key(0) if key is None else _as_key(key)
-        return self._act_jit(state, jnp.asarray(obs, jnp.float32), key, bool(greedy))
 
     # ----------------------------------------------------------------------------------------
     # Rollout
@@ -955,54 +890,10 @@ class PPO:
         }
         return c["state"], metrics
 
-    def train(
-        self, state: MemberState, hp: Any, env_steps_per_member: int
-    ) -> tuple[MemberState, dict[str, jax.Array]]:
-        """Train every member for at least ``env_steps_per_member`` env steps (whole updates).
-
-        ``env_steps_per_member`` is traced, so any value reuses the compiled program.
-        """
-        population = int(state.total_env_steps.shape[0])
-        budget = int(env_steps_per_member)
-        if budget < 0 or budget > 2**31 - 1 - self.max_batch:
-            raise ValueError(f"env_steps_per_member must be in [0, 2**31 - 1), got {budget}")
-        hp = self._canonical_hp(hp, population)
-        return self._train_jit(state, hp, jnp.asarray(budget, jnp.int32))
-
     # ----------------------------------------------------------------------------------------
     # Evaluate
     # ----------------------------------------------------------------------------------------
 
-    def _evaluate_impl(self, state: MemberState, key: jax.Array, num_episodes: int):
-        limit = int(self.env.max_episode_steps)
-
-        def one(m: MemberState) -> jax.Array:
-            k_reset, k_run = jax.random.split(key)
-            obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_reset, num_episodes))
-
-            def body(c):
-                obs, env_state, ret, done, k, t = c
-                k, k_step = jax.random.split(k)
-                out, _, _ = self.network.apply(m.params, self._normalize(m.obs_stats, obs))
-                obs, env_state, reward, d, _ = jax.vmap(self.env.step)(
-                    jax.random.split(k_step, num_episodes), env_state, self._greedy(out)
-                )
-                ret = ret + jnp.where(done, 0.0, reward)
-                return obs, env_state, ret, done | d, k, t + 1
-
-            init = (obs, env_state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool),
-                    k_run, jnp.zeros((), jnp.int32))  # fmt: skip
-            out = jax.lax.while_loop(lambda c: (~jnp.all(c[3])) & (c[5] < limit + 1), body, init)
-            return out[2].mean()
-
-        return jax.vmap(one)(state)
-
-    def evaluate(self, state: MemberState, key: Any, num_episodes: int = 10) -> jax.Array:
-        """Mean undiscounted return of ``num_episodes`` greedy episodes per member, ``[P]``.
-
-        Every member plays the same episodes (same key): common random numbers make the
-        comparison between members sharper. Changing ``num_episodes`` compiles a new program.
-        """
-        if int(num_episodes) < 1:
-            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
-        return self._eval_jit(state, _as_key(key), int(num_episodes))
+    def _eval_action(self, m: MemberState, obs: jax.Array, key: jax.Array) -> jax.Array:
+        out, _, _ = self.network.apply(m.params, self._normalize(m.obs_stats, obs))
+        return self._greedy(out)  # the deterministic policy: argmax, or the mean action

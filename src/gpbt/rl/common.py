@@ -1,0 +1,158 @@
+"""What every built-in population agent shares (PPO, IMPALA): keys, hyperparameter arrays, the
+exploit gather, greedy evaluation, and the checks that keep their jitted programs compiled once.
+
+An agent subclasses `PopulationAgent` and provides `_train_impl`, `_act_impl` and
+`_eval_action`, the per-member state's `total_env_steps`, `effective_hyperparameters`, and
+`max_update_steps` (the most env steps one update may take, so a budget never overflows int32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["PopulationAgent", "as_key"]
+
+
+def as_key(key: Any) -> jax.Array:
+    """A typed PRNG key from a typed key, raw uint32 key data or anything array-like."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key.astype(jnp.uint32))
+
+
+class PopulationAgent:
+    """The population-level entry points of an agent whose members are a stacked pytree."""
+
+    hyperparameter_names: tuple[str, ...] = ()
+    int_hyperparameters: frozenset[str] = frozenset()  # traced as int32, the rest as float32
+    max_update_steps: int = 0
+
+    def _compile_entry_points(self) -> None:
+        self._train_jit = jax.jit(self._train_impl)
+        self._gather_jit = jax.jit(lambda s, i: jax.tree.map(lambda x: x[i], s))
+        self._eval_jit = jax.jit(self._evaluate_impl, static_argnums=2)
+        self._act_jit = jax.jit(self._act_impl, static_argnums=3)
+
+    # ------------------------------------------------------------------ hyperparameters
+    def effective_hyperparameters(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def hyperparameters_to_arrays(
+        self, configs: Sequence[Mapping[str, Any]]
+    ) -> dict[str, jax.Array]:
+        """Per-member dicts (missing keys take defaults) -> ``{name: array [P]}`` for ``train``."""
+        if isinstance(configs, Mapping):
+            raise TypeError("hyperparameters_to_arrays takes a list of dicts, one per member")
+        rows = [self.effective_hyperparameters(c) for c in configs]
+        if not rows:
+            raise ValueError("hyperparameters_to_arrays needs at least one member")
+        return {
+            name: jnp.asarray(
+                [r[name] for r in rows],
+                jnp.int32 if name in self.int_hyperparameters else jnp.float32,
+            )
+            for name in self.hyperparameter_names
+        }
+
+    def _canonical_hp(self, hp: Any, population: int) -> dict[str, jax.Array]:
+        # Validate and fix dtypes here, outside jit: a float array where an int32 was traced
+        # before (or a wrong shape) would silently compile a second program.
+        if isinstance(hp, Sequence) and not isinstance(hp, Mapping):
+            hp = self.hyperparameters_to_arrays(hp)
+        if not isinstance(hp, Mapping) or set(hp) != set(self.hyperparameter_names):
+            got = sorted(hp) if isinstance(hp, Mapping) else type(hp).__name__
+            raise ValueError(
+                "hp must be the output of hyperparameters_to_arrays (keys "
+                f"{', '.join(self.hyperparameter_names)}), got {got}"
+            )
+        arrays = {k: np.asarray(v) for k, v in hp.items()}
+        for k, v in arrays.items():
+            if v.shape != (population,):
+                raise ValueError(
+                    f"hyperparameter {k!r} has shape {v.shape}, expected ({population},)"
+                )
+        rows = [{k: arrays[k][i] for k in arrays} for i in range(population)]
+        return self.hyperparameters_to_arrays(rows)
+
+    # ------------------------------------------------------------------ population
+    def gather(self, state: Any, index: Any) -> Any:
+        """Member ``i`` of the result is a full copy of member ``index[i]`` (the exploit step):
+        everything the member carries (parameters, optimiser and normaliser statistics, any
+        actor-side copies, its environments)."""
+        population = jax.tree.leaves(state)[0].shape[0]
+        host = np.asarray(index)
+        if host.shape != (population,) or not np.issubdtype(host.dtype, np.integer):
+            raise ValueError(
+                f"index must be an integer array of shape ({population},), got {host.dtype} "
+                f"{host.shape}"
+            )
+        if host.min() < 0 or host.max() >= population:
+            raise ValueError(f"index values must be in [0, {population - 1}], got {host.tolist()}")
+        return self._gather_jit(state, jnp.asarray(host, jnp.int32))
+
+    def act(self, state: Any, obs: Any, key: Any = None, greedy: bool = True) -> jax.Array:
+        """Actions of every member for ``obs[i]`` (leading axis P, optionally a batch axis next).
+
+        Sampling uses the same ``key`` for every member, so identical members act identically.
+        """
+        key = jax.random.key(0) if key is None else as_key(key)
+        return self._act_jit(state, jnp.asarray(obs, jnp.float32), key, bool(greedy))
+
+    def train(self, state: Any, hp: Any, env_steps_per_member: int) -> tuple[Any, dict]:
+        """Train every member for at least ``env_steps_per_member`` env steps (whole updates).
+
+        ``env_steps_per_member`` is traced, so any value reuses the compiled program.
+        """
+        population = int(state.total_env_steps.shape[0])
+        budget = int(env_steps_per_member)
+        if budget < 0 or budget > 2**31 - 1 - self.max_update_steps:
+            raise ValueError(f"env_steps_per_member must be in [0, 2**31 - 1), got {budget}")
+        hp = self._canonical_hp(hp, population)
+        return self._train_jit(state, hp, jnp.asarray(budget, jnp.int32))
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_action(self, member: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """One member's evaluation actions for a batch of observations."""
+        raise NotImplementedError
+
+    def _evaluate_impl(self, state: Any, key: jax.Array, num_episodes: int) -> jax.Array:
+        limit = int(self.env.max_episode_steps)
+
+        def one(m: Any) -> jax.Array:
+            k_reset, k_run = jax.random.split(key)
+            obs, env_state = jax.vmap(self.env.reset)(jax.random.split(k_reset, num_episodes))
+
+            def body(c):
+                obs, env_state, ret, done, k, t = c
+                k, k_step = jax.random.split(k)
+                # An agent that samples while evaluating draws from its own stream, derived
+                # from (not equal to) the env's key.
+                action = self._eval_action(m, obs, jax.random.fold_in(k_step, 1))
+                obs, env_state, reward, d, _ = jax.vmap(self.env.step)(
+                    jax.random.split(k_step, num_episodes), env_state, action
+                )
+                ret = ret + jnp.where(done, 0.0, reward)
+                return obs, env_state, ret, done | d, k, t + 1
+
+            init = (obs, env_state, jnp.zeros(num_episodes), jnp.zeros(num_episodes, bool),
+                    k_run, jnp.zeros((), jnp.int32))  # fmt: skip
+            out = jax.lax.while_loop(lambda c: (~jnp.all(c[3])) & (c[5] < limit + 1), body, init)
+            return out[2].mean()
+
+        return jax.vmap(one)(state)
+
+    def evaluate(self, state: Any, key: Any, num_episodes: int = 10) -> jax.Array:
+        """Mean undiscounted return of ``num_episodes`` episodes per member, ``[P]``.
+
+        Every member plays the same episodes (same key): common random numbers make the
+        comparison between members sharper. Changing ``num_episodes`` compiles a new program.
+        """
+        if int(num_episodes) < 1:
+            raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+        return self._eval_jit(state, as_key(key), int(num_episodes))
