@@ -13,21 +13,16 @@ searched epsilon. `--tiny` shrinks frames, network, batches and budget, not the 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import gymnasium as gym
-import ray
 import torch
-from ray import tune
 from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 from ray.rllib.env.wrappers.atari_wrappers import wrap_atari_for_new_api_stack
 
-from gpbt.integrations.ray_tune import GPBTScheduler
-from gpbt.space import Float, Space
+from gpbt.integrations.ray_tune import rllib_experiment_arguments, run_rllib_experiment
+from gpbt.space import Float
 
 # PAPER.md: RMSProp epsilon [0.01, 0.5], entropy coeff [0.001, 0.1], lr [1e-5, 1e-2].
 PAPER_SPACE = {
@@ -35,8 +30,6 @@ PAPER_SPACE = {
     "entropy_coeff": Float(0.001, 0.1, log=True),
     "lr": Float(1e-5, 1e-2, log=True),
 }
-METRIC = "env_runners/episode_return_mean"
-TIME_ATTR = "num_env_steps_sampled_lifetime"
 LR_SEEN = "learners/default_policy/default_optimizer_learning_rate"
 
 
@@ -102,84 +95,27 @@ def param_space(game: str, tiny: bool, num_env_runners: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", default="gpbt-pl", choices=["gpbt-pl", "pbt", "pb2", "random"])
-    p.add_argument("--pairing", default="random", choices=["random", "sync", "truncation"])
-    p.add_argument("--game", default="Breakout")
-    p.add_argument("--population", type=int, default=4)
-    p.add_argument("--total-steps", type=float, default=1e7, help="env steps per member")
-    p.add_argument("--interval", type=float, default=5e4, help="env steps between decisions")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-env-runners", type=int, default=0)
-    p.add_argument("--folder", default="runs/ray-impala-atari")
-    p.add_argument("--address", default=None, help="an existing Ray cluster (default: local)")
-    p.add_argument("--tiny", action="store_true", help="smoke-test sizes (about a minute)")
-    args = p.parse_args(argv)
+    args = rllib_experiment_arguments(
+        __doc__,
+        env="Breakout",
+        total_steps=1e7,
+        folder="runs/ray-impala-atari",
+        argv=argv,
+        env_flag="--game",
+    )
     if args.tiny:
         args.population, args.total_steps, args.interval = 2, 1200, 300
-
-    if __name__ != "__main__":
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    tune.register_env("gpbt-atari", make_atari)
-    scheduler = GPBTScheduler(
-        args.method,
+    fixed = param_space(args.env, args.tiny, args.num_env_runners)
+    return run_rllib_experiment(
+        args,
+        "IMPALA",
+        "gpbt-atari",
+        fixed,
         PAPER_SPACE,
-        time_attr=TIME_ATTR,
-        metric=METRIC,
-        mode="max",
-        perturbation_interval=args.interval,
-        max_time=args.total_steps,
-        seed=args.seed,
-        options={"pairing": args.pairing} if args.method == "gpbt-pl" else None,
-        store=args.folder,
         store_metrics=(LR_SEEN,),
-        experiment_config={
-            "engine": "ray",
-            "trainable": "rllib:IMPALA",
-            "env": f"ALE/{args.game}-v5",
-            "method": args.method,
-            "population": args.population,
-            "total_steps": args.total_steps,
-            "perturbation_interval": args.interval,
-            "time_attr": TIME_ATTR,
-            "metric": METRIC,
-            "mode": "max",
-            "seed": args.seed,
-            "space": Space(PAPER_SPACE).to_dict(),
-        },
+        module=sys.modules[__name__],
+        env_creator=make_atari,
     )
-    try:
-        grid = tune.Tuner(
-            "IMPALA",
-            param_space=param_space(args.game, args.tiny, args.num_env_runners),
-            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=args.population),
-            run_config=tune.RunConfig(
-                storage_path=str(Path(args.folder).resolve() / "ray"),
-                verbose=0 if args.tiny else 1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
-            ),
-        ).fit()
-    finally:
-        scheduler.close()
-        if started:
-            ray.shutdown()
-    scores = [
-        r.metrics["env_runners"]["episode_return_mean"]
-        for r in grid
-        if r.metrics and r.metrics.get("env_runners", {}).get("episode_return_mean") is not None
-    ]
-    summary = {
-        "method": args.method,
-        "game": args.game,
-        "best_score": max(scores) if scores else None,
-        "errors": sum(r.error is not None for r in grid),
-        **scheduler.stats(),
-    }
-    print(json.dumps(summary, indent=2))
-    return summary
 
 
 if __name__ == "__main__":

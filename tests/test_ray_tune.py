@@ -307,6 +307,8 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
     assert exp.state("scheduler")["settings"]["strategy_options"]["w_inertia"] == 0.5
     with pytest.raises(ValueError, match="unknown key"):
         run_ray({**config, "popsize": 3}, tmp_path / "exp2")
+    with pytest.raises(ValueError, match="store_metrics must be a list of result keys"):
+        run_ray({**config, "store_metrics": ["ok", 3]}, tmp_path / "exp3")
 
 
 def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
@@ -322,6 +324,38 @@ def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
         rllib_param_space("PPO", "CartPole-v1", {"num_env_runnerz": 1})
     with pytest.raises(ValueError, match="no RLlib algorithm"):
         rllib_param_space("NOPE", "CartPole-v1")
+
+
+def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster):
+    pytest.importorskip("ray.rllib")
+    from gpbt.integrations.ray_tune import _check_trial_fits, rllib_param_space, trial_resources
+
+    small = rllib_param_space("PPO", "CartPole-v1", {"num_env_runners": 0}, ["lr"])
+    assert trial_resources("PPO", small) == {"CPU": 1.0}
+    _check_trial_fits("PPO", small, None, local=True)  # fits: nothing raised
+    big = rllib_param_space("PPO", "CartPole-v1", {"num_env_runners": 4}, ["lr"])
+    assert trial_resources("PPO", big)["CPU"] == 5.0
+    fix = r"needs 5 CPU but the Ray cluster has 2 CPU.*num_env_runners"
+    with pytest.raises(ValueError, match=fix):
+        _check_trial_fits("PPO", big, None, local=True)
+    with pytest.raises(ValueError, match="needs 3 CPU"):
+        _check_trial_fits(ToyTrainable, {}, {"cpu": 3}, local=True)
+    _check_trial_fits("PPO", big, None, local=False)  # a remote cluster may autoscale: a warning
+
+
+def test_config_text_of_functions_and_objects_has_no_memory_address():
+    # A resumed Ray run compares its config with the stored one: an RLlib config holds
+    # functions and classes whose str() embeds an address that differs in every process.
+    from gpbt.integrations.ray_tune import _stable_text
+
+    assert _stable_text(ToyTrainable) == f"{ToyTrainable.__module__}:ToyTrainable"
+    assert _stable_text(speed) == f"{speed.__module__}:speed"
+
+    class Opaque:  # instances have no __qualname__ of their own
+        def __str__(self):
+            return "<Opaque object at 0x7f3a2b1c>"
+
+    assert _stable_text(Opaque()) == "<Opaque object>"
 
 
 def _example(name):

@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time as _time
 import warnings
@@ -359,7 +360,7 @@ class GPBTScheduler(TrialScheduler):
         )
         base.setdefault("engine", "ray")
         base["scheduler"] = self.core.describe()
-        return json.loads(json.dumps(base, default=str))
+        return json.loads(json.dumps(base, default=_stable_text))
 
     # ------------------------------------------------------------------ trials
     def on_trial_add(self, tune_controller, trial):
@@ -815,6 +816,55 @@ def rllib_param_space(
     return d
 
 
+def trial_resources(trainable: Any, param_space: Mapping[str, Any]) -> dict[str, float] | None:
+    """What one trial of `trainable` asks Ray for ({"CPU": 3.0, ...}); None if unknown. RLlib
+    algorithms compute it from their config (main process, learners, env runners)."""
+    cls = trainable
+    if isinstance(trainable, str):
+        from ray.tune.registry import get_trainable_cls
+
+        cls = get_trainable_cls(trainable)
+    request = getattr(cls, "default_resource_request", None)
+    if request is None:
+        return None
+    try:
+        req = request(dict(param_space))
+    except Exception:  # a config the algorithm rejects fails again, with its message, in fit()
+        logger.debug("default_resource_request failed", exc_info=True)
+        return None
+    if req is None:
+        return None
+    if hasattr(req, "required_resources"):  # a PlacementGroupFactory
+        return {k: float(v) for k, v in req.required_resources.items() if v}
+    return {"CPU": float(req.cpu + req.extra_cpu), "GPU": float(req.gpu + req.extra_gpu)}
+
+
+def _check_trial_fits(trainable: Any, param_space: Mapping, resources: Any, *, local: bool):
+    """A trial that needs more than the whole cluster would wait PENDING forever: say so."""
+    if resources:
+        need = {k.upper() if k.lower() in ("cpu", "gpu") else k: float(v)
+                for k, v in dict(resources).items()}  # fmt: skip
+    else:
+        need = trial_resources(trainable, param_space)
+    if not need:
+        return
+    have = ray.cluster_resources()
+    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if v > have.get(k, 0.0) + 1e-9}
+    if not short:
+        return
+    what = ", ".join(f"{v:g} {k}" for k, (v, _) in short.items())
+    has = ", ".join(f"{h:g} {k}" for k, (_, h) in short.items())
+    message = (
+        f"one trial needs {what} but the Ray cluster has {has} in all, so every trial would "
+        "wait forever; lower what a trial asks for (RLlib: rllib.num_env_runners = 0, "
+        "num_learners = 0; otherwise resources_per_trial) or give Ray more (num_cpus, or an "
+        "address of a larger cluster)"
+    )
+    if local:
+        raise ValueError(message)
+    logger.warning("%s (an autoscaling cluster may still add nodes)", message)
+
+
 def _trainable_from_config(config: Mapping[str, Any]) -> tuple[Any, dict, bool]:
     spec = config.get("trainable")
     if not spec:
@@ -855,7 +905,8 @@ def run_ray(
     settings), method, population, total_steps, perturbation_interval, burn_in_period,
     time_attr, metric, mode, seed, space, the method's option table under its name,
     address (existing cluster; else a local ray.init), num_cpus, resources_per_trial,
-    num_to_keep, reuse_actors. `progress`, if given, is called with a dict per report.
+    num_to_keep, reuse_actors, store_metrics (extra result keys to keep in the store, e.g. the
+    lr RLlib's learner reports). `progress`, if given, is called with a dict per report.
     """
     from ray import tune
 
@@ -894,6 +945,7 @@ def run_ray(
         seed=int(config.get("seed", 0)),
         options=config.get(method),
         store=folder,
+        store_metrics=_names(config.get("store_metrics"), "store_metrics"),
         experiment_config=config,
     )
     started_here = False
@@ -907,6 +959,13 @@ def run_ray(
     resources = config.get("resources_per_trial")
     if resources and not isinstance(trainable, str):
         trainable = tune.with_resources(trainable, dict(resources))
+    try:
+        _check_trial_fits(trainable, param_space, resources, local=started_here)
+    except ValueError:
+        scheduler.close()
+        if started_here:
+            ray.shutdown()
+        raise
     callbacks = [_ProgressCallback(scheduler, progress)] if progress else []
     tuner = tune.Tuner(
         trainable,
@@ -935,6 +994,112 @@ def run_ray(
     return _summary(scheduler, results, folder, wall)
 
 
+def _stable_text(obj: Any) -> str:
+    """JSON text for what a config holds besides plain data (RLlib's learner classes, policy
+    mapping functions): the same object gives the same text in every process, so a resumed
+    run's config compares equal to the stored one (str() would embed a memory address)."""
+    name = getattr(obj, "__qualname__", None)
+    if name is not None and getattr(obj, "__module__", None):
+        return f"{obj.__module__}:{name}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(obj))
+
+
+def _names(value: Any, field: str) -> tuple[str, ...]:
+    """A list of result keys; a bare string would otherwise be read as one key per letter."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{field} must be a list of result keys (strings), got {value!r}")
+    return tuple(value)
+
+
+# RLlib's new API stack reports these; the paper's experiments use env steps as time.
+RLLIB_METRIC = "env_runners/episode_return_mean"
+RLLIB_TIME_ATTR = "num_env_steps_sampled_lifetime"
+
+
+def rllib_experiment_arguments(
+    description: str | None,
+    *,
+    env: str,
+    total_steps: float,
+    folder: str,
+    argv: list[str] | None = None,
+    env_flag: str = "--env",
+):
+    """The command line every paper-style RLlib experiment script takes: --method, --pairing,
+    the env (`env_flag`, parsed into `args.env`), --population, --total-steps, --interval,
+    --seed, --num-env-runners, --folder, --address and --tiny."""
+    import argparse
+
+    first_line = (description or "").strip().splitlines()[:1]
+    p = argparse.ArgumentParser(description=first_line[0] if first_line else None)
+    p.add_argument("--method", default="gpbt-pl", choices=["gpbt-pl", "pbt", "pb2", "random"])
+    p.add_argument("--pairing", default="random", choices=["random", "sync", "truncation"])
+    p.add_argument(env_flag, dest="env", default=env)
+    p.add_argument("--population", type=int, default=4)
+    p.add_argument("--total-steps", type=float, default=total_steps, help="env steps per member")
+    p.add_argument("--interval", type=float, default=5e4, help="env steps between decisions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-env-runners", type=int, default=0)
+    p.add_argument("--folder", default=folder)
+    p.add_argument("--address", default=None, help="an existing Ray cluster (default: local)")
+    p.add_argument("--tiny", action="store_true", help="smoke-test sizes (about a minute)")
+    return p.parse_args(argv)
+
+
+def run_rllib_experiment(
+    args,
+    algorithm: str,
+    env: str,
+    param_space: Mapping[str, Any],
+    space: Mapping[str, Any] | Space,
+    store_metrics: tuple[str, ...] | list[str] = (),
+    module: Any = None,
+    env_creator: Callable[[dict], Any] | None = None,
+) -> dict[str, Any]:
+    """Tune an RLlib algorithm with gpbt from a script's parsed arguments (see
+    `rllib_experiment_arguments`): every method gets the same space, population, budget and
+    seed. `param_space` is the algorithm's fixed config (AlgorithmConfig.to_dict() without the
+    searched names); `module`, the script's module, is shipped to Ray's workers by value when
+    it was imported rather than run (its learner classes and env creators live there);
+    `env_creator`, if given, is registered under the name `env` (after the module is set to
+    travel by value, or the workers could not unpickle it)."""
+    if module is not None and module.__name__ != "__main__":
+        ray.cloudpickle.register_pickle_by_value(module)
+    if env_creator is not None:
+        from ray import tune
+
+        tune.register_env(env, env_creator)
+    space = space if isinstance(space, Space) else Space(space)
+    config: dict[str, Any] = {
+        "engine": "ray",
+        "trainable": f"rllib:{algorithm}",
+        "env": env,
+        "param_space": dict(param_space),
+        "method": args.method,
+        "population": args.population,
+        "total_steps": args.total_steps,
+        "perturbation_interval": args.interval,
+        "time_attr": RLLIB_TIME_ATTR,
+        "metric": RLLIB_METRIC,
+        "mode": "max",
+        "seed": args.seed,
+        "space": space.to_dict(),
+        "num_to_keep": 4,
+        "store_metrics": list(_names(store_metrics, "store_metrics")),
+    }
+    if args.address:
+        config["address"] = args.address
+    if args.method == "gpbt-pl":
+        config["gpbt-pl"] = {"pairing": args.pairing}
+    summary = run_ray(config, args.folder)
+    print(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
 _RUN_KEYS = {
     "engine",
     "address",
@@ -956,6 +1121,7 @@ _RUN_KEYS = {
     "resources_per_trial",
     "num_to_keep",
     "reuse_actors",
+    "store_metrics",
     "name",
     "description",
     # filled in by gpbt.config for every engine; Tune checkpoints on its own schedule
