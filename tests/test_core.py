@@ -375,6 +375,34 @@ def test_pb2_proposals_are_in_bounds_and_beat_random_on_a_smooth_function():
     assert np.mean(pb2_values[-5:]) > 0.85
 
 
+def test_pb2_optimises_gp_hyperparameters_every_refit_every_observations():
+    space = Space({"a": Float(0.0, 1.0), "b": Float(0.0, 1.0)})
+    rng = np.random.default_rng(1)
+    pb2 = PB2Explore(data_window=64, refit_every=3)
+    pb2.check_space(space)
+    t = 0.0
+    for _ in range(6):
+        cfg = space.sample(rng)
+        pb2.observe(0, t + 1, t, 1.0, 1.0 + cfg["a"], cfg)
+        t += 1
+    optimised = []
+    for _ in range(7):
+        before = list(pb2.warm_start)
+        pb2.explore(ctx(space, {"a": 0.0, "b": 0.0}, {"a": 0.5, "b": 0.5}, rng))
+        optimised.append(pb2.last_fit["optimised"])
+        if not pb2.last_fit["optimised"]:  # conditioned on the new data, same hyperparameters
+            assert pb2.warm_start == before
+        cfg = space.sample(rng)
+        pb2.observe(0, t + 1, t, 1.0, 1.0 + cfg["a"], cfg)
+        t += 1
+    # the first fit optimises, then every third new observation
+    assert optimised == [True, False, False, True, False, False, True]
+    state = pb2.state_dict()
+    assert (state["observed"], state["optimised_at"]) == (13, 12)
+    with pytest.raises(ValueError, match="refit_every=0"):
+        PB2Explore(refit_every=0)
+
+
 def test_pb2_integers_and_ordered_choices_round():
     space = Space({"n": Int(1, 8), "mb": Choice([16, 32, 64])})
     sched = PB2(space, perturbation_interval=1, seed=0)

@@ -75,7 +75,9 @@ def make_scheduler(
             options["perturbation_factors"] = tuple(options["perturbation_factors"])
         return PBT(space, **common, **options)
     if method == "pb2":
-        _reject_unknown(method, options, {"quantile_fraction", "data_window", "kappa", "synch"})
+        _reject_unknown(
+            method, options, {"quantile_fraction", "data_window", "kappa", "refit_every", "synch"}
+        )
         return PB2(space, **common, **options)
     if method == "random":
         _reject_unknown(method, options, set())

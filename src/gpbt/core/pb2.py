@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -92,10 +93,17 @@ class PB2Explore(Strategy):
         seed: int = 0,
         num_candidates: int = 256,
         num_polish: int = 1,
+        refit_every: int = 4,
     ):
         if data_window < 4:
             raise ValueError(f"PB2 data_window={data_window}: keep at least 4 points")
+        if int(refit_every) < 1:
+            raise ValueError(
+                f"PB2 refit_every={refit_every}: must be >= 1 (1 re-optimises the GP's "
+                "hyperparameters at every new observation)"
+            )
         self.data_window = int(data_window)
+        self.refit_every = int(refit_every)
         self.kappa = float(kappa)
         self.num_candidates = int(num_candidates)
         self.num_polish = int(num_polish)
@@ -103,10 +111,20 @@ class PB2Explore(Strategy):
         self.last_fit: dict[str, Any] = {}
         # GP hyperparameters (signal variance, lengthscale, epsilon, noise) of the last fit
         self.warm_start: list[float] = [1.0, 0.5, 0.1, 0.1]
+        # Observations ever made, and how many there were when the GP's hyperparameters were
+        # last optimised (None: never). Between optimisations the GP is still conditioned on
+        # all current data, with the last hyperparameters: the optimisation is most of a
+        # decision's cost, and a few new points barely move its optimum.
+        self.observed = 0
+        self.optimised_at: int | None = None
         self._cache = None
 
     def options(self) -> dict[str, Any]:
-        return {"data_window": self.data_window, "kappa": self.kappa}
+        return {
+            "data_window": self.data_window,
+            "kappa": self.kappa,
+            "refit_every": self.refit_every,
+        }
 
     def check_space(self, space: Space) -> None:
         for name, p in space.params.items():
@@ -122,6 +140,7 @@ class PB2Explore(Strategy):
     def observe(self, member, time, prev_time, prev_score, score, config) -> None:
         rate = (score - prev_score) / (time - prev_time)
         self.data.append([prev_time, prev_score, *self.space.to_unit(config).tolist(), rate])
+        self.observed += 1
         if len(self.data) > self.data_window:
             self.data = self.data[-self.data_window :]
 
@@ -149,14 +168,22 @@ class PB2Explore(Strategy):
         kernel = ConstantKernel(c, (1e-2, 1e2)) * TimeVaryingSquaredExponential(
             lengthscale=ls, epsilon=eps
         ) + WhiteKernel(noise, (1e-5, 1.0))
+        optimise = (
+            self.optimised_at is None or self.observed - self.optimised_at >= self.refit_every
+        )
         gp = GaussianProcessRegressor(
-            kernel, normalize_y=False, n_restarts_optimizer=0, optimizer=_bounded_lbfgs
+            kernel,
+            normalize_y=False,
+            n_restarts_optimizer=0,
+            optimizer=_bounded_lbfgs if optimise else None,
         )
         with warnings.catch_warnings():
             # Hyperparameters at their bounds are normal with few, noisy points; the fit is
             # still usable and the warning would flood a run's log.
             warnings.simplefilter("ignore", ConvergenceWarning)
             gp.fit(X, y_norm)
+        if optimise:
+            self.optimised_at = self.observed
         k = gp.kernel_
         self.warm_start = [
             float(k.k1.k1.constant_value),
@@ -210,16 +237,28 @@ class PB2Explore(Strategy):
             j = int(np.argmax(local_values))
             if local_values[j] > best_v:
                 best_h, best_v = local[j], float(local_values[j])
-        self.last_fit = {"points": len(self.data), "ucb": float(best_v), "kernel": str(gp.kernel_)}
+        self.last_fit = {
+            "points": len(self.data),
+            "ucb": float(best_v),
+            "kernel": str(gp.kernel_),
+            "optimised": self.optimised_at == self.observed,
+        }
         new_config = {n: to_plain(v) for n, v in space.from_unit(best_h).items()}
         return new_config, dict(ctx.loser_state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"data": [list(r) for r in self.data], "warm_start": list(self.warm_start)}
+        return {
+            "data": [list(r) for r in self.data],
+            "warm_start": list(self.warm_start),
+            "observed": self.observed,
+            "optimised_at": self.optimised_at,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.data = [list(r) for r in state["data"]]
         self.warm_start = list(state["warm_start"])
+        self.observed = int(state.get("observed", len(self.data)))
+        self.optimised_at = state.get("optimised_at")
         self._cache = None
 
 
@@ -256,6 +295,6 @@ class _BatchUCB:
     def __call__(self, Z: np.ndarray) -> np.ndarray:
         mu = self.gp.predict(Z)
         k = self.signal(Z, self.X_all)
-        v = np.linalg.solve(self.L, k.T)
+        v = solve_triangular(self.L, k.T, lower=True, check_finite=False)
         var = np.maximum(self.prior_var - (v**2).sum(0), 1e-12)
         return mu + self.kappa * np.sqrt(var)

@@ -579,6 +579,7 @@ class PB2(PopulationScheduler):
         quantile_fraction: float = 0.25,
         data_window: int = 64,
         kappa: float = 2.0,
+        refit_every: int = 4,
         synch: bool = False,
         max_time: float | None = None,
     ):
@@ -586,7 +587,7 @@ class PB2(PopulationScheduler):
 
         super().__init__(
             space,
-            PB2Explore(data_window=data_window, kappa=kappa, seed=seed),
+            PB2Explore(data_window=data_window, kappa=kappa, seed=seed, refit_every=refit_every),
             pairing="truncation",
             perturbation_interval=perturbation_interval,
             burn_in_period=burn_in_period,
