@@ -3,7 +3,9 @@
 The scheduler is pure and seeded, so feeding it the recorded scores in the recorded order must
 reproduce the decision log exactly: who was paired with whom, who copied whom, and each new
 config. A mismatch means the log, the store or the scheduler changed since the run; the first
-difference is reported. Lockstep (vector engine) runs are replayed generation by generation.
+difference is reported. Lockstep (vector engine) runs are replayed generation by generation;
+asynchronous local-engine runs report by report, in the order the engine committed them (which
+is the order its scheduler saw them, whatever the workers' timing was).
 """
 
 from __future__ import annotations
@@ -25,15 +27,107 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _mismatch(t, m: int, d, rec: dict | None) -> str | None:
+    """The first way a replayed decision differs from the logged one, or None."""
+    if rec is None:
+        return f"t={t:g} member {m}: decision {d.kind} is missing from the log"
+    if rec["kind"] != d.kind:
+        return f"t={t:g} member {m}: replay says {d.kind}, the log says {rec['kind']}"
+    if isinstance(d, Exploit):
+        if rec["donor"] != d.donor:
+            return (
+                f"t={t:g} member {m}: replay copies member {d.donor}, the log says {rec['donor']}"
+            )
+        for k, v in d.config.items():
+            if not _same(v, rec["new_config"][k]):
+                return (
+                    f"t={t:g} member {m}: new {k} = {v} in replay, "
+                    f"{rec['new_config'][k]} in the log"
+                )
+    return None
+
+
+def _check_initial(initial: list[dict], reports, config_cols: list[str]) -> str | None:
+    """Each member's first report must carry the seeded initial config."""
+    for m, rows in reports.sort_values("time").groupby("member"):
+        row = rows.iloc[0]
+        stored = {c.removeprefix("config.").replace("/", "."): row[c] for c in config_cols}
+        mine = initial[int(m)]
+        if not all(_same(mine[k], stored[k]) for k in mine):
+            return (
+                f"member {m}: the seeded initial config {mine} differs from the stored one {stored}"
+            )
+    return None
+
+
+def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
+    from gpbt.engines.local import STATE_KEY, local_scheduler
+
+    if "method" not in cfg or "space" not in cfg:
+        return False, (
+            "this run was started from Python with a scheduler object, so its stored config "
+            "holds no method and space to rebuild the scheduler from; replay re-derives runs "
+            "started from a config (gpbt run CONFIG, or run_local(config, folder))"
+        )
+    sched = local_scheduler(cfg)
+    if sched.synchronous:
+        return False, (
+            "replay re-derives asynchronous local-engine runs; this run waited for whole "
+            "generations (pairing = 'sync' or synch = true), whose barriers the store does not "
+            "record"
+        )
+    with ExperimentStore(folder) as store:
+        records = store.decision_records()
+        order = store.report_order()
+        state = store.get_state(STATE_KEY) or {}
+    failed = sorted(int(m) for m in (state.get("failed") or {}))
+    if failed:
+        return False, (
+            f"member(s) {failed} failed during this run and were taken out of the population "
+            "at a moment the store does not record, so the decisions after it cannot be "
+            "re-derived"
+        )
+    logged = {(float(r["time"]), int(r["member"])): r for r in records}
+    initial = sched.initial_population(int(cfg["population"]))
+    config_cols = [c for c in exp.reports.columns if c.startswith("config.")]
+    problem = _check_initial(initial, exp.reports, config_cols)
+    if problem:
+        return False, problem
+    checked, lines = 0, []
+    for m, t, score in order:
+        d = sched.on_report(m, t, score)
+        if d.record is None:  # not at a boundary: the engine logs nothing either
+            continue
+        problem = _mismatch(t, m, d, logged.get((float(t), m)))
+        if problem:
+            return False, problem
+        if isinstance(d, Exploit):
+            lines.append(f"t={t:g}: member {m} copied {d.donor} -> {d.config}")
+        checked += 1
+    return _verdict(checked, len(records), len(order), lines, verbose)
+
+
+def _verdict(checked: int, logged: int, reports: int, lines: list[str], verbose: bool):
+    extra = logged - checked
+    if extra:
+        return False, f"the log holds {extra} decisions the replay never made"
+    msg = f"replay OK: {checked} decisions re-derived identically from {reports} reports"
+    if verbose:
+        msg += "\n" + "\n".join(lines)
+    return True, msg
+
+
 def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     exp = load(folder)
     if exp.config is None:
         return False, f"{folder} has no stored config; nothing to replay"
+    if exp.config.get("engine") == "local":
+        return _replay_local(folder, exp.config, exp, verbose)
     cfg = validate_config(exp.config)
     if cfg["engine"] != "vector":
         return False, (
-            f"replay re-derives lockstep (vector engine) runs; this run used the "
-            f"'{cfg['engine']}' engine, whose event order depends on worker timing"
+            f"replay re-derives vector-engine and local-engine runs; this run used the "
+            f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
         )
     with ExperimentStore(folder) as store:
         records = store.decision_records()
@@ -44,16 +138,9 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     config_cols = [c for c in reports.columns if c.startswith("config.")]
     sched = build_scheduler(cfg)
     initial = sched.initial_population(cfg["population"])
-    first_t = reports["time"].min()
-    first = reports[reports["time"] == first_t].sort_values("member")
-    for _, row in first.iterrows():
-        stored = {c.removeprefix("config.").replace("/", "."): row[c] for c in config_cols}
-        mine = initial[int(row["member"])]
-        if not all(_same(mine[k], stored[k]) for k in mine):
-            return False, (
-                f"member {row['member']}: the seeded initial config {mine} differs "
-                f"from the stored one {stored}"
-            )
+    problem = _check_initial(initial, reports, config_cols)
+    if problem:
+        return False, problem
     times = sorted(reports["time"].unique())[:-1]  # no decisions after the last generation
     checked = 0
     lines = []
@@ -61,31 +148,10 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
         at_t = reports[reports["time"] == t]
         scores = {int(r["member"]): float(r["score"]) for _, r in at_t.iterrows()}
         for m, d in sched.on_generation(float(t), scores).items():
-            rec = logged.get((float(t), m))
-            if rec is None:
-                return False, f"t={t:g} member {m}: decision {d.kind} is missing from the log"
-            if rec["kind"] != d.kind:
-                return False, (
-                    f"t={t:g} member {m}: replay says {d.kind}, the log says {rec['kind']}"
-                )
+            problem = _mismatch(t, m, d, logged.get((float(t), m)))
+            if problem:
+                return False, problem
             if isinstance(d, Exploit):
-                if rec["donor"] != d.donor:
-                    return False, (
-                        f"t={t:g} member {m}: replay copies member {d.donor}, the "
-                        f"log says {rec['donor']}"
-                    )
-                for k, v in d.config.items():
-                    if not _same(v, rec["new_config"][k]):
-                        return False, (
-                            f"t={t:g} member {m}: new {k} = {v} in replay, "
-                            f"{rec['new_config'][k]} in the log"
-                        )
                 lines.append(f"t={t:g}: member {m} copied {d.donor} -> {d.config}")
             checked += 1
-    extra = len(records) - checked
-    if extra:
-        return False, f"the log holds {extra} decisions the replay never made"
-    msg = f"replay OK: {checked} decisions re-derived identically from {len(reports)} reports"
-    if verbose:
-        msg += "\n" + "\n".join(lines)
-    return True, msg
+    return _verdict(checked, len(records), len(reports), lines, verbose)

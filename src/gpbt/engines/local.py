@@ -1189,6 +1189,26 @@ def _member_seed(seed: int, member: int) -> int:
 _REQUIRED = ("trainable", "method", "population", "total_steps", "perturbation_interval", "space")
 
 
+def local_scheduler(cfg: Mapping[str, Any]):
+    """The scheduler a local-engine config runs with (also what `gpbt replay` rebuilds)."""
+    from gpbt.core.methods import make_scheduler
+
+    method = cfg["method"]
+    options = cfg.get(method)
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"config: [{method}] must be a table of the method's options")
+    return make_scheduler(
+        method,
+        Space.from_dict(cfg["space"]),
+        perturbation_interval=cfg["perturbation_interval"],
+        seed=int(cfg.get("seed", 0)),
+        mode=cfg.get("mode", "max"),
+        burn_in_period=cfg.get("burn_in_period", 0),
+        max_time=cfg["total_steps"],
+        options=dict(options or {}),
+    )
+
+
 def run_local(
     config: Mapping[str, Any],
     folder: str | os.PathLike,
@@ -1207,7 +1227,6 @@ def run_local(
     `threads_per_worker`. Other keys (`name`, `checkpoint_interval`) are stored, not used: the
     local engine checkpoints after every step.
     """
-    from gpbt.core.methods import make_scheduler
 
     cfg = dict(config)
     engine = cfg.get("engine", "local")
@@ -1219,21 +1238,8 @@ def run_local(
             f"config: missing {missing[0]!r}; a local-engine config needs "
             f"{list(_REQUIRED)} (see docs/local-engine.md)"
         )
-    method = cfg["method"]
     total = cfg["total_steps"]
-    options = cfg.get(method)
-    if options is not None and not isinstance(options, Mapping):
-        raise ValueError(f"config: [{method}] must be a table of the method's options")
-    scheduler = make_scheduler(
-        method,
-        Space.from_dict(cfg["space"]),
-        perturbation_interval=cfg["perturbation_interval"],
-        seed=int(cfg.get("seed", 0)),
-        mode=cfg.get("mode", "max"),
-        burn_in_period=cfg.get("burn_in_period", 0),
-        max_time=total,
-        options=dict(options or {}),
-    )
+    scheduler = local_scheduler(cfg)
     engine_obj = LocalEngine(
         cfg["trainable"],
         scheduler,
