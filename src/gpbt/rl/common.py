@@ -8,7 +8,8 @@ An agent subclasses `PopulationAgent` and provides `_train_impl`, `_act_impl` an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -42,6 +43,39 @@ class PopulationAgent:
     # ------------------------------------------------------------------ hyperparameters
     def effective_hyperparameters(self, config: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def hyperparameter_bounds(self) -> dict[str, tuple[float, float]]:
+        raise NotImplementedError
+
+    def _checked_values(
+        self, config: Mapping[str, Any], range_note: Callable[[str], str] = lambda name: ""
+    ) -> dict[str, float]:
+        """Each given value as a float inside its bound, or one error naming the
+        hyperparameter and the allowed range (`range_note(name)` says what sets it)."""
+        agent = type(self).__name__
+        unknown = sorted(set(config) - set(self.hyperparameter_names))
+        if unknown:
+            raise ValueError(
+                f"unknown {agent} hyperparameter(s) {unknown}; "
+                f"known: {', '.join(self.hyperparameter_names)}"
+            )
+        bounds = self.hyperparameter_bounds()
+        out: dict[str, float] = {}
+        for name, value in config.items():
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"hyperparameter {name!r} must be a number, got {value!r}"
+                ) from None
+            lo, hi = bounds[name]
+            if not (math.isfinite(x) and lo <= x <= hi):
+                raise ValueError(
+                    f"hyperparameter {name!r} = {value!r} is outside its allowed range "
+                    f"[{lo:g}, {hi:g}]" + range_note(name)
+                )
+            out[name] = x
+        return out
 
     def hyperparameters_to_arrays(
         self, configs: Sequence[Mapping[str, Any]]

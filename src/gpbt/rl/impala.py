@@ -318,28 +318,7 @@ class IMPALA(PopulationAgent):
 
     def effective_hyperparameters(self, config: Mapping[str, Any]) -> dict[str, float]:
         """The values a member really trains with: defaults filled in, each one checked."""
-        unknown = sorted(set(config) - set(_HPS))
-        if unknown:
-            raise ValueError(
-                f"unknown IMPALA hyperparameter(s) {unknown}; known: {', '.join(_HPS)}"
-            )
-        bounds = self.hyperparameter_bounds()
-        out = self.default_hyperparameters()
-        for name, value in config.items():
-            try:
-                x = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"hyperparameter {name!r} must be a number, got {value!r}"
-                ) from None
-            lo, hi = bounds[name]
-            if not (math.isfinite(x) and lo <= x <= hi):
-                raise ValueError(
-                    f"hyperparameter {name!r} = {value!r} is outside its allowed range "
-                    f"[{lo:g}, {hi:g}]"
-                )
-            out[name] = x
-        return out
+        return {**self.default_hyperparameters(), **self._checked_values(config)}
 
     # ----------------------------------------------------------------------------------------
     # Init / gather

@@ -409,33 +409,16 @@ class PPO(PopulationAgent):
         }
 
     def _snap(self, cfg: Mapping[str, Any]) -> dict[str, float | int]:
-        unknown = sorted(set(cfg) - set(self.hyperparameter_names))
-        if unknown:
-            raise ValueError(
-                f"unknown PPO hyperparameter(s) {unknown}; "
-                f"known: {', '.join(self.hyperparameter_names)}"
+        def note(name: str) -> str:
+            if name not in _INT_HPS:
+                return " for this PPOConfig"
+            return (
+                " for this PPOConfig (set by num_envs, rollout_chunk, max_rollout_len / "
+                "minibatch_unit / max_epochs; see gpbt.rl.ppo)"
             )
-        bounds = self.hyperparameter_bounds()
+
         out: dict[str, float | int] = {}
-        for name, value in cfg.items():
-            try:
-                x = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"hyperparameter {name!r} must be a number, got {value!r}"
-                ) from None
-            lo, hi = bounds[name]
-            if not (math.isfinite(x) and lo <= x <= hi):
-                raise ValueError(
-                    f"hyperparameter {name!r} = {value!r} is outside its allowed range "
-                    f"[{lo:g}, {hi:g}] for this PPOConfig"
-                    + (
-                        " (set by num_envs, rollout_chunk, max_rollout_len / minibatch_unit / "
-                        "max_epochs; see gpbt.rl.ppo)"
-                        if name in _INT_HPS
-                        else ""
-                    )
-                )
+        for name, x in self._checked_values(cfg, note).items():
             if name == "train_batch_size":
                 u = self.batch_unit
                 out[name] = int(min(max(math.floor(x / u + 0.5), 1) * u, self.max_batch))
