@@ -93,18 +93,27 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
     problem = _check_initial(initial, exp.reports, config_cols)
     if problem:
         return False, problem
+
+    def derived():
+        for m, t, score in order:
+            d = sched.on_report(m, t, score)
+            if d.record is not None:  # not at a boundary: the engine logs nothing either
+                yield t, m, d
+
+    return _compare(derived(), logged, len(records), len(order), verbose)
+
+
+def _compare(derived, logged: dict, n_logged: int, n_reports: int, verbose: bool):
+    """Check each re-derived (time, member, decision), in order, against the log."""
     checked, lines = 0, []
-    for m, t, score in order:
-        d = sched.on_report(m, t, score)
-        if d.record is None:  # not at a boundary: the engine logs nothing either
-            continue
+    for t, m, d in derived:
         problem = _mismatch(t, m, d, logged.get((float(t), m)))
         if problem:
             return False, problem
         if isinstance(d, Exploit):
             lines.append(f"t={t:g}: member {m} copied {d.donor} -> {d.config}")
         checked += 1
-    return _verdict(checked, len(records), len(order), lines, verbose)
+    return _verdict(checked, n_logged, n_reports, lines, verbose)
 
 
 def _verdict(checked: int, logged: int, reports: int, lines: list[str], verbose: bool):
@@ -142,16 +151,12 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     if problem:
         return False, problem
     times = sorted(reports["time"].unique())[:-1]  # no decisions after the last generation
-    checked = 0
-    lines = []
-    for t in times:
-        at_t = reports[reports["time"] == t]
-        scores = {int(r["member"]): float(r["score"]) for _, r in at_t.iterrows()}
-        for m, d in sched.on_generation(float(t), scores).items():
-            problem = _mismatch(t, m, d, logged.get((float(t), m)))
-            if problem:
-                return False, problem
-            if isinstance(d, Exploit):
-                lines.append(f"t={t:g}: member {m} copied {d.donor} -> {d.config}")
-            checked += 1
-    return _verdict(checked, len(records), len(reports), lines, verbose)
+
+    def derived():
+        for t in times:
+            at_t = reports[reports["time"] == t]
+            scores = {int(r["member"]): float(r["score"]) for _, r in at_t.iterrows()}
+            for m, d in sched.on_generation(float(t), scores).items():
+                yield t, m, d
+
+    return _compare(derived(), logged, len(records), len(reports), verbose)
