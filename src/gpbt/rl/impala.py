@@ -85,7 +85,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import PopulationAgent, as_key
+from gpbt.rl.common import (
+    PopulationAgent,
+    as_key,
+    bootstrap_truncated,
+    checked_hidden_sizes,
+)
 from gpbt.rl.envs import Env
 
 __all__ = ["IMPALA", "IMPALAConfig", "MemberState", "vtrace_targets"]
@@ -196,11 +201,9 @@ class IMPALAConfig:
             raise ValueError(
                 "IMPALAConfig.rms_initial_scale and reward_clip must be >= 0 and obs_scale > 0"
             )
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(
-                f"IMPALAConfig.hidden_sizes must be positive ints, got {self.hidden_sizes}"
-            )
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(
+            self, "hidden_sizes", checked_hidden_sizes("IMPALAConfig", self.hidden_sizes)
+        )
 
 
 @struct.dataclass
@@ -426,22 +429,14 @@ class IMPALA(PopulationAgent):
             st, ep_sum, ep_cnt = carry
             st, tr, final_obs, truncated, d_sum, d_cnt = jax.vmap(self._member_step)(st, actors)
             if cfg.bootstrap_truncation:
-                # A time-limit cut is not a real end: add gamma * V(final obs) to the reward of
-                # that step (its discount is 0, so V-trace sees exactly the bootstrapped TD
-                # error). The learner's parameters are those this batch's update will use.
-                # Truncations are rare and synchronous, so the extra forward pass runs only on
-                # steps that have one (a population-level cond, not a per-member select).
-                def final_values(_):
-                    return jax.vmap(lambda p, o: self._apply(p, o)[1])(st.params, final_obs)
-
-                final_v = jax.lax.cond(
+                # The step's discount is 0, so V-trace sees exactly the bootstrapped TD error;
+                # the learner's parameters are those this batch's update will use.
+                tr["reward"] = bootstrap_truncated(
+                    tr["reward"],
+                    truncated,
+                    hp["gamma"],
+                    lambda: jax.vmap(lambda p, o: self._apply(p, o)[1])(st.params, final_obs),
                     jnp.any(truncated),
-                    final_values,
-                    lambda _: jnp.zeros((population, cfg.num_envs)),
-                    None,
-                )
-                tr["reward"] = tr["reward"] + jnp.where(
-                    truncated, hp["gamma"][:, None] * final_v, 0.0
                 )
             return (st, ep_sum + d_sum, ep_cnt + d_cnt), tr
 

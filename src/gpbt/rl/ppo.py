@@ -124,7 +124,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import PopulationAgent, as_key
+from gpbt.rl.common import (
+    PopulationAgent,
+    as_key,
+    bootstrap_truncated,
+    checked_hidden_sizes,
+)
 from gpbt.rl.envs import Env
 
 __all__ = ["PPO", "PPOConfig", "MemberState"]
@@ -193,11 +198,9 @@ class PPOConfig:
             raise ValueError(
                 f"PPOConfig.activation must be 'tanh' or 'relu', got {self.activation!r}"
             )
-        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
-            raise ValueError(
-                f"PPOConfig.hidden_sizes must be positive ints, got {self.hidden_sizes}"
-            )
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(
+            self, "hidden_sizes", checked_hidden_sizes("PPOConfig", self.hidden_sizes)
+        )
 
 
 @struct.dataclass
@@ -570,22 +573,14 @@ class PPO(PopulationAgent):
             st, ep_sum, ep_cnt = carry
             st, tr, final_obs_n, truncated, d_sum, d_cnt = jax.vmap(self._member_step)(st, hp)
             if cfg.bootstrap_truncation:
-                # A truncated episode is cut, not over: bootstrap with V(observation it ended on).
-                # Truncations are rare, so the extra critic pass is made only
-                # on the steps that have one (a population-level cond, not a per-member select).
-                def final_values(_):
-                    return jax.vmap(
+                tr["reward"] = bootstrap_truncated(
+                    tr["reward"],
+                    truncated,
+                    hp["gamma"],
+                    lambda: jax.vmap(
                         lambda p, o: self.network.apply(p, o, method=ActorCritic.value)
-                    )(st.params, final_obs_n)
-
-                final_v = jax.lax.cond(
+                    )(st.params, final_obs_n),
                     jnp.any(truncated & active[:, None]),
-                    final_values,
-                    lambda _: jnp.zeros((population, cfg.num_envs)),
-                    None,
-                )
-                tr["reward"] = tr["reward"] + jnp.where(
-                    truncated, hp["gamma"][:, None] * final_v, 0.0
                 )
             return (st, ep_sum + d_sum, ep_cnt + d_cnt), tr
 
