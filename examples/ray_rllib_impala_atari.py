@@ -21,7 +21,11 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 from ray.rllib.env.wrappers.atari_wrappers import wrap_atari_for_new_api_stack
 
-from gpbt.integrations.ray_tune import rllib_experiment_arguments, run_rllib_experiment
+from gpbt.integrations.ray_tune import (
+    rllib_experiment_arguments,
+    rllib_fixed_config,
+    run_rllib_experiment,
+)
 from gpbt.space import Float
 
 # PAPER.md: RMSProp epsilon [0.01, 0.5], entropy coeff [0.001, 0.1], lr [1e-5, 1e-2].
@@ -87,11 +91,7 @@ def param_space(game: str, tiny: bool, num_env_runners: int) -> dict:
             )
             .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=200)
         )
-    d = config.to_dict()
-    for name in PAPER_SPACE:
-        d.pop(name, None)
-        d.pop("_" + name, None)
-    return d
+    return rllib_fixed_config(config, PAPER_SPACE)
 
 
 def main(argv=None) -> dict:

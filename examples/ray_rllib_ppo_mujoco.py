@@ -17,7 +17,11 @@ import sys
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
-from gpbt.integrations.ray_tune import rllib_experiment_arguments, run_rllib_experiment
+from gpbt.integrations.ray_tune import (
+    rllib_experiment_arguments,
+    rllib_fixed_config,
+    run_rllib_experiment,
+)
 from gpbt.space import Choice, Float, Int
 
 # PAPER.md: GAE lambda [0.9, 1], clip [0.1, 0.5], lr [1e-5, 1e-3], train batch size
@@ -65,12 +69,7 @@ def param_space(env: str, tiny: bool, num_env_runners: int) -> dict:
     )
     if tiny:
         config = config.rl_module(model_config={"fcnet_hiddens": [32, 32]})
-    d = config.to_dict()
-    # the searched names are filled in per trial; drop RLlib's private spellings of them
-    for name in PAPER_SPACE:
-        d.pop(name, None)
-        d.pop("_" + name, None)
-    return d
+    return rllib_fixed_config(config, PAPER_SPACE)
 
 
 def main(argv=None) -> dict:

@@ -326,7 +326,7 @@ def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
         rllib_param_space("NOPE", "CartPole-v1")
 
 
-def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster):
+def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster, caplog):
     pytest.importorskip("ray.rllib")
     from gpbt.integrations.ray_tune import _check_trial_fits, rllib_param_space, trial_resources
 
@@ -340,7 +340,10 @@ def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster):
         _check_trial_fits("PPO", big, None, local=True)
     with pytest.raises(ValueError, match="needs 3 CPU"):
         _check_trial_fits(ToyTrainable, {}, {"cpu": 3}, local=True)
-    _check_trial_fits("PPO", big, None, local=False)  # a remote cluster may autoscale: a warning
+    # A remote cluster may autoscale: only a warning, with the same fix.
+    with caplog.at_level("WARNING", logger="gpbt.integrations.ray_tune"):
+        _check_trial_fits("PPO", big, None, local=False)
+    assert "needs 5 CPU" in caplog.text and "autoscaling cluster may still add" in caplog.text
 
 
 def test_config_text_of_functions_and_objects_has_no_memory_address():

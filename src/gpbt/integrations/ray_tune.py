@@ -41,7 +41,7 @@ import re
 import sys
 import time as _time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -808,7 +808,13 @@ def rllib_param_space(
             f"rllib setting {unknown[0]!r} is not an attribute of {algorithm}'s "
             "AlgorithmConfig; see the RLlib docs for the names"
         )
-    config = config.update_from_dict(settings)
+    return rllib_fixed_config(config.update_from_dict(settings), searched)
+
+
+def rllib_fixed_config(config: Any, searched: Iterable[str] = ()) -> dict:
+    """An RLlib AlgorithmConfig as Tune's param_space: a plain dict without the `searched`
+    hyperparameters (and RLlib's private spellings of them, e.g. `_train_batch_size_per_learner`),
+    which the scheduler fills in per trial."""
     d = config.to_dict()
     for name in searched:
         d.pop(name, None)
@@ -959,32 +965,26 @@ def run_ray(
     resources = config.get("resources_per_trial")
     if resources and not isinstance(trainable, str):
         trainable = tune.with_resources(trainable, dict(resources))
-    try:
-        _check_trial_fits(trainable, param_space, resources, local=started_here)
-    except ValueError:
-        scheduler.close()
-        if started_here:
-            ray.shutdown()
-        raise
     callbacks = [_ProgressCallback(scheduler, progress)] if progress else []
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            scheduler=scheduler,
-            num_samples=population,
-            reuse_actors=bool(config.get("reuse_actors", reuse)),
-        ),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(folder),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=config.get("num_to_keep")),
-            verbose=0 if progress else 1,
-            callbacks=callbacks,
-        ),
-    )
     start = _time.perf_counter()
     try:
+        _check_trial_fits(trainable, param_space, resources, local=started_here)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler,
+                num_samples=population,
+                reuse_actors=bool(config.get("reuse_actors", reuse)),
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(folder),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=config.get("num_to_keep")),
+                verbose=0 if progress else 1,
+                callbacks=callbacks,
+            ),
+        )
         results = tuner.fit()
     finally:
         scheduler.close()
