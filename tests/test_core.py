@@ -397,8 +397,18 @@ def test_pb2_optimises_gp_hyperparameters_every_refit_every_observations():
         t += 1
     # the first fit optimises, then every third new observation
     assert optimised == [True, False, False, True, False, False, True]
+    # two losers at one boundary share a fit: the first optimises, the second reuses it
+    for _ in range(2):
+        cfg = space.sample(rng)
+        pb2.observe(0, t + 1, t, 1.0, 1.0 + cfg["a"], cfg)
+        t += 1
+    pb2.explore(ctx(space, {"a": 0.1, "b": 0.1}, {"a": 0.5, "b": 0.5}, rng))
+    assert pb2.last_fit["optimised"] is True
+    fitted = list(pb2.warm_start)
+    pb2.explore(ctx(space, {"a": 0.2, "b": 0.2}, {"a": 0.5, "b": 0.5}, rng))
+    assert pb2.last_fit["optimised"] is False and pb2.warm_start == fitted
     state = pb2.state_dict()
-    assert (state["observed"], state["optimised_at"]) == (13, 12)
+    assert (state["observed"], state["optimised_at"]) == (15, 15)
     with pytest.raises(ValueError, match="refit_every=0"):
         PB2Explore(refit_every=0)
 

@@ -149,8 +149,9 @@ class PB2Explore(Strategy):
 
     def _fit(self, ctx: ExploreContext):
         """Fit the GP, or reuse the fit when nothing it depends on has changed (several losers
-        at one boundary share it). The fit draws no random numbers, so reuse cannot change any
-        decision; the last fitted hyperparameters warm-start the next fit and are saved."""
+        at one boundary share it); also says whether this call optimised its hyperparameters.
+        The fit draws no random numbers, so reuse cannot change any decision; the last fitted
+        hyperparameters warm-start the next fit and are saved."""
         data = np.asarray(self.data, dtype=float)
         scores = [s for _, s in ctx.population.values() if s is not None and np.isfinite(s)]
         # Normalise time and start score over the data and every member's current point (a
@@ -160,7 +161,7 @@ class PB2Explore(Strategy):
         norm = (t_all.min(), max(np.ptp(t_all), 1e-12), s_all.min(), max(np.ptp(s_all), 1e-12))
         key = (len(self.data), tuple(self.data[-1]), norm)
         if self._cache is not None and self._cache[0] == key:
-            return self._cache[1], self._cache[2], norm
+            return self._cache[1], self._cache[2], norm, False
         t_lo, t_span, s_lo, s_span = norm
         X, y = data[:, :-1].copy(), data[:, -1]
         X[:, 0] = (X[:, 0] - t_lo) / t_span
@@ -195,7 +196,7 @@ class PB2Explore(Strategy):
             float(k.k2.noise_level),
         ]
         self._cache = (key, gp, X)
-        return gp, X, norm
+        return gp, X, norm, optimise
 
     def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
         # The matrices are small (at most data_window rows): BLAS threads only add start-up
@@ -214,7 +215,7 @@ class PB2Explore(Strategy):
             for i, (c, s) in ctx.population.items()
             if i != ctx.loser and s is not None and np.isfinite(s)
         ]
-        gp, X, (t_lo, t_span, s_lo, s_span) = self._fit(ctx)
+        gp, X, (t_lo, t_span, s_lo, s_span), optimised = self._fit(ctx)
         t_now = (ctx.time - t_lo) / t_span
         s_win = (ctx.winner_score - s_lo) / s_span
         X_pend = np.array(
@@ -244,7 +245,7 @@ class PB2Explore(Strategy):
             "points": len(self.data),
             "ucb": float(best_v),
             "kernel": str(gp.kernel_),
-            "optimised": self.optimised_at == self.observed,
+            "optimised": optimised,  # this decision re-optimised the GP's hyperparameters
         }
         new_config = {n: to_plain(v) for n, v in space.from_unit(best_h).items()}
         return new_config, dict(ctx.loser_state)
