@@ -160,9 +160,8 @@ class PopulationScheduler:
             return WORST
         return s if self.mode == "max" else -s
 
-    def _external(self, internal: float | None) -> float | None:
-        if internal is None:
-            return None
+    def _external(self, internal: float) -> float:
+        """Back to the caller's orientation (a NaN report is the worst score, -inf inside)."""
         return internal if self.mode == "max" else -internal
 
     def report(self, member: int, time: float, score: float) -> None:
@@ -390,7 +389,7 @@ class PopulationScheduler:
         # pair against, or rank below, weights that were just replaced. Its next score change
         # is measured from the winner's score too (what PB2 needs), under the new config.
         lm.score = winner_score
-        lm.raw_score = wm.raw_score if winner_score == wm.score else self._external(winner_score)
+        lm.raw_score = self._external(winner_score)
         lm.segment_start = (float(time), winner_score)
         return Exploit(donor=winner, config=dict(new_config), record=record)
 
