@@ -18,6 +18,7 @@ import html
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -237,6 +238,36 @@ def _html_table(df: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+# A report section's content is a list of blocks, rendered once to Markdown and once to HTML,
+# so the two files always say the same thing: ("text", str), ("bullets", [str]) or
+# ("table", DataFrame). Text may use the little Markdown `_inline` understands.
+Block = tuple[str, Any]
+
+
+def _blocks_md(blocks: list[Block]) -> str:
+    out = []
+    for kind, value in blocks:
+        if kind == "table":
+            out.append(_md(value))
+        elif kind == "bullets":
+            out.append("\n".join(f"- {x}" for x in value) + "\n")
+        else:
+            out.append(value + "\n")
+    return "\n".join(out)
+
+
+def _blocks_html(blocks: list[Block]) -> str:
+    out = []
+    for kind, value in blocks:
+        if kind == "table":
+            out.append(_html_table(value))
+        elif kind == "bullets":
+            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in value) + "</ul>")
+        else:
+            out.append(f"<p>{_inline(value)}</p>")
+    return "".join(out)
+
+
 def _interval(p, lo, hi) -> str:
     return f"{_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]"
 
@@ -343,8 +374,7 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
     colors = _colors(methods)
     score = suite.score
     figures: dict[str, list[tuple[str, str]]] = {k: [] for k, _ in SECTIONS}
-    md: dict[str, str] = {}
-    html_parts: dict[str, str] = {}
+    sections: dict[str, list[Block]] = {}
 
     n_cells = len(bench.cells)
     status = bench.cells["status"].value_counts().to_dict() if n_cells else {}
@@ -374,10 +404,8 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
         summary_lines.append(suite.notes)
 
     if not len(results):
-        md["summary"] = "\n".join(f"- {x}" for x in summary_lines) + "\n\nNo finished cells.\n"
-        html_parts["summary"] = "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in summary_lines)
-        html_parts["summary"] += "</ul><p>No finished cells yet.</p>"
-        return _write(out, suite, md, html_parts, figures)
+        sections["summary"] = [("bullets", summary_lines), ("text", "No finished cells yet.")]
+        return _write(out, suite, sections, figures)
 
     df = stats.normalize(results, score, suite.score_ranges())
     head = stats.aggregate(df, reps=reps)
@@ -474,67 +502,57 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
     audit, audit_text = fairness_audit(results)
     cells_view = bench.cells[["task", "method", "seed", "status", "attempts", "wall_s", "error"]]
 
-    md["summary"] = "\n".join(f"- {x}" for x in summary_lines) + "\n"
-    md["fairness"] = audit_text + "\n\n" + _md(audit)
-    md["headline"] = (
-        _md(head_view)
-        + "\nThe other scores of a run (normalised the same way; auc min-max per task):\n\n"
-        + _md(others_view)
-    )
-    md["improvement"] = (
-        f"P({suite.reference} > Y), 95% stratified-bootstrap intervals; win/loss when the "
-        "interval excludes 0.5.\n\n" + _md(poi_view)
-    )
-    md["per-task"] = (
-        "\n".join(f"- {s}" for s in sentences) + "\n\n" + _md(task_view) + "\n" + _md(wtl_view)
-    )
-    md["diversity"] = _md(div_view)
-    md["overhead"] = (
-        "Wall time outside the training calls (scores, scheduler, exploit gather, store "
-        "writes): totals over the cells, medians over generations (a worker's first cell of a "
-        "program includes compilation); the scheduler columns are the decision alone.\n\n"
-        + _md(over)
-    )
-    md["cells"] = _md(cells_view)
-
-    html_parts["summary"] = "<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in summary_lines)
-    html_parts["summary"] += "</ul>"
-    html_parts["fairness"] = f"<p>{html.escape(audit_text)}</p>" + _html_table(audit)
-    html_parts["headline"] = (
-        _html_table(head_view)
-        + "<p>The other scores of a run (normalised the same way; auc min-max per task):</p>"
-        + _html_table(others_view)
-    )
-    html_parts["improvement"] = (
-        f"<p>P({html.escape(suite.reference)} &gt; Y) with 95% stratified-bootstrap intervals; "
-        "win/loss when the interval excludes 0.5.</p>" + _html_table(poi_view)
-    )
-    html_parts["per-task"] = (
-        "<ul>" + "".join(f"<li>{_inline(s)}</li>" for s in sentences) + "</ul>"
-        + _html_table(task_view) + _html_table(wtl_view)
-    )  # fmt: skip
-    html_parts["diversity"] = (
-        "<p>Mean pairwise Euclidean distance between the members' hyperparameters in the unit "
-        "cube of the search space, at each decision time (the configs that trained up to it)."
-        "</p>" + _html_table(div_view)
-    )
-    html_parts["overhead"] = (
-        "<p>Wall time outside the training calls (scores, scheduler, exploit gather, store "
-        "writes) per task and method: totals over the cells, and medians over generations "
-        "(a worker's first cell of a program includes compilation). The scheduler columns "
-        "are the decision alone.</p>" + _html_table(over)
-    )
-    html_parts["cells"] = _html_table(cells_view)
-    html_parts["profiles"] = (
-        "<p>Fraction of runs whose normalised score exceeds each threshold (higher curve is "
-        "better), averaged over tasks.</p>"
-    )
-    html_parts["curves"] = "<p>Training scores reported at each decision time.</p>"
-    html_parts["schedules"] = (
-        "<p>For each run, the hyperparameters that the final best member's line of weights "
-        "actually trained with, following its exploits back in time.</p>"
-    )
-    return _write(out, suite, md, html_parts, figures)
+    sections["summary"] = [("bullets", summary_lines)]
+    sections["fairness"] = [("text", audit_text), ("table", audit)]
+    sections["headline"] = [
+        ("table", head_view),
+        ("text", "The other scores of a run (normalised the same way; auc min-max per task):"),
+        ("table", others_view),
+    ]
+    sections["improvement"] = [
+        (
+            "text",
+            f"P({suite.reference} > Y), 95% stratified-bootstrap intervals; win/loss when the "
+            "interval excludes 0.5.",
+        ),
+        ("table", poi_view),
+    ]
+    sections["per-task"] = [("bullets", sentences), ("table", task_view), ("table", wtl_view)]
+    sections["diversity"] = [
+        (
+            "text",
+            "Mean pairwise Euclidean distance between the members' hyperparameters in the unit "
+            "cube of the search space, at each decision time (the configs that trained up to "
+            "it).",
+        ),
+        ("table", div_view),
+    ]
+    sections["overhead"] = [
+        (
+            "text",
+            "Wall time outside the training calls (scores, scheduler, exploit gather, store "
+            "writes): totals over the cells, medians over generations (a worker's first cell of "
+            "a program includes compilation); the scheduler columns are the decision alone.",
+        ),
+        ("table", over),
+    ]
+    sections["cells"] = [("table", cells_view)]
+    sections["profiles"] = [
+        (
+            "text",
+            "Fraction of runs whose normalised score exceeds each threshold (higher curve is "
+            "better), averaged over tasks.",
+        )
+    ]
+    sections["curves"] = [("text", "Training scores reported at each decision time.")]
+    sections["schedules"] = [
+        (
+            "text",
+            "For each run, the hyperparameters that the final best member's line of weights "
+            "actually trained with, following its exploits back in time.",
+        )
+    ]
+    return _write(out, suite, sections, figures)
 
 
 def _task_space(suite: Suite, task: str) -> Space | None:
@@ -580,14 +598,14 @@ window.addEventListener('load', function () {
 """
 
 
-def _write(out: Path, suite: Suite, md: dict, html_parts: dict, figures: dict) -> Path:
+def _write(out: Path, suite: Suite, sections: dict[str, list[Block]], figures: dict) -> Path:
     lines = [f"# Benchmark report: {suite.label}", ""]
     for key, title in SECTIONS:
-        if key not in md and not figures.get(key):
+        if key not in sections and not figures.get(key):
             continue
         lines += [f"## {title}", ""]
-        if key in md:
-            lines += [md[key], ""]
+        if key in sections:
+            lines += [_blocks_md(sections[key]), ""]
         for name, caption in figures.get(key, []):
             lines += [f"![{caption}]({name})", ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -595,7 +613,9 @@ def _write(out: Path, suite: Suite, md: dict, html_parts: dict, figures: dict) -
     body = []
     for key, title in SECTIONS:
         parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>']
-        parts.append(html_parts.get(key, "<p><em>no data yet</em></p>"))
+        parts.append(
+            _blocks_html(sections[key]) if key in sections else "<p><em>no data yet</em></p>"
+        )
         for name, caption in figures.get(key, []):
             data = base64.b64encode((out / name).read_bytes()).decode()
             parts.append(
