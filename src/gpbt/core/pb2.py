@@ -74,10 +74,13 @@ class TimeVaryingSquaredExponential(Kernel):
         K = np.exp(-d2 / (2 * l2) + 0.5 * dt * log_decay)
         if not eval_gradient:
             return K
-        # Gradients with respect to the log of each hyperparameter, as scikit-learn expects.
+        # Gradients with respect to the log of each hyperparameter, as scikit-learn expects,
+        # and in its order: `theta` lists a kernel's hyperparameters sorted by name, so
+        # epsilon comes before lengthscale (returning them the other way round fitted each
+        # parameter with the other's gradient).
         d_log_l = K * d2 / l2
         d_log_eps = K * 0.5 * dt * (-self.epsilon / (1.0 - self.epsilon))
-        return K, np.stack([d_log_l, d_log_eps], axis=-1)
+        return K, np.stack([d_log_eps, d_log_l], axis=-1)
 
     def diag(self, X):
         return np.ones(np.atleast_2d(X).shape[0])
