@@ -231,6 +231,30 @@ def test_truncation_bottom_quantile_copies_top_quantile():
     assert set(exploited.values()) <= {6, 7}
 
 
+def test_lockstep_explore_sees_members_exploited_earlier_with_their_winners_score():
+    # PB2 counts every other member as in flight at (its config, its score). A loser exploited
+    # earlier at the same lockstep boundary trains on from its winner's weights and score, as
+    # in the asynchronous path, not from the score it just lost with.
+    from gpbt.core.strategies import KeepWinner
+
+    seen = []
+
+    class Spy(KeepWinner):
+        def explore(self, ctx):
+            seen.append((ctx.loser, ctx.winner, dict(ctx.population)))
+            return super().explore(ctx)
+
+    sched = GPBT(SPACE, Spy(), pairing="truncation", perturbation_interval=10, seed=0)
+    sched.initial_population(8)
+    sched.on_generation(10, {i: float(i) for i in range(8)})
+    assert len(seen) == 2
+    (first, first_winner, _), (second, _, population) = seen
+    assert population[first][1] == float(first_winner)  # the winner's score, not `first`'s
+    assert population[first][0] == seen[0][2][first_winner][0]  # and the config it copied
+    others = set(range(8)) - {first}
+    assert all(population[i][1] == float(i) for i in others)
+
+
 def test_pbt_async_quantiles_match_ray_rounding():
     sched = PBT(SPACE, perturbation_interval=10, quantile_fraction=0.25, seed=0)
     sched.initial_population(5)

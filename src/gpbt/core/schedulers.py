@@ -348,13 +348,13 @@ class PopulationScheduler:
         lm, wm = self.members[loser], self.members[winner]
         winner_config = snapshot[winner][0] if snapshot else dict(wm.config)
         winner_score = snapshot[winner][1] if snapshot else wm.score
-        # Every member's config as it will train next (decisions already taken at this
-        # boundary included: PB2 counts them as in-flight) with the score it last reported.
-        scores = {i: v[1] for i, v in snapshot.items()} if snapshot else {}
+        # Every member's config as it will train next with the score it will train on from
+        # (decisions already taken at this boundary included: PB2 counts them as in-flight).
+        # A member exploited earlier at this lockstep boundary carries its winner's weights
+        # and score by now, as in the asynchronous path; its snapshot score would be the
+        # weights it just gave up.
         population = {
-            i: (dict(m.config), scores.get(i, m.score))
-            for i, m in self.members.items()
-            if not m.failed
+            i: (dict(m.config), m.score) for i, m in self.members.items() if not m.failed
         }
         old_config = dict(lm.config)
         ctx = ExploreContext(
