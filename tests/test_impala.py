@@ -132,6 +132,28 @@ def test_exploit_copies_state_and_new_hyperparameters_apply(breakout):
     assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_rmsprop_starts_its_mean_square_at_one_as_tf(breakout):
+    # TF 1's RMSProp (IMPALA's, RLlib-TF's): ms starts at 1, ms' = 0.99 ms + 0.01 g^2,
+    # p' = p - lr g / sqrt(ms' + eps). Started at 0 the first steps are ~sign(g) * 10 lr.
+    agent = IMPALA(breakout, IMPALAConfig(**SMALL))
+    st = agent.init(jax.random.key(4), 1)
+    assert all(np.all(np.asarray(x) == 1.0) for x in jax.tree.leaves(st.rms))
+    lr, eps = 1e-3, 0.01
+    hp = agent.hyperparameters_to_arrays([{"lr": lr, "rms_eps": eps}])
+    after, _ = agent.train(st, hp, agent.batch_size)
+    for ms, p0, p1 in zip(
+        jax.tree.leaves(after.rms), jax.tree.leaves(st.params), jax.tree.leaves(after.params),
+        strict=True,
+    ):
+        ms = np.asarray(ms, np.float64)
+        assert ms.min() >= 0.99 - 1e-6
+        # abs(g) from the float32 mean square, good to about 3e-3
+        g = np.sqrt(np.maximum(ms - 0.99, 0.0) / 0.01)
+        step = np.abs(np.asarray(p1, np.float64) - np.asarray(p0, np.float64))
+        np.testing.assert_allclose(step, lr * g / np.sqrt(ms + eps), rtol=2e-2, atol=5e-6)
+        assert step.max() < 5 * lr  # no sign-like first step
+
+
 def _member(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
 

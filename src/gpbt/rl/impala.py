@@ -47,6 +47,10 @@ TensorFlow's RMSProp that IMPALA and RLlib-TF used (``g / sqrt(ms + eps)``), so 
 ``c_bar`` (V-trace truncation levels, the paper's defaults are 1 and 1; the policy gradient
 uses ``rho_bar`` as in the paper's eq. for the actor update); ``vf_coef`` (baseline cost, 0.5);
 ``max_grad_norm`` (40, as in the paper). RMSProp decay (0.99) and initial mean square are static.
+The mean square starts at 1 (``rms_initial_scale``), as in TensorFlow 1's
+``tf.train.RMSPropOptimizer`` that the IMPALA code and RLlib's TF IMPALA ran: started at 0 (the
+PyTorch and optax convention), the first ~100 updates are near sign-like steps up to ~10x the
+learning rate, and a large ``rms_eps`` wins early only by taming them.
 
 Budget
 ------
@@ -173,7 +177,7 @@ class IMPALAConfig:
     obs_scale: float = 1.0
     loss_reduction: str = "sum"
     rms_decay: float = 0.99
-    rms_initial_scale: float = 0.0
+    rms_initial_scale: float = 1.0
     reward_clip: float = 1.0
     bootstrap_truncation: bool = True
     eval_greedy: bool = False
