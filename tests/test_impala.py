@@ -116,9 +116,13 @@ def test_exploit_copies_state_and_new_hyperparameters_apply(breakout):
     hp = agent.hyperparameters_to_arrays([{"lr": 1e-3}, {"lr": 2e-3}, {"lr": 3e-3}])
     st, _ = agent.train(st, hp, 40)
     copied = agent.gather(st, [0, 1, 1])
-    for leaf, src in zip(jax.tree.leaves(copied), jax.tree.leaves(st), strict=True):
+    no_rng = (copied.replace(rng=None), st.replace(rng=None))
+    for leaf, src in zip(*map(jax.tree.leaves, no_rng), strict=True):
         np.testing.assert_array_equal(leaf[2], src[1])
         np.testing.assert_array_equal(leaf[0], src[0])
+    # the copy acts from a random stream of its own
+    np.testing.assert_array_equal(copied.rng[:2], st.rng[:2])
+    assert not np.array_equal(copied.rng[2], st.rng[1])
     # Members 1 and 2 are identical now; only member 2's learning rate changes (to 0): it must
     # keep its learner parameters while member 1 moves, and no recompilation may happen.
     compiles = agent.compile_count

@@ -61,7 +61,7 @@ class PopulationAgent:
 
     def _compile_entry_points(self) -> None:
         self._train_jit = jax.jit(self._train_impl)
-        self._gather_jit = jax.jit(lambda s, i: jax.tree.map(lambda x: x[i], s))
+        self._gather_jit = jax.jit(self._gather_impl)
         self._eval_jit = jax.jit(self._evaluate_impl, static_argnums=2)
         self._act_jit = jax.jit(self._act_impl, static_argnums=3)
 
@@ -140,10 +140,28 @@ class PopulationAgent:
         return self.hyperparameters_to_arrays(rows)
 
     # ------------------------------------------------------------------ population
+    @staticmethod
+    def _gather_impl(state: Any, index: jax.Array) -> Any:
+        out = jax.tree.map(lambda x: x[index], state)
+        # A copy gets a random stream of its own, derived from the donor's by folding in the
+        # copy's member index: deterministic, distinct from the donor's (which goes on with
+        # splits of its key) and from every other copy of the same donor. Sharing the donor's
+        # stream made clone and donor collect identical rollouts from then on, which removed
+        # diversity in proportion to a method's exploit rate.
+        members = jnp.arange(index.shape[0])
+        fresh = jax.vmap(
+            lambda r, i: jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(r), i))
+        )(out.rng, members)
+        copied = (index != members).reshape((-1,) + (1,) * (out.rng.ndim - 1))
+        return out.replace(rng=jnp.where(copied, fresh, out.rng))
+
     def gather(self, state: Any, index: Any) -> Any:
         """Member ``i`` of the result is a full copy of member ``index[i]`` (the exploit step):
         everything the member carries (parameters, optimiser and normaliser statistics, any
-        actor-side copies, its environments)."""
+        actor-side copies, its environments), except its random stream: a copy
+        (``index[i] != i``) draws from a stream of its own, so it explores on from the donor's
+        weights instead of replaying the donor's rollouts. The state's ``rng`` leaf holds each
+        member's raw key data."""
         population = jax.tree.leaves(state)[0].shape[0]
         host = np.asarray(index)
         if host.shape != (population,) or not np.issubdtype(host.dtype, np.integer):

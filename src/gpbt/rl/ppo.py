@@ -726,11 +726,19 @@ class PPO(PopulationAgent):
         def collect(c):
             active = c["phase"] == _COLLECT
             st, chunk, ep_sum, ep_cnt = self._collect_chunk(c["state"], hp, active)
+
+            # Only a collecting member's rows change. A member that is updating has its
+            # fill at its batch's end; at the largest batch a write there would be clamped
+            # back into its batch, so it writes back the rows it already holds (a select of
+            # one chunk, not of the whole buffer).
+            def write(x, y, f, a):
+                n = y.shape[0]
+                old = jax.lax.dynamic_slice_in_dim(x, f, n, 0)
+                return jax.lax.dynamic_update_slice_in_dim(x, jnp.where(a, y, old), f, 0)
+
             buf = jax.vmap(
-                lambda b, ch, f: jax.tree.map(
-                    lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, f, 0), b, ch
-                )
-            )(c["buf"], chunk, c["fill"])
+                lambda b, ch, f, a: jax.tree.map(lambda x, y: write(x, y, f, a), b, ch)
+            )(c["buf"], chunk, c["fill"], active)
             return {
                 **c,
                 "state": st,
