@@ -164,6 +164,8 @@ def _member(tree, i):
 
 def test_hyperparameter_validation(breakout):
     agent = IMPALA(breakout, IMPALAConfig(**SMALL))
+    with pytest.raises(ValueError, match="budgets must be equal, got \\[640, 1280\\]"):
+        agent.train(agent.init(jax.random.key(0), 2), [{}, {}], [640, 1280])
     assert set(agent.hyperparameter_names) >= {
         "lr",
         "rms_eps",

@@ -87,6 +87,61 @@ def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):
     assert nxt["config.clip"] == pytest.approx(ex["new_config.clip"])
 
 
+def test_every_member_trains_the_nominal_budget_within_one_batch(tmp_path):
+    # Batch sizes that do not divide the interval: a member's whole updates overshoot each
+    # interval's end, and the overshoot is carried into the next one instead of repeated.
+    batches = [128, 384, 512]
+    cfg = tiny(
+        method="pbt",
+        total_steps=5000,
+        perturbation_interval=1000,
+        hyperparameters={"num_epochs": 1, "minibatch_size": 64},
+        space={
+            "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "train_batch_size": {"type": "choice", "values": batches},
+        },
+    )
+    run_vector(cfg, tmp_path, supervise=False)
+    reports = load(tmp_path).reports
+    assert sorted(reports["time"].unique()) == [1000, 2000, 3000, 4000, 5000]
+    assert reports["config.train_batch_size"].nunique() > 1
+    ahead = reports["metric.env_steps_total"] - reports["time"]
+    # every member, at every boundary, is at most one (largest) batch past the clock;
+    # repeating ceil(1000 / 384) * 384 = 1152 per interval would put it 760 ahead at 5000
+    assert ahead.min() >= 0 and ahead.max() < max(batches), ahead.describe()
+    final = reports[reports["time"] == 5000]
+    assert (final["metric.env_steps_total"] - 5000 < final["config.train_batch_size"]).all()
+
+
+def test_a_copy_that_finishes_no_episode_reports_its_donors_score(tmp_path):
+    # Pendulum's episodes last 200 steps; 800 env steps per interval over 8 envs is 100 steps
+    # per env, so episodes end in every second interval only. At the intervals in between a
+    # member has no new episode and keeps its last score; a member that copied a donor must
+    # keep the donor's, the score of the weights it now carries.
+    cfg = tiny(
+        env="Pendulum-v1",
+        method="pbt",
+        total_steps=800 * 4,
+        perturbation_interval=800,
+        agent_options={
+            "num_envs": 8, "rollout_chunk": 20, "max_rollout_len": 20, "minibatch_unit": 32,
+            "max_epochs": 2,
+        },
+        hyperparameters={"train_batch_size": 160, "num_epochs": 1, "minibatch_size": 32},
+    )  # fmt: skip
+    run_vector(cfg, tmp_path, supervise=False)
+    exp = load(tmp_path)
+    reports = exp.reports.set_index(["time", "member"])
+    assert reports.loc[1600, "metric.episodes"].gt(0).all()  # episodes end at 200 steps
+    assert reports.loc[2400, "metric.episodes"].eq(0).all()  # and not in the next interval
+    exploits = exp.decisions[(exp.decisions["kind"] == "exploit") & (exp.decisions["time"] == 1600)]
+    assert len(exploits) > 0
+    for _, d in exploits.iterrows():
+        m, donor = int(d["member"]), int(d["donor"])
+        assert reports.loc[(2400, m), "score"] == reports.loc[(1600, donor), "score"]
+        assert reports.loc[(2400, m), "score"] != reports.loc[(1600, m), "score"]
+
+
 def test_same_seed_same_run(reference, tmp_path):
     run_vector(tiny(), tmp_path, supervise=False)
     a, b = report_table(reference[0]), report_table(tmp_path)

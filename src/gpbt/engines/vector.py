@@ -1,9 +1,12 @@
 """The vector engine: a whole population in one jitted, vmapped JAX program, in lockstep.
 
-Each generation: train every member for `perturbation_interval` env steps (one device call),
-read the scores, ask the scheduler (`on_generation`), apply exploits as ONE gather along the
-population axis (weights, optimiser state, normaliser statistics, env state), set the new
-hyperparameter arrays, continue. Hyperparameters are traced arrays, so nothing recompiles.
+Each generation: train every member up to the interval's end in its own env-step count (one
+device call; whole updates overshoot, and the overshoot is carried into the next interval), read
+the scores, ask the scheduler (`on_generation`), apply exploits as ONE gather along the
+population axis (weights, optimiser state, normaliser statistics, env state; a copy gets a random
+stream of its own), set the new hyperparameter arrays, continue. Hyperparameters are traced
+arrays, so nothing recompiles. A copy reports its donor's score until it finishes an episode of
+its own.
 
 Crash safety: reports and decisions reach the experiment store as they happen; every
 `checkpoint_interval` the population state, the scheduler state and the configs are written
@@ -207,7 +210,12 @@ class VectorRun:
         compiles_at_start = self.agent.compile_count
         for g in range(generation + 1, self.generations + 1):
             t0 = time.perf_counter()
-            steps = min(self.interval, self.total - (g - 1) * self.interval)
+            t_now = g * self.interval if g < self.generations else self.total
+            # Each member trains up to t_now in its own total: a member whose whole updates
+            # overshot the last interval's end trains that much less in this one, so over a
+            # run every member gets the same env steps to within one of its batches.
+            done = np.asarray(jax.device_get(self.state.total_env_steps), np.int64)
+            steps = np.maximum(t_now - done, 0)
             if os.environ.get("GPBT_TEST_HANG_AT") == str(g):
                 marker = self.folder / "hang-once"
                 if not marker.exists():
@@ -216,7 +224,6 @@ class VectorRun:
             self.state, metrics = self.agent.train(self.state, hp, steps)
             metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
             train_s = time.perf_counter() - t0
-            t_now = g * self.interval if g < self.generations else self.total
             scores = self._scores(metrics)
             eval_returns = None
             if self.cfg["eval_episodes"] > 0:
@@ -258,6 +265,12 @@ class VectorRun:
                         self.configs[i] = d.config
                         events[i] = f"copied {d.donor}"
                         n_exploits += 1
+                # A copy carries its donor's weights: until it finishes an episode of its own
+                # it reports the donor's score, not the one it lost with (which would tell PB2
+                # that the new config made the score fall).
+                self.last_scores.update(
+                    {i: scores[int(j)] for i, j in enumerate(index) if j != i}
+                )
                 if n_exploits:
                     self.state = self.agent.gather(self.state, index)
                     hp = self._hp()

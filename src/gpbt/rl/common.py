@@ -181,15 +181,22 @@ class PopulationAgent:
         key = jax.random.key(0) if key is None else as_key(key)
         return self._act_jit(state, jnp.asarray(obs, jnp.float32), key, bool(greedy))
 
-    def train(self, state: Any, hp: Any, env_steps_per_member: int) -> tuple[Any, dict]:
+    def train(self, state: Any, hp: Any, env_steps_per_member: Any) -> tuple[Any, dict]:
         """Train every member for at least ``env_steps_per_member`` env steps (whole updates).
 
-        ``env_steps_per_member`` is traced, so any value reuses the compiled program.
+        ``env_steps_per_member`` is one number for every member or one per member (``[P]``;
+        the vector engine gives each member what brings its own total to the interval's end,
+        so an update's overshoot is carried into the next interval). It is traced, so any
+        value reuses the compiled program.
         """
         population = int(state.total_env_steps.shape[0])
-        budget = int(env_steps_per_member)
-        if budget < 0 or budget > 2**31 - 1 - self.max_update_steps:
-            raise ValueError(f"env_steps_per_member must be in [0, 2**31 - 1), got {budget}")
+        budget = np.broadcast_to(np.asarray(env_steps_per_member), (population,))
+        if not np.issubdtype(budget.dtype, np.integer) and not np.all(budget == np.round(budget)):
+            raise ValueError(f"env_steps_per_member must be whole numbers, got {budget}")
+        if budget.min() < 0 or budget.max() > 2**31 - 1 - self.max_update_steps:
+            raise ValueError(
+                f"env_steps_per_member must be in [0, 2**31 - 1), got {budget.tolist()}"
+            )
         hp = self._canonical_hp(hp, population)
         return self._train_jit(state, hp, jnp.asarray(budget, jnp.int32))
 

@@ -517,10 +517,22 @@ class IMPALA(PopulationAgent):
     # Train
     # ----------------------------------------------------------------------------------------
 
+    def train(self, state: MemberState, hp: Any, env_steps_per_member: Any):
+        budget = np.asarray(env_steps_per_member)
+        if budget.ndim and np.any(budget != budget.flat[0]):
+            # Every member has the same static batch and so always the same env-step count:
+            # a per-member budget can only differ by a caller's mistake.
+            raise ValueError(
+                "IMPALA members update in lockstep (one static batch size), so their "
+                f"env-step budgets must be equal, got {budget.tolist()}"
+            )
+        return super().train(state, hp, budget)
+
     def _train_impl(self, state: MemberState, hp: dict, budget: jax.Array):
         self.compile_count += 1  # runs only while tracing, i.e. once per compilation
         population = state.total_env_steps.shape[0]
-        n_updates = (budget + self.batch_size - 1) // self.batch_size
+        # The budgets are equal (checked in train); one trip count for the whole population.
+        n_updates = (budget[0] + self.batch_size - 1) // self.batch_size
 
         def update(c):
             st = c["state"]

@@ -85,11 +85,15 @@ What it costs
 Honest env-step budget (``time_attr`` = env steps per member)
 -----------------------------------------------------------
 ``train(state, hp, n)`` runs each member for whole updates until it has consumed at least
-``n`` env steps: ``ceil(n / train_batch_size) * train_batch_size`` (so a call always ends on an
-update boundary with an empty buffer; hyperparameter changes and exploits between calls are
-therefore clean). A member that is done sits out (its state is frozen and nothing is counted)
-until the slowest member is done. ``metrics["env_steps"]`` is the exact count each member
-consumed in this call and ``state.total_env_steps`` the running total (int32: fine up to 2.1e9).
+``n`` env steps (``n`` one number or one per member): ``ceil(n / train_batch_size) *
+train_batch_size`` (so a call always ends on an update boundary with an empty buffer;
+hyperparameter changes and exploits between calls are therefore clean). A member that is done
+sits out (its state is frozen and nothing is counted) until the slowest member is done.
+``metrics["env_steps"]`` is the exact count each member consumed in this call and
+``state.total_env_steps`` the running total (int32: fine up to 2.1e9). The vector engine
+carries the overshoot: each interval it asks every member for what brings *its own* total to
+the interval's end (``t - total_env_steps``), so over a run every member trains the nominal
+budget to within one of its batches, whatever its batch size.
 
 Other choices
 -------------
