@@ -77,7 +77,7 @@ class TimeVaryingSquaredExponential(Kernel):
         # Gradients with respect to the log of each hyperparameter, as scikit-learn expects.
         d_log_l = K * d2 / l2
         d_log_eps = K * 0.5 * dt * (-self.epsilon / (1.0 - self.epsilon))
-        return K, np.stack([d_log_l, d_log_eps], axis=-1)
+        return K, np.stack([d_log_eps, d_log_l], axis=-1)
 
     def diag(self, X):
         return np.ones(np.atleast_2d(X).shape[0])
