@@ -349,13 +349,11 @@ class PopulationScheduler:
         winner_config = snapshot[winner][0] if snapshot else dict(wm.config)
         winner_score = snapshot[winner][1] if snapshot else wm.score
         # Every member's config as it will train next (decisions already taken at this
-        # boundary included: PB2 counts them as in-flight) with the score it last reported.
-        scores = {i: v[1] for i, v in snapshot.items()} if snapshot else {}
-        population = {
-            i: (dict(m.config), scores.get(i, m.score))
-            for i, m in self.members.items()
-            if not m.failed
-        }
+        # boundary included: PB2 counts them as in-flight) with the score its next stretch
+        # starts from. For a member exploited earlier at this boundary that is its donor's
+        # score (set below), not the snapshot's: PB2 places its in-flight point there, as the
+        # asynchronous path already did.
+        population = {i: (dict(m.config), m.score) for i, m in self.members.items() if not m.failed}
         old_config = dict(lm.config)
         ctx = ExploreContext(
             space=self.space,
