@@ -10,6 +10,33 @@ with z = (start score, hyperparameters in the unit cube). The loser's new hyperp
 UCB = mu + kappa * sigma at (now, the winner's score), where sigma also counts the other members
 that are training right now (their points are added to the GP as if observed, which shrinks the
 variance around them and pushes the batch apart: GP-BUCB's "hallucinated" observations).
+
+Checked against Ray Tune 2.60's PB2 (`tests/test_pb2_reference.py` calls Ray's own kernel, UCB,
+normalisation and explore step on one toy table). Where the designs agree the numbers match: the
+kernel and its gradients (Ray's `exp(-d2 / lengthscale)` is ours with lengthscale = 2 l^2; signal
+variance and epsilon are the same numbers), the posterior mean and variance with and without
+in-flight points, the log marginal likelihood and its fitted optimum, the pick over one candidate
+set under one acquisition, linear hyperparameter scaling and target standardisation. Where they
+differ, on purpose:
+- UCB: ours is the paper's mu + kappa * sigma with a constant kappa; Ray's is mu + kappa * sigma^2
+  with kappa = sqrt(0.2 + max(0, log(0.4 n))).
+- noise: ours fits a white-noise level (score changes are noisy); Ray fixes alpha = 1e-10 and
+  interpolates them. Ray also clips standardised targets at +-2; ours keeps the extremes, which
+  are the stretches UCB most needs to see.
+- rows and query: a row is a stretch at its start time; the query is the stretch the loser is
+  about to train, at (now, the winner's current score). Ray labels rows by their end time and
+  queries at the winner's last end time with the score its last stretch *started* from.
+  Time and start score are scaled over the data plus every current point, so the query lies
+  in [0, 1]; Ray scales over the data only.
+- in-flight points: every other member, at (now, the score its next stretch starts from), in the
+  data GP's covariance. Ray adds only the configs already chosen at this time step, at the query's
+  (time, score), to a second GP whose hyperparameters it refits on made-up zero targets.
+- fit and data: ours warm-starts a capped L-BFGS and re-optimises every `refit_every`
+  observations over a sliding `data_window`; Ray refits from (1, 1, 0.1) at every decision, keeps
+  up to 1000 rows and above 200 picks the window length by likelihood (`select_length`).
+- acquisition optimiser: seeded random candidates plus local rounds; Ray runs 10 L-BFGS-B restarts
+  from numpy's global random state. Ray knows linear [min, max] bounds only; ours works in the
+  space's unit cube (log scales, integers, ordered choices).
 """
 
 from __future__ import annotations
