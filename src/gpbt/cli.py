@@ -200,11 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from gpbt.config import ConfigError
+    from gpbt.lock import FolderInUse
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, FolderInUse) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

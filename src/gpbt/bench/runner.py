@@ -21,7 +21,6 @@ goes on with the others.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import multiprocessing as mp
@@ -38,7 +37,6 @@ import pandas as pd
 from gpbt.bench.cell import cell_done, run_cell
 from gpbt.bench.store import BenchStore
 from gpbt.bench.suite import Cell, Suite, load_suite
-from gpbt.config import ConfigError
 from gpbt.space import Space
 from gpbt.store import load
 
@@ -125,28 +123,11 @@ def run_suite(
     return out
 
 
-@contextlib.contextmanager
 def _exclusive(out: Path):
     """One runner per bench folder: two would train the same cells into the same stores."""
-    import fcntl
-    import os
+    from gpbt.lock import hold_folder
 
-    with open(out / ".bench.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise ConfigError(
-                f"another gpbt bench is running in {out} (pid {f.read().strip() or '?'}); "
-                "wait for it or stop it first"
-            ) from None
-        f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return hold_folder(out, "bench")
 
 
 def _record_suite(bench: BenchStore, suite: Suite) -> None:
@@ -238,6 +219,10 @@ def _run_inline(todo, out: Path, bench: BenchStore, say, on_event) -> None:
 def _worker(cells: list[dict], out: str, events) -> None:
     """The worker process: run the given cells in order, report everything on `events`."""
     import signal
+
+    from gpbt.engines.children import die_with_parent
+
+    die_with_parent()  # a killed `gpbt bench` must not leave its cells training on
 
     # Ctrl-C reaches the whole process group; the parent handles it (kills this worker and
     # marks the cell interrupted), so the worker must not mistake it for a failed cell.

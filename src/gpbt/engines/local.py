@@ -241,20 +241,12 @@ def _folder_bytes(path: str) -> int:
     return total
 
 
-def _die_with_parent() -> None:
+def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
     # A worker orphaned by a killed runner would otherwise finish its step and write into the
     # experiment folder while the resumed run is using it.
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    from gpbt.engines.children import die_with_parent
 
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
-
-
-def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     for p in reversed(sys_path):
         if p not in sys.path:
@@ -1258,4 +1250,7 @@ def run_local(
         progress=progress,
         store_config=cfg,
     )
-    return engine_obj.run(resume=resume)
+    from gpbt.lock import hold_folder
+
+    with hold_folder(folder, "resume" if resume else "run"):
+        return engine_obj.run(resume=resume)

@@ -339,6 +339,10 @@ class VectorRun:
 
 # ---------------------------------------------------------------------- the supervisor
 def _child(cfg: dict, folder: str, resume: bool, events: mp.Queue) -> None:
+    from gpbt.engines.children import die_with_parent
+
+    die_with_parent()  # a killed `gpbt run` must not leave this process writing to the store
+
     def emit(event: dict) -> None:
         events.put(event)
 
@@ -371,10 +375,17 @@ def run_vector(
     """Run (or resume) an experiment; returns the summary.
 
     `supervise=False` runs in this process (no watchdog); tests and notebooks may prefer it.
+    The folder is locked while the run is live: a second run or resume on it is refused.
     """
+    from gpbt.lock import hold_folder
+
     preflight(cfg)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with hold_folder(folder, "resume" if resume else "run"):
+        return _run_vector_locked(cfg, folder, resume, progress, supervise)
+
+
+def _run_vector_locked(cfg, folder: Path, resume: bool, progress, supervise: bool):
     if not supervise:
         _enable_compilation_cache()
         return VectorRun(cfg, folder).run(resume=resume)

@@ -905,6 +905,20 @@ def run_ray(
     *,
     progress: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
+    """Run one experiment on Ray Tune from a parsed config file (engine = "ray"); the folder
+    is locked while it runs (a second run on it is refused). See `_run_ray` for the keys."""
+    from gpbt.lock import hold_folder
+
+    with hold_folder(folder, "run"):
+        return _run_ray(config, folder, progress=progress)
+
+
+def _run_ray(
+    config: Mapping[str, Any],
+    folder: str | os.PathLike,
+    *,
+    progress: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
     """Run one experiment on Ray Tune from a parsed config file (engine = "ray").
 
     Keys: trainable, env (for rllib:*), param_space (fixed values), rllib (AlgorithmConfig
