@@ -139,6 +139,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from gpbt.bench.runner import run_suite
     from gpbt.bench.store import load_bench
 
+    if args.estimate:
+        from gpbt.bench.estimate import print_estimate
+
+        print_estimate(args.suite, seeds=args.seeds, generations=args.estimate_generations)
+        return 0
+
     out = run_suite(args.suite, out=args.out, seeds=args.seeds, results=args.results)
     cells = load_bench(out).cells
     # a bench with failed cells is not a finished bench: say so in the exit status
@@ -193,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="results folder (e.g. benchmarks/results/SUITE): each finished cell is written "
         "there as JSON, and cells already there are not run again",
     )
+    ben.add_argument(
+        "--estimate",
+        action="store_true",
+        help="run nothing: time a few generations of one cell per task, extrapolate the hours",
+    )
+    ben.add_argument("--estimate-generations", type=int, default=3, metavar="N")
     ben.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="every method on the toy problems (seconds, no engine)")
