@@ -288,3 +288,26 @@ def test_default_and_paper_protocol_rows_on_cartpole(tmp_path):
     assert np.isfinite(r["final_best"]).all()
     md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
     assert f"gamma={defaults['gamma']:.4g}" in md and "the released scripts' space" in md
+
+
+@pytest.mark.slow
+def test_gpbt_run_accepts_method_default(tmp_path):
+    """`gpbt run` with method = "default": trains the agent's defaults, reports, replays."""
+    from gpbt.cli import main
+    from gpbt.replay import replay
+    from gpbt.store import load
+
+    cfg = tmp_path / "default.toml"
+    cfg.write_text(
+        'env = "CartPole-v1"\nmethod = "default"\npopulation = 2\ntotal_steps = 2048\n'
+        "perturbation_interval = 1024\nfinal_eval_episodes = 2\n[space]\n"
+        'lr = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    exp = load(out)
+    assert exp.state("summary")["exploits"] == 0 and exp.state("summary")["best_config"] == {}
+    assert not [c for c in exp.reports.columns if c.startswith("config.")]
+    assert (out / "report" / "report.html").stat().st_size > 1000
+    ok, message = replay(out)
+    assert ok, message

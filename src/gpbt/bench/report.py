@@ -8,7 +8,8 @@ Writes into `BENCH/report/`:
 - the same plots as PNG files, and `report.md` with every table in Markdown.
 
 The cell folders are re-collected first, so the report of a bench that is still running (or was
-interrupted) shows what is finished and says what is missing.
+interrupted) shows what is finished and says what is missing. A results folder
+(gpbt.bench.results) gives the same report from its JSON records alone, on any machine.
 """
 
 from __future__ import annotations
