@@ -210,6 +210,8 @@ def test_bad_results_are_one_clear_error(tmp_path):
     path.write_text(json.dumps(good))
     with pytest.raises(ConfigError, match="holds the results of suite 'tiny', not 'other'"):
         ResultsFolder(res, build_suite({**SUITE, "name": "other"}))
+    with pytest.raises(ConfigError, match="results is a results folder inside .*give that"):
+        ResultsFolder(tmp_path)  # the parent of every suite's folder, given by mistake
 
 
 def test_the_audit_leaves_out_groups_whose_cells_ran_different_code(tmp_path):
@@ -288,6 +290,9 @@ def test_default_and_paper_protocol_rows_on_cartpole(tmp_path):
     assert np.isfinite(r["final_best"]).all()
     md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
     assert f"gamma={defaults['gamma']:.4g}" in md and "the released scripts' space" in md
+    # a vector cell's stored config matches the suite's: a fresh run recognises every record
+    _, ran = run(build_suite(raw), tmp_path, name="fresh-clone")
+    assert ran == []
 
 
 @pytest.mark.slow

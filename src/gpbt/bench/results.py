@@ -99,8 +99,13 @@ class ResultsFolder:
                 )
         self.records: dict[tuple[str, str, int], tuple[Path, dict]] = {}
         for path in sorted(self.folder.rglob("*.json")) if self.folder.exists() else []:
-            if path.name == SUITE_FILE and path.parent == self.folder:
-                continue
+            if path.name == SUITE_FILE:
+                if path.parent == self.folder:
+                    continue
+                raise ConfigError(
+                    f"{path.parent} is a results folder inside {self.folder}; give that folder "
+                    "itself (one folder per suite, e.g. benchmarks/results/long-ppo)"
+                )
             try:
                 record = check_record(_read_json(path), str(path))
             except ValueError as err:
