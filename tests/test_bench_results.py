@@ -316,3 +316,31 @@ def test_gpbt_run_accepts_method_default(tmp_path):
     assert (out / "report" / "report.html").stat().st_size > 1000
     ok, message = replay(out)
     assert ok, message
+
+
+def test_the_audit_compares_hyperparameters_among_rows_that_search_the_same_names():
+    import pandas as pd
+
+    from gpbt.bench.report import fairness_audit
+
+    n = 5
+    rows = pd.DataFrame(
+        {
+            "task": ["t"] * n, "seed": [0] * n,
+            "method": ["gpbt-pl", "pbt", "pbt-paper", "pb2-paper", "default"],
+            "row": ["equal", "equal", "subset", "subset", "default"],
+            "tuned": ["lr,clip", "lr,clip", "lr", "lr", ""],
+            "initial_configs_hash": ["h7", "h7", "h4", "h4", "h0"],
+            "initial_state_hash": ["s"] * n, "total_steps": [1e6] * n,
+            "perturbation_interval": [5e4] * n, "population": [4] * n,
+            "code_hash": ["c"] * n, "commit": ["abc"] * n,
+        }
+    )  # fmt: skip
+    table, _, unfair = fairness_audit(rows)
+    assert unfair == set() and table.iloc[0]["differ on purpose"] == "pbt-paper, pb2-paper, default"
+    rows.loc[3, "initial_configs_hash"] = "h5"  # the two paper-protocol rows drew apart
+    table, text, unfair = fairness_audit(rows)
+    assert unfair == {("t", 0)} and not table.iloc[0]["same hyperparameters"]
+    rows.loc[3, "initial_configs_hash"] = "h4"
+    rows.loc[4, "initial_state_hash"] = "other"  # the default row started from other weights
+    assert fairness_audit(rows)[2] == {("t", 0)}

@@ -328,7 +328,12 @@ def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str, set]:
     rows = []
     for (task, seed), g in results.groupby(["task", "seed"]):
         row_kind = g["row"] if "row" in g else pd.Series("equal", index=g.index)
-        equal = g[row_kind == "equal"]
+        # rows that search the same names must start from the same draws: the equal rows, and
+        # subset rows with the same tune list (pbt- and pb2-paper-protocol)
+        tuned = g["tuned"] if "tuned" in g else pd.Series("", index=g.index)
+        classes = g[row_kind != "default"].groupby(
+            [row_kind[row_kind != "default"], tuned[row_kind != "default"]]
+        )
         code = g["code_hash"].fillna("") if "code_hash" in g else pd.Series("", index=g.index)
         commits = g["commit"].fillna("") if "commit" in g else pd.Series("", index=g.index)
         rows.append(
@@ -336,7 +341,9 @@ def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str, set]:
                 "task": task,
                 "seed": seed,
                 "methods": len(g),
-                "same hyperparameters": bool(equal["initial_configs_hash"].nunique() <= 1),
+                "same hyperparameters": all(
+                    c["initial_configs_hash"].nunique() <= 1 for _, c in classes
+                ),
                 "differ on purpose": ", ".join(g.loc[row_kind != "equal", "method"]) or "-",
                 "same weights+env state": g["initial_state_hash"].nunique() == 1,
                 "same budget+interval": g[["total_steps", "perturbation_interval", "population"]]
@@ -357,8 +364,8 @@ def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str, set]:
     text = (
         f"{ok}/{len(table)} (task, seed) groups: every method started from an identical initial "
         "state (weights, optimiser, environment states and keys, compared by hash) with the "
-        "same budget, interval and population, every equal row from identical initial "
-        "hyperparameters"
+        "same budget, interval and population, and every row from the same initial "
+        "hyperparameters as the rows that search the same names"
         + (", and all ran the same gpbt code." if known.all() else
            f"; the same gpbt code in {int(known.sum())} groups (older cells did not record it).")
     )  # fmt: skip
