@@ -110,13 +110,14 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gpbt.bench.results import is_results_folder
     from gpbt.bench.store import is_bench_folder
 
-    if is_bench_folder(args.folder):
+    if is_bench_folder(args.folder) or is_results_folder(args.folder):
         # a bench folder (gpbt bench): the comparison report over all its cells
         from gpbt.bench.report import write_bench_report
 
-        out = write_bench_report(args.folder)
+        out = write_bench_report(args.folder, out=args.out)
         _console().print(f"bench report written: {out / 'report.html'} (+ report.md, PNGs)")
         return 0
     from gpbt.report import write_report
@@ -138,7 +139,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from gpbt.bench.runner import run_suite
     from gpbt.bench.store import load_bench
 
-    out = run_suite(args.suite, out=args.out, seeds=args.seeds)
+    if args.estimate:
+        from gpbt.bench.estimate import print_estimate
+
+        print_estimate(args.suite, seeds=args.seeds, generations=args.estimate_generations)
+        return 0
+
+    out = run_suite(args.suite, out=args.out, seeds=args.seeds, results=args.results)
     cells = load_bench(out).cells
     # a bench with failed cells is not a finished bench: say so in the exit status
     return 1 if (cells["status"] == "failed").any() else 0
@@ -175,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="plots and a summary for an experiment folder")
     rep.add_argument("folder")
     rep.add_argument("--metric", default="score", help="report column to plot (default score)")
+    rep.add_argument("--out", help="bench and results folders: where to write (FOLDER/report)")
     rep.set_defaults(func=cmd_report)
 
     rpl = sub.add_parser("replay", help="re-derive every decision from the log and compare")
@@ -186,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     ben.add_argument("suite")
     ben.add_argument("--out", help="bench folder (default: runs/bench-<suite>)")
     ben.add_argument("--seeds", type=int, help="override the suite's number of seeds")
+    ben.add_argument(
+        "--results",
+        help="results folder (e.g. benchmarks/results/SUITE): each finished cell is written "
+        "there as JSON, and cells already there are not run again",
+    )
+    ben.add_argument(
+        "--estimate",
+        action="store_true",
+        help="run nothing: time a few generations of one cell per task, extrapolate the hours",
+    )
+    ben.add_argument("--estimate-generations", type=int, default=3, metavar="N")
     ben.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="every method on the toy problems (seconds, no engine)")

@@ -161,6 +161,13 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
             )
     if method not in METHODS:
         raise ConfigError(f"method = {method!r} is not known; use one of {list(METHODS)}")
+    if method == "default" and engine == "ray":
+        # Tune samples every trial's config from param_space before a scheduler sees it, so
+        # "no search" cannot be imposed from the scheduler side.
+        raise ConfigError(
+            "method = 'default' runs with the vector and local engines; with Ray Tune, train "
+            "the untuned agent by leaving the hyperparameters out of param_space instead"
+        )
     for key in ("population", "total_steps", "perturbation_interval"):
         if cfg[key] <= 0:
             raise ConfigError(f"key {key!r} = {cfg[key]} must be > 0")

@@ -206,6 +206,7 @@ def write_report(folder: str | Path, metric: str = "score") -> Path:
         f'{base64.b64encode((out / name).read_bytes()).decode()}"><figcaption>{name}'
         "</figcaption></figure>"
         for name in ("returns.png", "hyperparameters.png", "lineage.png")
+        if (out / name).exists()  # no hyperparameter plot when nothing is searched (default)
     )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>gpbt report</title>"

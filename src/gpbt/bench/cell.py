@@ -6,7 +6,9 @@ and a plain run does not:
   alone, the exploit gather alone) in the cell store's state "bench_timings";
 - a fingerprint of the initial population (hyperparameters and a hash of the whole initial
   state: weights, optimiser state, environment states and keys) in the state "bench_initial",
-  so the report can audit that every method of a seed really started from the same point;
+  so the report can audit that every method of a seed really started from the same point,
+  with the hyperparameters each member really trains with at the start (the agent's defaults
+  filled in: what the "default" row ran) and the code hash and commit the cell started at;
 - one compiled agent per (agent, env, agent_options) shared across the cells of a process,
   which saves the re-trace and cache load (seconds) per cell. The agent is stateless apart
   from its jitted functions, so sharing it changes no result.
@@ -24,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from gpbt.bench.provenance import code_hash, git_commit
+from gpbt.space import Space
 from gpbt.store import DB_NAME, ExperimentStore
 
 Emit = Callable[[dict[str, Any]], None]
@@ -31,28 +35,6 @@ Emit = Callable[[dict[str, Any]], None]
 
 def _fingerprint_configs(configs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
-
-
-_CODE_HASH: str | None = None
-
-
-def code_hash() -> str:
-    """A hash of the gpbt source this process runs (agents, engine, schedulers): cells that
-    compare methods must have run the same code, and a bench that spans an edit of, say, the
-    PPO agent should say so rather than mix the two silently."""
-    global _CODE_HASH
-    if _CODE_HASH is None:
-        import gpbt
-
-        root = Path(gpbt.__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(root.rglob("*.py")):
-            if "bench" in path.relative_to(root).parts[:1]:
-                continue  # the harness itself does not change what a cell computes
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-        _CODE_HASH = h.hexdigest()[:12]
-    return _CODE_HASH
 
 
 def state_hash(state: Any) -> str:
@@ -169,7 +151,12 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict
                     "configs": run.configs,
                     "configs_hash": _fingerprint_configs(run.configs),
                     "state_hash": state_hash(run.state),
+                    "effective": [
+                        _plain(agent.effective_hyperparameters({**run.fixed, **c}))
+                        for c in run.configs
+                    ],
                     "code_hash": code_hash(),
+                    "commit": git_commit(),
                 },
             )
         else:
@@ -186,6 +173,10 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict
         del agent.gather  # the shared agent goes back to its own method
         run.store.close()
     return summary
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in d.items()}
 
 
 def _finite_max(values) -> float:
@@ -206,9 +197,11 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
 
     toy = TOYS[cfg["toy"]](**cfg["toy_options"])
     method, seed, population = cfg["method"], cfg["seed"], cfg["population"]
+    # the cell's space: the toy's, or the part of it a `tune` row searches
+    space = Space.from_dict(cfg["space"]) if cfg.get("space") else toy.space
     sched = make_scheduler(
         method,
-        toy.space,
+        space,
         perturbation_interval=toy.interval,
         seed=seed,
         options=cfg.get(method, {}),
@@ -218,7 +211,9 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         store.truncate_after(-1)
         # Same construction as gpbt.toys.run_toy: the problem instance comes from the seed alone.
         env_rng = np.random.default_rng([seed, 7919])
-        configs = sched.initial_population(population)
+        # a config that leaves a hyperparameter out trains with the toy's default (method
+        # "default" leaves them all out), as the agents fill in theirs
+        configs = [{**toy.defaults, **c} for c in sched.initial_population(population)]
         states = [toy.init_state(env_rng) for _ in range(population)]
         member_rngs = [np.random.default_rng([seed, i]) for i in range(population)]
         store.set_state(
@@ -227,7 +222,9 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
                 "configs": configs,
                 "configs_hash": _fingerprint_configs(configs),
                 "state_hash": hashlib.sha256(np.stack(states).tobytes()).hexdigest()[:16],
+                "effective": configs,
                 "code_hash": code_hash(),
+                "commit": git_commit(),
             },
         )
         emit({"type": "initialised", "generation": 0})
@@ -261,7 +258,7 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
                 for i, d in decisions.items():
                     if isinstance(d, Exploit):
                         states[i] = snapshot[d.donor].copy()
-                        configs[i] = d.config
+                        configs[i] = {**toy.defaults, **d.config}
                         n_exploits += 1
             timings.append(
                 {
