@@ -1,6 +1,7 @@
 """The pure, seeded scheduler core: every engine asks it what to do."""
 
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
+from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample, Strategy
 
@@ -20,6 +21,7 @@ __all__ = [
     "PB2",
     "PBT",
     "RandomSearch",
+    "FixedSchedule",
     "PopulationScheduler",
     "PairwiseLearning",
     "Perturb",

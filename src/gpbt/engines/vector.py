@@ -311,7 +311,13 @@ class VectorRun:
         )
         best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
         decisions = self.store.decisions()
-        exploits = int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0
+        exploits = 0
+        if len(decisions):
+            # a member "copying" itself is a fixed schedule's config change, not an exploit
+            copied = (decisions["kind"] == "exploit") & (
+                decisions["donor"].fillna(-1) != decisions["member"]
+            )
+            exploits = int(copied.sum())
         summary = {
             "best_member": best,
             "best_final_eval_return": float(final[best]),
