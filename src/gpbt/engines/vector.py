@@ -100,6 +100,17 @@ def preflight(cfg: dict[str, Any]):
     return agent
 
 
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """(meta, leaves) of a population checkpoint written by `VectorRun._save_checkpoint`:
+    meta holds generation, configs, scheduler state, scores; the leaves, in the order of
+    `jax.tree_util.tree_leaves(state)`, carry the population on their first axis."""
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        n = sum(1 for k in data.files if k.startswith("leaf"))
+        leaves = [data[f"leaf{i}"] for i in range(n)]
+    return meta, leaves
+
+
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
