@@ -32,13 +32,19 @@ def fmt(v) -> str:
     return str(v)
 
 
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    # column by column: a row of mixed types (iterrows) would turn an int column into floats
+    columns = [[fmt(v) for v in df[c].tolist()] for c in df.columns]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
 def md_table(df: pd.DataFrame) -> str:
     if df is None or not len(df):
         return "_(no data)_\n"
-    cols = list(df.columns)
+    cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(fmt(r[c]).replace("|", "/") for c in cols) + " |")
+    for row in _cells(df):
+        lines.append("| " + " | ".join(v.replace("|", "/") for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -47,8 +53,7 @@ def html_table(df: pd.DataFrame) -> str:
         return "<p><em>no data</em></p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
-        for _, r in df.iterrows()
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in _cells(df)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
