@@ -122,7 +122,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     from gpbt.report import write_report
 
-    out = write_report(args.folder, metric=args.metric)
+    out = write_report(args.folder, metric=args.metric, animate=not args.no_animation)
     _console().print(f"report written: {out}")
     return 0
 
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="plots and a summary for an experiment folder")
     rep.add_argument("folder")
     rep.add_argument("--metric", default="score", help="report column to plot (default score)")
+    rep.add_argument(
+        "--no-animation", action="store_true", help="skip the best member's episode GIF"
+    )
     rep.set_defaults(func=cmd_report)
 
     exp = sub.add_parser(

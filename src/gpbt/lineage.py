@@ -33,6 +33,7 @@ __all__ = [
     "best_schedule",
     "experiment_space",
     "lineage_schedule",
+    "plain_time",
     "require_reports",
 ]
 
@@ -60,6 +61,15 @@ def require_reports(exp) -> None:
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_time(value: Any) -> Any:
+    """A time as the engine counted it: decisions log times as floats (4096.0) and pandas turns
+    int columns to floats beside NaN; a whole number comes back as an int."""
+    value = _py(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def best_member(exp, column: str = "score") -> Best:
@@ -131,7 +141,7 @@ def lineage_schedule(exp, member: int) -> list[dict[str, Any]]:
         own = reports[reports["member"] == holders[j]].sort_values("time")
         own = own[(own["time"] > since[j]) & (own["time"] <= until[j])]
         for _, row in own.iterrows():
-            end = _py(row["time"])
+            end = plain_time(row["time"])
             entries.append(
                 {
                     "time": start,
@@ -156,7 +166,9 @@ def best_schedule(exp) -> dict[str, Any]:
     held = []
     bounds = [0] + [t for t, _ in reversed(hops[1:])] + [entries[-1]["end"] if entries else None]
     for i, (_, m) in enumerate(reversed(hops)):
-        held.append({"member": int(m), "from": _py(bounds[i]), "to": _py(bounds[i + 1])})
+        held.append(
+            {"member": int(m), "from": plain_time(bounds[i]), "to": plain_time(bounds[i + 1])}
+        )
     return {
         "source": str(exp.folder),
         "engine": cfg.get("engine"),
