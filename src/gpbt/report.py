@@ -160,21 +160,22 @@ def plot_hyperparameters(
     return axis
 
 
-def plot_lineage(reports, column, held: list[dict], best: int, path: Path) -> None:
+def plot_lineage(reports, column, entries: list[dict], best: int, path: Path) -> None:
+    """The score of the best member's line of weights: each interval's point is the report
+    of the member holding the weights then (grey: every member's own curve)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4))
     for _, df in reports.groupby("member"):
         ax.plot(df["time"], df[column], color="0.8", lw=0.8)
-    for h in held:  # oldest first: who held the weights from when to when
-        df = reports[
-            (reports["member"] == h["member"])
-            & (reports["time"] >= h["from"])
-            & (reports["time"] <= h["to"])
-        ]
-        if len(df):
-            label = f"member {h['member']} ({h['from']:g}-{h['to']:g})"
-            ax.plot(df["time"], df[column], lw=2.2, label=label)
-    ax.set_title(f"lineage of the final best member ({best})")
+    indexed = reports.set_index(["member", "time"])[column]
+    ends = [e["end"] for e in entries]
+    values = [indexed.get((e["member"], e["end"]), np.nan) for e in entries]
+    ax.plot(ends, values, color="black", lw=1.5, zorder=3)
+    for member in dict.fromkeys(e["member"] for e in entries):
+        mine = [i for i, e in enumerate(entries) if e["member"] == member]
+        ax.scatter([ends[i] for i in mine], [values[i] for i in mine], s=36, zorder=4,
+                   label=f"held by member {member}")  # fmt: skip
+    ax.set_title(f"lineage of the final best member ({best}); grey: every member")
     ax.set_xlabel("time")
     ax.set_ylabel(column)
     ax.legend(fontsize=7)
@@ -282,7 +283,7 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
     entries, held = doc["entries"], doc["lineage"]
     plot_returns(reports, decisions, column, out / "returns.png")
     plot_hyperparameters(reports, space, entries, out / "hyperparameters.png")
-    plot_lineage(reports, column, held, best.member, out / "lineage.png")
+    plot_lineage(reports, column, entries, best.member, out / "lineage.png")
 
     exploits = _exploits(decisions)
     scheduled = int((decisions["kind"] == "exploit").sum()) - len(exploits) if len(decisions) else 0
