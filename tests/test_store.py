@@ -290,6 +290,17 @@ def test_lineage_through_chain_of_exploits(tmp_path):
     assert exp.lineage(3, time=399) == [(399, 3), (200, 0)]
 
 
+def test_lineage_ignores_a_member_copying_itself(tmp_path):
+    # a fixed schedule changes a member's config as an exploit of its own weights
+    with ExperimentStore(tmp_path) as s:
+        s.add_reports([report(m, t, 0.0) for t in (100, 200, 300) for m in range(2)])
+        s.add_decisions([exploit(100, 0, donor=0), exploit(200, 1, donor=0)])
+        s.add_decisions([exploit(300, 1, donor=1)])
+        assert s.lineage(1) == [(300, 1), (200, 0)]
+        assert s.lineage(0) == [(300, 0)]
+    assert load(tmp_path).lineage(1) == [(300, 1), (200, 0)]
+
+
 def test_load_snapshot_matches_store(tmp_path):
     with ExperimentStore(tmp_path) as s:
         s.write_config(CONFIG)

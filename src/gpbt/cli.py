@@ -1,4 +1,5 @@
-"""The `gpbt` command line: run / resume / report / bench / replay / demo / envs."""
+"""The `gpbt` command line: run / resume / report / export / retrain / bench / replay / demo /
+envs."""
 
 from __future__ import annotations
 
@@ -122,9 +123,49 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     from gpbt.report import write_report
 
-    out = write_report(args.folder, metric=args.metric)
+    out = write_report(args.folder, metric=args.metric, animate=not args.no_animation)
     _console().print(f"report written: {out}")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gpbt.export import export
+
+    manifest = export(args.folder, args.out)
+    out = Path(args.out) if args.out else Path(args.folder) / "export"
+    console = _console()
+    console.print(
+        f"exported member {manifest['member']} (score {_score(manifest['score'])}, "
+        f"{manifest['score_basis']}) of {args.folder} to {out}"
+    )
+    console.print(f"  schedule: {out / manifest['schedule']}")
+    if manifest.get("weights"):
+        console.print(f"  weights: {out / manifest['weights']}  ({manifest['load']})")
+    elif manifest.get("checkpoint_path"):
+        console.print(f"  checkpoint (kept by Ray): {manifest['checkpoint_path']}")
+    if manifest.get("note"):
+        console.print(f"  [yellow]note[/]: {manifest['note']}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from gpbt.retrain import retrain
+
+    summary = retrain(args.folder, seed=args.seed, out=args.out)
+    result = summary.pop("retrain")
+    folder = Path(result["folder"])
+    _finish(folder, summary, args)
+    _console().print(
+        f"[bold]retrained[/] on member {result['source_best_member']}'s lineage schedule "
+        f"({result['config_changes']} config changes, seed {result['seed']}): "
+        f"{_score(result['retrained'])} vs the population's best "
+        f"{_score(result['population_best'])} ({result['score_basis']})"
+    )
+    return 0
+
+
+def _score(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -183,7 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("folder")
     rep.add_argument("--metric", default="score", help="report column to plot (default score)")
     rep.add_argument("--out", help="bench and results folders: where to write (FOLDER/report)")
+    rep.add_argument(
+        "--no-animation", action="store_true", help="skip the best member's episode GIF"
+    )
     rep.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser(
+        "export", help="the best member's final weights and its hyperparameter schedule"
+    )
+    exp.add_argument("folder")
+    exp.add_argument("--out", help="where to write (default: FOLDER/export)")
+    exp.set_defaults(func=cmd_export)
+
+    ret = sub.add_parser(
+        "retrain", help="train one fresh member on the best lineage's schedule, no exploits"
+    )
+    ret.add_argument("folder")
+    ret.add_argument("--seed", type=int, help="seed of the new member (default: the run's)")
+    ret.add_argument("--out", help="experiment folder (default: FOLDER/retrain-seed<N>)")
+    ret.add_argument("--no-report", action="store_true")
+    ret.set_defaults(func=cmd_retrain)
 
     rpl = sub.add_parser("replay", help="re-derive every decision from the log and compare")
     rpl.add_argument("folder")
@@ -219,12 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from gpbt.config import ConfigError
+    from gpbt.lineage import ExperimentError
     from gpbt.lock import FolderInUse
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FolderInUse) as err:
+    except (ConfigError, ExperimentError, FileNotFoundError, FolderInUse) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

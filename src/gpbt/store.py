@@ -301,11 +301,13 @@ def _lineage(
     time: an asynchronous engine's donor may be at another step count than its recipient,
     but it can only have handed over weights it received in a decision logged earlier.
     (Lockstep engines never exploit a donor in the generation it donates, so the two orders
-    agree there.)
+    agree there.) An exploit whose donor is the member itself (a fixed schedule's change of
+    hyperparameters) keeps the weights where they are, so it is no hop.
     """
     by_member: dict[int, list[tuple[int, Any, int]]] = {}
     for t, seq, m, donor in exploits:
-        by_member.setdefault(int(m), []).append((int(seq), _py(t), int(donor)))
+        if int(donor) != int(m):
+            by_member.setdefault(int(m), []).append((int(seq), _py(t), int(donor)))
     for events in by_member.values():
         events.sort()
 

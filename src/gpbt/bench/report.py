@@ -14,13 +14,10 @@ interrupted) shows what is finished and says what is missing. A results folder
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +27,10 @@ from gpbt.bench.results import ResultsFolder, is_results_folder, load_results
 from gpbt.bench.runner import collect
 from gpbt.bench.store import BenchStore, load_bench
 from gpbt.bench.suite import Suite
+from gpbt.render import Block, figure_html, html_page
+from gpbt.render import blocks_html as _blocks_html
+from gpbt.render import blocks_md as _blocks_md
+from gpbt.render import fmt as _fmt
 from gpbt.space import Float, Int, Space
 
 SECTIONS = (
@@ -212,65 +213,6 @@ def plot_overhead(table: pd.DataFrame, colors, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if isinstance(v, float | np.floating):
-        if not math.isfinite(v):
-            return "-"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3g}"
-    return str(v)
-
-
-def _md(df: pd.DataFrame) -> str:
-    if df is None or not len(df):
-        return "_(no data)_\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c]).replace("|", "/") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    if df is None or not len(df):
-        return "<p><em>no data</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
-        for _, r in df.iterrows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# A report section's content is a list of blocks, rendered once to Markdown and once to HTML,
-# so the two files always say the same thing: ("text", str), ("bullets", [str]) or
-# ("table", DataFrame). Text may use the little Markdown `_inline` understands.
-Block = tuple[str, Any]
-
-
-def _blocks_md(blocks: list[Block]) -> str:
-    out = []
-    for kind, value in blocks:
-        if kind == "table":
-            out.append(_md(value))
-        elif kind == "bullets":
-            out.append("\n".join(f"- {x}" for x in value) + "\n")
-        else:
-            out.append(value + "\n")
-    return "\n".join(out)
-
-
-def _blocks_html(blocks: list[Block]) -> str:
-    out = []
-    for kind, value in blocks:
-        if kind == "table":
-            out.append(_html_table(value))
-        elif kind == "bullets":
-            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in value) + "</ul>")
-        else:
-            out.append(f"<p>{_inline(value)}</p>")
-    return "".join(out)
-
-
 def _interval(p, lo, hi) -> str:
     return f"{_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]"
 
@@ -680,37 +622,6 @@ def _task_space(suite: Suite, task: str) -> Space | None:
     return None
 
 
-def _inline(text: str) -> str:
-    """The tiny bit of Markdown the summary lines use: **bold** and `code`."""
-    out = html.escape(text)
-    parts = out.split("**")
-    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
-    parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
-th{background:#f3f3f3} img{max-width:100%} figure{margin:1em 0}
-figcaption{font-size:12px;color:#555} nav a{margin-right:.8em;font-size:13px}
-section{border-top:1px solid #ddd;margin-top:1.5em}
-"""
-
-# Checks in the browser that every embedded plot decoded; a broken one is a console error,
-# which the report's browser test would catch.
-_JS = """
-window.addEventListener('load', function () {
-  var bad = Array.prototype.filter.call(document.images, function (im) {
-    return !(im.complete && im.naturalWidth > 0);
-  });
-  document.body.setAttribute('data-images', bad.length ? 'broken' : 'ok');
-  if (bad.length) { console.error('gpbt report: ' + bad.length + ' plots did not load'); }
-});
-"""
-
-
 def _write(out: Path, suite: Suite, sections: dict[str, list[Block]], figures: dict) -> Path:
     lines = [f"# Benchmark report: {suite.label}", ""]
     for key, title in SECTIONS:
@@ -722,28 +633,11 @@ def _write(out: Path, suite: Suite, sections: dict[str, list[Block]], figures: d
         for name, caption in figures.get(key, []):
             lines += [f"![{caption}]({name})", ""]
     (out / "report.md").write_text("\n".join(lines))
-    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
     body = []
     for key, title in SECTIONS:
-        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>']
-        parts.append(
-            _blocks_html(sections[key]) if key in sections else "<p><em>no data yet</em></p>"
-        )
-        for name, caption in figures.get(key, []):
-            data = base64.b64encode((out / name).read_bytes()).decode()
-            parts.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>"
-            )
-        parts.append("</section>")
-        body.append("".join(parts))
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>gpbt bench report: {html.escape(suite.label)}</title>"
-        f"<style>{_CSS}</style><script>{_JS}</script></head><body>"
-        f"<h1>gpbt bench report: {html.escape(suite.label)}</h1><nav>{nav}</nav>"
-        + "".join(body)
-        + "</body></html>"
-    )
+        inner = _blocks_html(sections[key]) if key in sections else "<p><em>no data yet</em></p>"
+        inner += "".join(figure_html(out / name, caption) for name, caption in figures.get(key, []))
+        body.append((key, title, inner))
+    page = html_page(f"gpbt bench report: {suite.label}", body)
     (out / "report.html").write_text(page)
     return out

@@ -2,6 +2,7 @@
 
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
 from gpbt.core.default import DefaultConfig
+from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample, Strategy
 
@@ -22,6 +23,7 @@ __all__ = [
     "PBT",
     "RandomSearch",
     "DefaultConfig",
+    "FixedSchedule",
     "PopulationScheduler",
     "PairwiseLearning",
     "Perturb",

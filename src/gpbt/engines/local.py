@@ -948,8 +948,9 @@ class LocalEngine:
                 st.config = dict(d.config)
                 st.epoch += 1
                 st.steps = 0
-                st.exploits += 1
-                self.exploits += 1
+                if d.donor != m:  # a member copying itself: a fixed schedule's config change
+                    st.exploits += 1
+                    self.exploits += 1
                 self._after_exploit.add(m)
                 self.stats["exploit_bytes"].append(self.ckpts[src]["bytes"])
                 if rec is not None:

@@ -103,6 +103,17 @@ def preflight(cfg: dict[str, Any]):
     return agent
 
 
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """(meta, leaves) of a population checkpoint written by `VectorRun._save_checkpoint`:
+    meta holds generation, configs, scheduler state, scores; the leaves, in the order of
+    `jax.tree_util.tree_leaves(state)`, carry the population on their first axis."""
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        n = sum(1 for k in data.files if k.startswith("leaf"))
+        leaves = [data[f"leaf{i}"] for i in range(n)]
+    return meta, leaves
+
+
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
@@ -324,7 +335,13 @@ class VectorRun:
         )
         best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
         decisions = self.store.decisions()
-        exploits = int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0
+        exploits = 0
+        if len(decisions):
+            # a member "copying" itself is a fixed schedule's config change, not an exploit
+            copied = (decisions["kind"] == "exploit") & (
+                decisions["donor"].fillna(-1) != decisions["member"]
+            )
+            exploits = int(copied.sum())
         summary = {
             "best_member": best,
             "best_final_eval_return": float(final[best]),
