@@ -412,16 +412,17 @@ def test_export_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatc
             s.export(tmp_path / "out", format="xlsx")
 
 
-def test_ten_thousand_reports_insert_fast(store):
+def test_ten_thousand_reports_in_one_batch_read_back_exactly(store):
+    # (how fast: benchmarks/bench_store.py; a timed assertion fails on a loaded CI machine)
     rows = [
         report(i % 16, i // 16, float(i), ret=np.float32(i), loss={"pi": 0.1, "v": 0.2})
         for i in range(10_000)
     ]
-    start = time.perf_counter()
     store.add_reports(rows)
-    elapsed = time.perf_counter() - start
-    assert len(store.reports()) == 10_000
-    assert elapsed < 1.0, f"10,000 reports took {elapsed:.2f}s"
+    df = store.reports()
+    assert len(df) == 10_000
+    assert df["score"].sum() == sum(range(10_000))
+    assert (df["metric.ret"] == df["score"]).all() and (df["metric.loss/v"] == 0.2).all()
 
 
 WRITER = textwrap.dedent(

@@ -278,14 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpbt.config import ConfigError
-    from gpbt.lineage import ExperimentError
-    from gpbt.lock import FolderInUse
+    from gpbt.errors import GpbtError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ExperimentError, FileNotFoundError, FolderInUse) as err:
+    except (GpbtError, FileNotFoundError) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,12 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gpbt.core.methods import METHODS, make_scheduler
+from gpbt.errors import ConfigError
 from gpbt.space import Space
-
-
-class ConfigError(ValueError):
-    """A config problem, with the field and the fix in the message."""
-
 
 ENGINES = ("vector", "local", "ray")
 OPTIONAL = object()  # default for keys that stay absent unless given (the engine decides)

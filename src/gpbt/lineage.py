@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpbt.errors import GpbtError
 from gpbt.space import Choice, Int, Space
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class ExperimentError(ValueError):
+class ExperimentError(GpbtError, ValueError):
     """An experiment folder that cannot answer what was asked (no reports yet, no weights);
     the message names the folder, the problem and the fix."""
 

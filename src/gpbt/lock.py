@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from gpbt.errors import FolderInUse
+
 LOCK_NAME = ".gpbt.lock"
 
 
-class FolderInUse(RuntimeError):
-    """Another live process holds the folder; the message says which and what to do."""
 
 
 @contextlib.contextmanager

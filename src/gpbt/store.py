@@ -52,6 +52,8 @@ from typing import Any
 
 import pandas as pd
 
+from gpbt.errors import StoreError
+
 __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
@@ -144,7 +146,7 @@ _DECISION_KEYS = frozenset(_DECISION_COLUMNS) | {"seq", "wall_time"}
 _INHERITED: list[sqlite3.Connection] = []
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(StoreError, RuntimeError):
     """The file was written by a newer gpbt whose schema this version cannot read safely."""
 
 
@@ -340,7 +342,7 @@ def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as e:
         conn.close()
         if "not a database" in str(e):
-            raise ValueError(
+            raise StoreError(
                 f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
             ) from e
         raise
@@ -357,7 +359,7 @@ def _check_version(conn: sqlite3.Connection, path: Path, *, allow_empty: bool) -
     if version == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables or not allow_empty:
-            raise ValueError(
+            raise StoreError(
                 f"{path} is an SQLite file but not a gpbt experiment store "
                 f"(no gpbt schema version); {_FOLDER_HELP}"
             )
