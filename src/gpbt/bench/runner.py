@@ -43,10 +43,10 @@ from gpbt.bench.record import cell_record
 from gpbt.bench.results import ResultsFolder, frames_from_records
 from gpbt.bench.store import BenchStore
 from gpbt.bench.suite import Cell, Suite, load_suite
+from gpbt.engines.vector import INIT_WATCHDOG_S as STARTUP_WATCHDOG
 from gpbt.store import load
 
 MAX_CELL_ATTEMPTS = 3
-STARTUP_WATCHDOG = 240.0  # seconds for a cell to build its initial population (compile included)
 
 
 def _available(cell: Cell) -> str | None:

@@ -42,6 +42,11 @@ CHECKPOINT_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
 MAX_WATCHDOG_RESTARTS = 3
 STARTUP_ALLOWANCE_S = 600
+# Seconds for a training process to import JAX and build (or load) its population. The rare
+# all-threads-idle hang seen on small CPU machines (XLA/MLIR, inside the first lowering) strikes
+# there; that step takes seconds, so a stuck start is restarted after this, not after the
+# compile allowance. The bench's cell worker uses the same limit.
+INIT_WATCHDOG_S = 240.0
 
 
 def _enable_compilation_cache() -> None:
@@ -203,6 +208,7 @@ class VectorRun:
             generation = self._load_checkpoint(latest)
             removed = self.store.truncate_after(generation * self.interval)
             self.emit({"type": "resumed", "generation": generation, "removed": removed})
+            self.emit({"type": "initialised", "generation": generation})
             return generation
         # A fresh start (or a resume before the first checkpoint): begin from scratch, and
         # drop anything a killed first attempt wrote.
@@ -211,6 +217,7 @@ class VectorRun:
         self.state = self.agent.init(self._key(), self.population)
         self.last_scores = {}
         self.eval_key_counter = 0
+        self.emit({"type": "initialised", "generation": 0})
         return 0
 
     def run(self, resume: bool = False) -> dict[str, Any]:
@@ -415,10 +422,11 @@ def _run_vector_locked(cfg, folder: Path, resume: bool, progress, supervise: boo
             proc = ctx.Process(target=_child, args=(cfg, str(folder), resume, events), daemon=True)
             proc.start()
             last = time.monotonic()
-            # Until the child reports its first generation it is importing and compiling,
-            # which takes far longer than a generation on a loaded machine; only after that
-            # does the watchdog hold it to `watchdog_seconds`.
-            limit = cfg["watchdog_seconds"] + STARTUP_ALLOWANCE_S
+            # Until the child has its population it is importing JAX and initialising, which
+            # takes seconds (INIT_WATCHDOG_S catches the hang that strikes there); until its
+            # first generation it is compiling, which takes far longer than a generation on a
+            # loaded machine; only after that does the watchdog hold it to `watchdog_seconds`.
+            limit = INIT_WATCHDOG_S
             outcome = None
             while outcome is None:
                 try:
@@ -434,6 +442,8 @@ def _run_vector_locked(cfg, folder: Path, resume: bool, progress, supervise: boo
                         outcome = {"type": "hang"}
                     continue
                 last = time.monotonic()
+                if event["type"] == "initialised":
+                    limit = cfg["watchdog_seconds"] + STARTUP_ALLOWANCE_S
                 if event["type"] == "generation":
                     limit = cfg["watchdog_seconds"]
                 if event["type"] in ("done", "error"):
