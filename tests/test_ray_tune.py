@@ -319,7 +319,7 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
         "gpbt-pl": {"pairing": "random", "w_inertia": 0.5},
     }
     seen = []
-    summary = run_ray(config, tmp_path / "exp", progress=seen.append)
+    summary = run_ray(config, tmp_path / "exp", on_event=seen.append)
     assert summary["best_score"] is not None and summary["population"] == 4
     assert summary["exploits"] > 0 and summary["errors"] == 0
     assert seen and {"member", "time", "score", "config"} <= set(seen[0])

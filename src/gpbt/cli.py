@@ -50,24 +50,14 @@ def _default_folder(cfg: dict) -> Path:
     return Path("runs") / f"{name.replace('/', '_')}-{stamp}"
 
 
-def _run_engine(cfg: dict, folder: Path, resume: bool) -> dict:
-    engine = cfg["engine"]
-    if engine == "vector":
-        from gpbt.engines.vector import run_vector
+def _run_engine(spec, folder: Path, resume: bool):
+    """config -> spec -> engine -> summary: every engine through the same protocol
+    (gpbt.engines.protocol), the live view fed by its events."""
+    from gpbt.engines import run_engine
+    from gpbt.ui import LiveView
 
-        return run_vector(cfg, folder, resume=resume)
-    if engine == "local":
-        from gpbt.engines.local import run_local
-
-        return run_local(cfg, folder, resume=resume)
-    from gpbt.integrations.ray_tune import run_ray
-
-    if resume:
-        raise SystemExit(
-            "gpbt resume: Ray runs are resumed by Ray Tune itself "
-            "(tune.Tuner.restore); see docs/ray.md"
-        )
-    return run_ray(cfg, folder)
+    with LiveView(spec) as view:
+        return run_engine(spec, folder, resume=resume, on_event=view.update)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,8 +82,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     exp = load(args.folder)
     if exp.config is None:
         raise SystemExit(f"{args.folder} has no stored config; it was never started by `gpbt run`")
-    cfg = validate_config(exp.config)
-    summary = _run_engine(cfg, Path(args.folder), resume=True)
+    spec = validate_config(exp.config)
+    summary = _run_engine(spec, Path(args.folder), resume=True)
     _finish(Path(args.folder), summary, args)
     return 0
 
@@ -101,8 +91,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     console = _console()
     console.print(f"[bold green]finished[/]: {folder}")
-    for k, v in summary.items():
-        console.print(f"  {k}: {v}")
+    console.print(f"  best member: {summary.best_member} ({summary.score_basis}: "
+                  f"{summary.best_score}), population mean {summary.population_mean}")
+    console.print(f"  best config: {summary.best_config}")
+    console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
     if not getattr(args, "no_report", False):
         from gpbt.report import write_report
 
@@ -152,7 +144,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from gpbt.retrain import retrain
 
     summary = retrain(args.folder, seed=args.seed, out=args.out)
-    result = summary.pop("retrain")
+    result = summary["retrain"]
     folder = Path(result["folder"])
     _finish(folder, summary, args)
     _console().print(

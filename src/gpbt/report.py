@@ -347,7 +347,10 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
     }
     figures: dict[str, list[tuple[str, str]]] = {
         "scores": [("returns.png", "score of every member")],
-        "hyperparameters": [("hyperparameters.png", "hyperparameter schedules")],
+        # no plot when nothing is searched (method = "default")
+        "hyperparameters": [("hyperparameters.png", "hyperparameter schedules")]
+        if (out / "hyperparameters.png").exists()
+        else [],
         "lineage": [("lineage.png", "lineage of the final best member")],
     }
     if animate:

@@ -11,10 +11,10 @@ export all work) whose config holds the schedule. Vector and local engine runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 from gpbt.lineage import ExperimentError, best_member, best_schedule, require_reports
 from gpbt.store import DB_NAME, ExperimentStore, load
@@ -24,7 +24,7 @@ __all__ = ["retrain", "retrain_config"]
 ENGINES = ("vector", "local")
 
 
-def retrain_config(exp, seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def retrain_config(exp, seed: int | None = None):
     """(the config of the retrain run, the schedule document it follows)."""
     from gpbt.config import validate_config
 
@@ -61,8 +61,8 @@ def retrain(
     seed: int | None = None,
     out: str | os.PathLike | None = None,
     supervise: bool = True,
-    progress: bool | None = None,
-) -> dict[str, Any]:
+    on_event=None,
+):
     """Run the retrain; returns the engine's summary plus a `retrain` entry comparing the new
     member's final score with the population's best (also stored as state `retrain`)."""
     folder = Path(folder)
@@ -74,14 +74,14 @@ def retrain(
             f"{out} already holds an experiment; gpbt resume {out} continues it, or pick "
             "another --out"
         )
-    if cfg["engine"] == "vector":
+    if cfg.engine == "vector":
         from gpbt.engines.vector import run_vector
 
-        summary = run_vector(cfg, out, supervise=supervise, progress=progress)
+        summary = run_vector(cfg, out, supervise=supervise, on_event=on_event)
     else:
         from gpbt.engines.local import run_local
 
-        summary = run_local(cfg, out)
+        summary = run_local(cfg, out, on_event=on_event)
     new = best_member(load(out))
     configs = [e["config"] for e in schedule["entries"]]
     changes = sum(1 for a, b in zip(configs, configs[1:], strict=False) if a != b)
@@ -97,4 +97,4 @@ def retrain(
     }
     with ExperimentStore(out) as store:
         store.set_state("retrain", result)
-    return {**summary, "retrain": result}
+    return dataclasses.replace(summary, details={**summary.details, "retrain": result})

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from gpbt.bench.provenance import code_hash, git_commit
+from gpbt.engines.protocol import Summary
 from gpbt.space import Space
 from gpbt.store import DB_NAME, ExperimentStore
 
@@ -79,28 +80,45 @@ def run_cell(
     return _run_vector_cell(config, folder, emit, agents)
 
 
-def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict[str, Any]:
+def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None):
     import jax
 
     from gpbt.engines.vector import VectorRun, _enable_compilation_cache
 
     _enable_compilation_cache()
     resume = cell_started(folder)
-    timer = {"scheduler_s": 0.0, "gather_s": 0.0}
     timings: dict[int, dict] = {}
 
     def on_event(event: dict) -> None:
-        if event["type"] == "generation":
+        # Everything a bench records comes from the engine's own events: its timings per
+        # generation, and the moment the population exists (fingerprinted for the audit).
+        if event["type"] == "initialised":
+            if event["generation"] == 0:
+                run.store.set_state(
+                    "bench_initial",
+                    {
+                        "configs": run.configs,
+                        "configs_hash": _fingerprint_configs(run.configs),
+                        "state_hash": state_hash(run.state),
+                        "effective": [
+                            _plain(run.agent.effective_hyperparameters({**run.fixed, **c}))
+                            for c in run.configs
+                        ],
+                        "code_hash": code_hash(),
+                        "commit": git_commit(),
+                    },
+                )
+            else:
+                jax.block_until_ready(run.state)
+            # The population exists on the device: the supervisor's start-up watchdog relaxes.
+            emit({"type": "initialised", "generation": event["generation"]})
+        elif event["type"] == "generation":
             g = int(event["generation"])
             timings[g] = {
                 "generation": g,
-                "train_s": event["train_s"],
-                "manage_s": event["manage_s"],
-                "scheduler_s": timer["scheduler_s"],
-                "gather_s": timer["gather_s"],
+                **{k: event[k] for k in _TIMING_KEYS},
                 "exploits": event["exploits"],
             }
-            timer["scheduler_s"] = timer["gather_s"] = 0.0
             run.store.set_state("bench_timings", [timings[k] for k in sorted(timings)])
             emit(
                 {
@@ -118,61 +136,18 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict
 
     run = VectorRun(cfg, folder, emit=on_event)
     if agents is not None:
+        # one compiled agent per (agent, env, agent_options) across the cells of a process
         key = (cfg["agent"], cfg["env"], json.dumps(cfg["agent_options"], sort_keys=True))
         run.agent = agents.setdefault(key, run.agent)
-    agent = run.agent
     previous = run.store.get_state("bench_timings") or []
     timings.update({int(t["generation"]): t for t in previous})
-
-    sched_on_generation = run.scheduler.on_generation
-
-    def timed_on_generation(t, scores):
-        t0 = time.perf_counter()
-        out = sched_on_generation(t, scores)
-        timer["scheduler_s"] += time.perf_counter() - t0
-        return out
-
-    run.scheduler.on_generation = timed_on_generation
-
-    def timed_gather(state, index):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(type(agent).gather(agent, state, index))
-        timer["gather_s"] += time.perf_counter() - t0
-        return out
-
-    engine_start = run.start
-
-    def start(resume_flag: bool) -> int:
-        g = engine_start(resume_flag)
-        if g == 0:
-            run.store.set_state(
-                "bench_initial",
-                {
-                    "configs": run.configs,
-                    "configs_hash": _fingerprint_configs(run.configs),
-                    "state_hash": state_hash(run.state),
-                    "effective": [
-                        _plain(agent.effective_hyperparameters({**run.fixed, **c}))
-                        for c in run.configs
-                    ],
-                    "code_hash": code_hash(),
-                    "commit": git_commit(),
-                },
-            )
-        else:
-            jax.block_until_ready(run.state)
-        # The population exists on the device: the supervisor's start-up watchdog can relax.
-        emit({"type": "initialised", "generation": g})
-        return g
-
-    run.start = start
-    agent.gather = timed_gather
     try:
-        summary = run.run(resume=resume)
+        return run.run(resume=resume)
     finally:
-        del agent.gather  # the shared agent goes back to its own method
         run.store.close()
-    return summary
+
+
+_TIMING_KEYS = ("train_s", "manage_s", "scheduler_s", "gather_s", "store_s", "checkpoint_s")
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -283,13 +258,20 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         store.set_state("final_evaluation", {"episodes": 1, "returns": final})
         best = int(np.argmax(final))
         decisions = store.decisions()
-        summary = {
-            "best_member": best,
-            "best_final_eval_return": float(final[best]),
-            "population_mean_final_eval_return": float(np.mean(final)),
-            "final_eval_episodes": 1,
-            "exploits": int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
-            "best_config": configs[best],
-        }
-        store.set_state("summary", summary)
+        # the same Summary an engine returns, so the bench reads toys and agents alike
+        summary = Summary(
+            engine="toy",
+            method=method,
+            folder=str(folder),
+            best_member=best,
+            best_score=float(final[best]),
+            score_basis="the toy's score at the end",
+            population_mean=float(np.mean(final)),
+            best_config=configs[best],
+            exploits=int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
+            finished=True,
+            wall_seconds=None,
+            details={"final_eval_episodes": 1},
+        )
+        store.set_state("summary", summary.to_dict())
     return summary

@@ -73,7 +73,7 @@ def estimate_suite(
             measured = min(generations, per_cell)
             if cell.kind == "vector":
                 cfg["total_steps"] = int(measured * interval)
-                cfg = validate_config(cfg)
+                cfg = validate_config(cfg).to_dict()
             else:
                 measured = per_cell  # a toy runs whole in milliseconds
             say(f"{task}: {measured} generations of {cell.method} seed {cell.seed} ...")

@@ -182,12 +182,14 @@ def _printer(enabled: bool):
     return console.print
 
 
-def _cell_line(c: Cell, summary: dict, wall: float, n: int, total: int) -> str:
+def _cell_line(c: Cell, summary, wall: float, n: int, total: int) -> str:
+    def num(x) -> str:
+        return "nan" if x is None else f"{x:.4g}"
+
     return (
         f"[{n}/{total}] {c.task} | {c.method} | seed {c.seed}: best "
-        f"{summary['best_final_eval_return']:.4g}, population mean "
-        f"{summary['population_mean_final_eval_return']:.4g}, exploits {summary['exploits']} "
-        f"({wall:.0f} s)"
+        f"{num(summary['best_score'])}, population mean {num(summary['population_mean'])}, "
+        f"exploits {summary['exploits']} ({wall:.0f} s)"
     )
 
 

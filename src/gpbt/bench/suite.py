@@ -353,7 +353,7 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     if "tune" in m:
         cfg["space"] = _subset_space(cfg.get("space"), m["tune"], where)
     try:
-        cfg = validate_config(cfg)
+        cfg = validate_config(cfg).to_dict()
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
     return Cell(

@@ -59,8 +59,39 @@ except ImportError as _err:  # pragma: no cover - exercised only without ray ins
 from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
+from gpbt.engines.protocol import Summary, population_mean
+from gpbt.options import OPTIONAL, Option
 from gpbt.space import Space, to_plain
+from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
+
+# The Ray engine's own config keys for `gpbt run` (gpbt.spec collects them; docs: docs/ray.md).
+OPTIONS: dict[str, Option] = {
+    "trainable": Option(str, help="'module:function', 'module:Class' or 'rllib:PPO'"),
+    "address": Option(str, "", "an existing cluster; empty: gpbt starts Ray locally"),
+    "env": Option(str, "", "the environment of an rllib:* trainable"),
+    "param_space": Option(dict, {}, "fixed values every trial gets"),
+    "rllib": Option(dict, {}, "AlgorithmConfig settings of an rllib:* trainable"),
+    "num_cpus": Option(int, OPTIONAL, "CPUs of a locally started Ray"),
+    "resources_per_trial": Option(dict, OPTIONAL, "e.g. { cpu = 1 }"),
+    "num_to_keep": Option(int, OPTIONAL, "checkpoints kept per trial (default: all)"),
+    "reuse_actors": Option(bool, OPTIONAL, "default: true for functions and reset_config"),
+    "store_metrics": Option(list, OPTIONAL, "extra result keys kept in the experiment store"),
+}
+DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "training_iteration"}
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """What the Ray engine needs beyond the key types (called by RunSpec.from_config)."""
+    from gpbt.errors import ConfigError
+
+    if cfg["method"] == "default":
+        # Tune samples every trial's config from param_space before a scheduler sees it, so
+        # "no search" cannot be imposed from the scheduler side.
+        raise ConfigError(
+            "method = 'default' runs with the vector and local engines; with Ray Tune, train "
+            "the untuned agent by leaving the hyperparameters out of param_space instead"
+        )
 
 __all__ = [
     "GPBTScheduler",
@@ -900,70 +931,45 @@ def _trainable_from_config(config: Mapping[str, Any]) -> tuple[Any, dict, bool]:
 
 
 def run_ray(
-    config: Mapping[str, Any],
+    spec: RunSpec | Mapping[str, Any],
     folder: str | os.PathLike,
     *,
-    progress: Callable[[dict], None] | None = None,
-) -> dict[str, Any]:
-    """Run one experiment on Ray Tune from a parsed config file (engine = "ray"); the folder
-    is locked while it runs (a second run on it is refused). See `_run_ray` for the keys."""
+    resume: bool = False,
+    on_event: Callable[[dict], None] | None = None,
+):
+    """Run one experiment on Ray Tune (engine = "ray") and return its `Summary`; the folder is
+    locked while it runs (a second run on it is refused). `spec` is a `RunSpec` (a plain config
+    dict is validated into one). The keys are the shared ones plus `OPTIONS` above; the method's
+    option table goes under its name. `on_event`, if given, gets a dict per report.
+    Ray runs are resumed by Ray Tune itself (tune.Tuner.restore), not with `resume=True`."""
+    from gpbt.errors import ConfigError
     from gpbt.lock import hold_folder
 
+    spec = RunSpec.from_config({"engine": "ray", **spec} if not isinstance(spec, RunSpec) else spec)
+    if resume:
+        raise ConfigError(
+            "Ray runs are resumed by Ray Tune itself (tune.Tuner.restore); see docs/ray.md"
+        )
     with hold_folder(folder, "run"):
-        return _run_ray(config, folder, progress=progress)
+        return _run_ray(spec, folder, on_event=on_event)
 
 
-def _run_ray(
-    config: Mapping[str, Any],
-    folder: str | os.PathLike,
-    *,
-    progress: Callable[[dict], None] | None = None,
-) -> dict[str, Any]:
-    """Run one experiment on Ray Tune from a parsed config file (engine = "ray").
-
-    Keys: trainable, env (for rllib:*), param_space (fixed values), rllib (AlgorithmConfig
-    settings), method, population, total_steps, perturbation_interval, burn_in_period,
-    time_attr, metric, mode, seed, space, the method's option table under its name,
-    address (existing cluster; else a local ray.init), num_cpus, resources_per_trial,
-    num_to_keep, reuse_actors, store_metrics (extra result keys to keep in the store, e.g. the
-    lr RLlib's learner reports). `progress`, if given, is called with a dict per report.
-    """
+def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
     from ray import tune
 
-    config = dict(config)
-    unknown = sorted(set(config) - _RUN_KEYS - {config.get("method", "gpbt-pl")})
-    if unknown:
-        raise ValueError(
-            f"unknown key {unknown[0]!r} for engine = 'ray'; known keys are {sorted(_RUN_KEYS)}"
-            " and the method's option table"
-        )
-    method = config.get("method", "gpbt-pl")
-    if "space" not in config:
-        raise ValueError("the config has no [space] table; add the hyperparameters to search")
-    metric = config.get("metric")
-    if not metric:
-        raise ValueError("engine = 'ray' needs metric = '...' (the result key to optimise)")
-    time_attr = config.get("time_attr", "training_iteration")
-    population = int(config.get("population", 4))
-    interval = config.get("perturbation_interval")
-    if not interval:
-        raise ValueError("perturbation_interval is missing (units of time_attr)")
-    total = config.get("total_steps")
+    config = spec.to_dict()
+    progress = on_event
+    population = spec.population
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     trainable, param_space, reuse = _trainable_from_config(config)
 
     scheduler = GPBTScheduler(
-        method,
-        Space(config["space"]),
-        time_attr=time_attr,
-        metric=metric,
-        mode=config.get("mode", "max"),
-        perturbation_interval=interval,
-        burn_in_period=config.get("burn_in_period", 0),
-        max_time=total,
-        seed=int(config.get("seed", 0)),
-        options=config.get(method),
+        # the core comes from the spec, the one place a scheduler is built from a config
+        scheduler=spec.scheduler(max_time=spec.total_steps),
+        time_attr=spec.time_attr,
+        metric=spec.metric,
+        mode=spec.mode,
         store=folder,
         store_metrics=_names(config.get("store_metrics"), "store_metrics"),
         experiment_config=config,
@@ -1005,7 +1011,7 @@ def _run_ray(
         if started_here:
             ray.shutdown()
     wall = _time.perf_counter() - start
-    return _summary(scheduler, results, folder, wall)
+    return Summary.from_dict(_summary(scheduler, results, folder, wall))
 
 
 def _stable_text(obj: Any) -> str:
@@ -1114,33 +1120,6 @@ def run_rllib_experiment(
     return summary
 
 
-_RUN_KEYS = {
-    "engine",
-    "address",
-    "trainable",
-    "env",
-    "param_space",
-    "rllib",
-    "method",
-    "population",
-    "total_steps",
-    "perturbation_interval",
-    "burn_in_period",
-    "time_attr",
-    "metric",
-    "mode",
-    "seed",
-    "space",
-    "num_cpus",
-    "resources_per_trial",
-    "num_to_keep",
-    "reuse_actors",
-    "store_metrics",
-    "name",
-    "description",
-    # filled in by gpbt.config for every engine; Tune checkpoints on its own schedule
-    "checkpoint_interval",
-}
 
 
 class _ProgressCallback(ray.tune.Callback):
@@ -1172,6 +1151,7 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         if best is None or sign * score > sign * best[1]:
             best = (s, score)
     errors = [r.error for r in results if r.error is not None]
+    scores = {m: _number(s.score) for m, s in scheduler._by_member.items()}
     return {
         "engine": "ray",
         "method": scheduler._method,
@@ -1180,9 +1160,12 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         "best_member": None if best is None else best[0].member,
         "best_trial": None if best is None else best[0].trial.trial_id,
         "best_score": None if best is None else best[1],
+        "score_basis": f"last reported {scheduler._metric}",
+        "population_mean": population_mean(scores),
         "best_config": None if best is None else scheduler.core.config(best[0].member),
         "exploits": scheduler.num_exploits,
+        "finished": not errors,
         "decisions": scheduler.num_decisions,
         "errors": len(errors),
-        "wall_time_s": wall,
+        "wall_seconds": wall,
     }
