@@ -31,7 +31,6 @@ tend to move together with it.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import json
 import logging
@@ -59,6 +58,7 @@ except ImportError as _err:  # pragma: no cover - exercised only without ray ins
 from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
+from gpbt.imports import import_object
 from gpbt.space import Space, to_plain
 from gpbt.store import ExperimentStore
 
@@ -749,26 +749,10 @@ class GPBTScheduler(TrialScheduler):
 
 # ---------------------------------------------------------------------- gpbt run (engine="ray")
 def _import_object(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError(
-            f"trainable = {spec!r}: use 'module:ClassName', 'module:function' or "
-            "'rllib:PPO' (with env = '...')"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(
-            f"trainable = {spec!r}: cannot import module {module!r} ({e}); it must be "
-            "importable from the working directory"
-        ) from e
-    mod = obj
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"trainable = {spec!r}: module {module!r} has no {attr!r}")
-        obj = getattr(obj, part)
+    obj = import_object(
+        spec, "trainable", "'my_module:MyTrainable', 'my_module:train_fn' or 'rllib:PPO'"
+    )
+    mod = sys.modules[spec.partition(":")[0]]
     origin = Path(getattr(mod, "__file__", "") or "").resolve()
     if origin.is_relative_to(Path.cwd().resolve()):
         # Ray's workers do not run in our working directory (nor on our machine, on a
