@@ -39,6 +39,7 @@ COMMON_KEYS: dict[str, tuple[Any, Any]] = {
     "time_attr": (str, None),
     "space": (dict, None),
     "checkpoint_interval": ((int, float), None),
+    "logging": (dict, OPTIONAL),  # live TensorBoard / W&B, checked by check_logging
 }
 ENGINE_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
     "vector": {
@@ -195,7 +196,69 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"[{method}] {err}") from None
     if cfg["checkpoint_interval"] is None:
         cfg["checkpoint_interval"] = cfg["perturbation_interval"]
+    if "logging" in cfg:
+        check_logging(cfg["logging"])
     return cfg
+
+
+# [logging]: where live curves go (gpbt.live_log sends them). key -> (types, what to write)
+LOGGING_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "tensorboard": ((bool, str), "true (into <experiment>/tensorboard) or a folder"),
+    "wandb": ((bool, dict), 'true or a table of run settings, e.g. { project = "gpbt" }'),
+}
+WANDB_KEYS: dict[str, tuple[type, ...]] = {
+    "project": (str,),
+    "entity": (str,),
+    "name": (str,),
+    "group": (str,),
+    "notes": (str,),
+    "tags": (list,),
+    "mode": (str,),
+    "dir": (str,),
+}
+WANDB_MODES = ("online", "offline", "disabled")
+LOGGING_EXTRAS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
+
+
+def check_logging(table: Any) -> None:
+    """The [logging] table, or one ConfigError naming the key and the fix (also when the
+    extra that a turned-on logger needs is not installed)."""
+    import importlib.util
+
+    if not isinstance(table, dict):
+        raise ConfigError("'logging' must be a table, e.g. [logging] with tensorboard = true")
+    for key, value in table.items():
+        if key not in LOGGING_KEYS:
+            raise ConfigError(
+                f"[logging] {key!r} is not a logging option; use "
+                + " and/or ".join(f"{k} = {what}" for k, (_, what) in LOGGING_KEYS.items())
+            )
+        types, what = LOGGING_KEYS[key]
+        if not isinstance(value, types) or value == "":
+            raise ConfigError(f"[logging] {key} = {value!r}: use {what}")
+    wandb = table.get("wandb")
+    if isinstance(wandb, dict):
+        for key, value in wandb.items():
+            if key not in WANDB_KEYS:
+                raise ConfigError(
+                    f"[logging.wandb] {key!r} is not a W&B run setting; use {sorted(WANDB_KEYS)}"
+                )
+            if not isinstance(value, WANDB_KEYS[key]) or (
+                key == "tags" and not all(isinstance(t, str) for t in value)
+            ):
+                kind = "a list of strings" if key == "tags" else "a string"
+                raise ConfigError(f"[logging.wandb] {key} = {value!r}: must be {kind}")
+        if wandb.get("mode", "online") not in WANDB_MODES:
+            raise ConfigError(
+                f"[logging.wandb] mode = {wandb['mode']!r}: use one of {list(WANDB_MODES)} "
+                "(offline writes the run to disk for `wandb sync` later)"
+            )
+    for key, (module, extra) in LOGGING_EXTRAS.items():
+        if table.get(key) not in (None, False) and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"[logging] {key} needs the {module} package, which is not installed: "
+                f"pip install 'gpbt[{extra}]' (or turn it off with {key} = false)"
+            )
 
 
 def build_scheduler(cfg: dict[str, Any], space: Space | None = None):

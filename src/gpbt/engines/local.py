@@ -64,6 +64,7 @@ from gpbt.engines.trainable import (
     load_trainable,
     trainable_name,
 )
+from gpbt.live_log import LiveLog, open_live_log
 from gpbt.space import Space
 
 # Worker processes import this module to reach `_worker_main`; the scheduler core (which pulls
@@ -578,7 +579,8 @@ class LocalEngine:
     hyperparameters. `deterministic=True` runs everything in this process on a simulated clock;
     `sim_duration(member, metrics)` then gives a step's simulated seconds (default: the step's
     increment of `time_attr`, so a member with a bigger batch is slower). `progress(event)` is
-    called with a dict for every report, decision and fault.
+    called with a dict for every report, decision and fault. `live_log` (see `gpbt.live_log`)
+    gets every report and decision row as it is written to the store.
     """
 
     def __init__(
@@ -601,6 +603,7 @@ class LocalEngine:
         threads_per_worker: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         store_config: Mapping[str, Any] | None = None,
+        live_log: LiveLog | None = None,
     ):
         self.trainable_spec = trainable
         self.trainable_cls = load_trainable(trainable)
@@ -635,6 +638,7 @@ class LocalEngine:
         self.sim_duration = sim_duration
         self.threads = threads_per_worker or max(1, cores // self.workers)
         self.progress = progress
+        self.live_log = live_log
         self.store_config = dict(store_config) if store_config is not None else None
         self.sync = bool(scheduler.synchronous)
 
@@ -1081,6 +1085,9 @@ class LocalEngine:
             self.store.add_reports(reports)
         if decisions:
             self.store.add_decisions(decisions)
+        if self.live_log is not None:
+            self.live_log.log_reports(reports)
+            self.live_log.log_decisions(decisions)
 
     def _referenced(self) -> set[str]:
         return {st.ckpt for st in self.members.values() if st.ckpt is not None}
@@ -1223,9 +1230,10 @@ def run_local(
     `burn_in_period` (0), `time_attr` ("timesteps_total"), `metric` ("episode_reward_mean"),
     `mode` ("max"), `seed` (0), the method's options under its own name (`[gpbt-pl]`),
     `step_timeout` (seconds; 0 or absent: none), `max_failures` (2), `trainable_options`
-    (table of fixed settings passed to every member), `deterministic` (false) and
-    `threads_per_worker`. Other keys (`name`, `checkpoint_interval`) are stored, not used: the
-    local engine checkpoints after every step.
+    (table of fixed settings passed to every member), `deterministic` (false),
+    `threads_per_worker` and `logging` (live TensorBoard / W&B, see `gpbt.live_log`). Other
+    keys (`name`, `checkpoint_interval`) are stored, not used: the local engine checkpoints
+    after every step.
     """
 
     cfg = dict(config)
@@ -1258,4 +1266,11 @@ def run_local(
         progress=progress,
         store_config=cfg,
     )
-    return engine_obj.run(resume=resume)
+    # opened once the engine accepted its arguments, so a bad one leaves no W&B run behind
+    live_log = open_live_log(cfg.get("logging"), folder, mode=scheduler.mode, config=cfg)
+    engine_obj.live_log = live_log
+    try:
+        return engine_obj.run(resume=resume)
+    finally:
+        if live_log is not None:
+            live_log.close()

@@ -28,6 +28,7 @@ import os
 import queue
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from gpbt.config import ConfigError, build_scheduler
 from gpbt.core.decisions import Exploit
+from gpbt.live_log import LiveLog, open_live_log
 from gpbt.space import Choice, Space
 from gpbt.store import ExperimentStore
 
@@ -253,11 +255,11 @@ class VectorRun:
             self.store.add_reports(rows)
             events = {i: "" for i in range(self.population)}
             n_exploits = 0
+            records: list[dict] = []
             if g < self.generations:
                 decisions = self.scheduler.on_generation(t_now, scores)
-                self.store.add_decisions(
-                    [d.record.to_dict() for d in decisions.values() if d.record is not None]
-                )
+                records = [d.record.to_dict() for d in decisions.values() if d.record is not None]
+                self.store.add_decisions(records)
                 index = np.arange(self.population)
                 for i, d in decisions.items():
                     if isinstance(d, Exploit):
@@ -287,6 +289,9 @@ class VectorRun:
                     "train_s": train_s,
                     "manage_s": manage_s,
                     "exploits": n_exploits,
+                    # the rows just written to the store, for the live log (gpbt.live_log)
+                    "reports": rows,
+                    "decisions": records,
                     "members": [
                         {
                             "member": i,
@@ -375,9 +380,26 @@ def run_vector(
     preflight(cfg)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if not supervise:
-        _enable_compilation_cache()
-        return VectorRun(cfg, folder).run(resume=resume)
+    live_log = open_live_log(cfg.get("logging"), folder, mode=cfg["mode"], config=cfg)
+    try:
+        if not supervise:
+            _enable_compilation_cache()
+            return VectorRun(cfg, folder, partial(_to_live_log, live_log)).run(resume=resume)
+        return _supervise(cfg, folder, resume, progress, live_log)
+    finally:
+        if live_log is not None:
+            live_log.close()
+
+
+def _to_live_log(live_log: LiveLog | None, event: dict) -> None:
+    if live_log is not None and event["type"] == "generation":
+        live_log.log_reports(event["reports"])
+        live_log.log_decisions(event["decisions"])
+
+
+def _supervise(
+    cfg: dict[str, Any], folder: Path, resume: bool, progress: bool | None, live_log
+) -> dict[str, Any]:
     view = _LiveView(cfg, enabled=progress if progress is not None else True)
     ctx = mp.get_context("spawn")  # never fork a process that may have initialised JAX
     restarts = 0
@@ -412,6 +434,7 @@ def run_vector(
                     outcome = event
                 else:
                     view.update(event)
+                    _to_live_log(live_log, event)
             if outcome["type"] == "done":
                 proc.join(timeout=30)
                 return outcome["summary"]
