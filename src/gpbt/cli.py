@@ -63,7 +63,10 @@ def _run_engine(spec, folder: Path, resume: bool):
 def cmd_run(args: argparse.Namespace) -> int:
     from gpbt.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
+    # --tensorboard / --wandb PROJECT are shorthands for [logging] overrides
+    flags = ["logging.tensorboard=true"] if args.tensorboard else []
+    flags += [f"logging.wandb.project={args.wandb}"] if args.wandb else []
+    cfg = load_config(args.config, [*args.overrides, *flags])
     folder = Path(args.out) if args.out else _default_folder(cfg)
     if (folder / "experiment.sqlite").exists():
         raise SystemExit(
@@ -205,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key=value or table.key=value overrides")
     run.add_argument("--out", help="experiment folder (default: runs/<name>-<time>)")
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    run.add_argument("--tensorboard", action="store_true", help="live curves in <out>/tensorboard")
+    run.add_argument("--wandb", metavar="PROJECT", help="live curves in this W&B project")
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser("resume", help="continue a killed or interrupted run")

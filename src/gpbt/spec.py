@@ -50,6 +50,7 @@ COMMON_OPTIONS: dict[str, Option] = {
     "time_attr": Option(str, None, "what time is counted in"),
     "space": Option(dict, REQUIRED, "the search space, one entry per hyperparameter"),
     "checkpoint_interval": Option((int, float), None, "default: every perturbation interval"),
+    "logging": Option(dict, OPTIONAL, "live TensorBoard / W&B curves (gpbt.live_log)"),
 }
 
 _EXAMPLES = {
@@ -155,6 +156,10 @@ class RunSpec(Mapping):
         for m in METHODS:
             if m in cfg and not isinstance(cfg[m], dict):
                 raise ConfigError(f"'{m}' must be a table of method options, e.g. [{m}]")
+        if "logging" in cfg:
+            from gpbt.live_log import check_logging
+
+            check_logging(cfg["logging"])
         check = getattr(module, "check_config", None)
         if check is not None:
             check(cfg)

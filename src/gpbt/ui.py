@@ -17,6 +17,7 @@ class LiveView:
         self.live = None
         self.last: dict | None = None
         self.notes: list[str] = []
+        self._async: dict[int, dict] = {}
 
     def __enter__(self):
         if not self.enabled:
@@ -57,6 +58,9 @@ class LiveView:
             self.live.update(self._render())
 
     def update(self, event: dict) -> None:
+        if "type" not in event:
+            self._member_report(event)
+            return
         if event["type"] == "generation":
             self.last = event
         elif event["type"] == "resumed":
@@ -75,14 +79,43 @@ class LiveView:
                 self.progress.update(self.task, completed=self.last["time"])
             self.live.update(self._render())
 
-    def _render(self):
+    def _member_report(self, event: dict) -> None:
+        """An asynchronous engine's event (local: `kind` report/exploit/...; Ray: one per
+        report): the table shows each member's latest report, the bar the slowest member."""
+        if event.get("kind", "report") != "report" or "member" not in event:
+            if event.get("kind") == "exploit" and "member" in event:
+                self._async.setdefault(event["member"], {})["event"] = (
+                    f"copied {event.get('donor')}"
+                )
+            return
+        row = self._async.setdefault(event["member"], {})
+        row.update(
+            member=event["member"], time=event.get("time") or 0, score=event.get("score"),
+            config=event.get("config") or {}, event=row.get("event", ""),
+        )  # fmt: skip
+        members = [self._async[m] for m in sorted(self._async) if "score" in self._async[m]]
+        if self.plain:
+            return  # a log file gets the summary at the end, not a line per report
+        if self.live is not None:
+            done = min(m["time"] for m in members)
+            self.progress.update(self.task, completed=done)
+            self.live.update(self._render(members))
+
+    def _render(self, members: list[dict] | None = None):
         from rich.console import Group
         from rich.table import Table
 
         table = Table(expand=False)
         for col in ("member", "score", "hyperparameters", "last event"):
             table.add_column(col)
-        if self.last:
+        if members is not None:
+            for m in members:
+                hps = ", ".join(f"{k}={_short(v)}" for k, v in m["config"].items())
+                score = m["score"]
+                text = f"{score:.4g}" if isinstance(score, int | float) else str(score)
+                table.add_row(str(m["member"]), text, hps, m["event"])
+            table.caption = f"asynchronous: each member at its own time ({len(members)} shown)"
+        elif self.last:
             for m in self.last["members"]:
                 hps = ", ".join(f"{k}={_short(v)}" for k, v in m["config"].items())
                 table.add_row(str(m["member"]), f"{m['score']:.2f}", hps, m["event"])

@@ -64,6 +64,7 @@ from gpbt.engines.trainable import (
     load_trainable,
     trainable_name,
 )
+from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
 from gpbt.space import Space
 
@@ -583,7 +584,8 @@ class LocalEngine:
     hyperparameters. `deterministic=True` runs everything in this process on a simulated clock;
     `sim_duration(member, metrics)` then gives a step's simulated seconds (default: the step's
     increment of `time_attr`, so a member with a bigger batch is slower). `progress(event)` is
-    called with a dict for every report, decision and fault.
+    called with a dict for every report, decision and fault. `live_log` (see `gpbt.live_log`)
+    gets every report and decision row as it is written to the store.
     """
 
     def __init__(
@@ -606,6 +608,7 @@ class LocalEngine:
         threads_per_worker: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         store_config: Mapping[str, Any] | None = None,
+        live_log: LiveLog | None = None,
     ):
         self.trainable_spec = trainable
         self.trainable_cls = load_trainable(trainable)
@@ -640,6 +643,7 @@ class LocalEngine:
         self.sim_duration = sim_duration
         self.threads = threads_per_worker or max(1, cores // self.workers)
         self.progress = progress
+        self.live_log = live_log
         self.store_config = dict(store_config) if store_config is not None else None
         self.sync = bool(scheduler.synchronous)
 
@@ -1089,6 +1093,9 @@ class LocalEngine:
             self.store.add_reports(reports)
         if decisions:
             self.store.add_decisions(decisions)
+        if self.live_log is not None:
+            self.live_log.log_reports(reports)
+            self.live_log.log_decisions(decisions)
 
     def _referenced(self) -> set[str]:
         return {st.ckpt for st in self.members.values() if st.ckpt is not None}
@@ -1240,4 +1247,14 @@ def run_local(
         store_config=spec.to_dict(),
     )
     with hold_folder(folder, "resume" if resume else "run"):
-        return engine_obj.run(resume=resume)
+        # opened once the folder is ours and the engine accepted its arguments, so a refused
+        # or bad run leaves no W&B run behind
+        live_log = open_live_log(
+            spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict()
+        )
+        engine_obj.live_log = live_log
+        try:
+            return engine_obj.run(resume=resume)
+        finally:
+            if live_log is not None:
+                live_log.close()

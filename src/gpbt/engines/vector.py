@@ -28,6 +28,7 @@ import os
 import queue
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 from gpbt.core.decisions import Exploit
 from gpbt.engines.protocol import OnEvent, Summary
 from gpbt.errors import ConfigError
+from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
 from gpbt.space import Choice, Space
 from gpbt.spec import RunSpec
@@ -306,14 +308,14 @@ class VectorRun:
             timing["store_s"] += time.perf_counter() - ts
             events = {i: "" for i in range(self.population)}
             n_exploits = 0
+            records: list[dict] = []
             if g < self.generations:
                 ts = time.perf_counter()
                 decisions = self.scheduler.on_generation(t_now, scores)
                 timing["scheduler_s"] = time.perf_counter() - ts
                 ts = time.perf_counter()
-                self.store.add_decisions(
-                    [d.record.to_dict() for d in decisions.values() if d.record is not None]
-                )
+                records = [d.record.to_dict() for d in decisions.values() if d.record is not None]
+                self.store.add_decisions(records)
                 timing["store_s"] += time.perf_counter() - ts
                 index = np.arange(self.population)
                 for i, d in decisions.items():
@@ -349,6 +351,9 @@ class VectorRun:
                     "manage_s": manage_s,
                     **timing,
                     "exploits": n_exploits,
+                    # what was written to the store, for live loggers (TensorBoard, W&B)
+                    "reports": rows,
+                    "decisions": records,
                     "members": [
                         {
                             "member": i,
@@ -461,10 +466,25 @@ def run_vector(
     preflight(spec)
     folder = Path(folder)
     with hold_folder(folder, "resume" if resume else "run"):
-        if not supervise:
-            _enable_compilation_cache()
-            return VectorRun(spec, folder, on_event).run(resume=resume)
-        return _supervise(spec, folder, resume, on_event or (lambda event: None))
+        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
+        events = partial(_dispatch, on_event, live_log)
+        try:
+            if not supervise:
+                _enable_compilation_cache()
+                return VectorRun(spec, folder, events).run(resume=resume)
+            return _supervise(spec, folder, resume, events)
+        finally:
+            if live_log is not None:
+                live_log.close()
+
+
+def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -> None:
+    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B)."""
+    if on_event is not None:
+        on_event(event)
+    if live_log is not None and event["type"] == "generation":
+        live_log.log_reports(event["reports"])
+        live_log.log_decisions(event["decisions"])
 
 
 def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:

@@ -31,7 +31,6 @@ tend to move together with it.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import json
 import logging
@@ -60,6 +59,8 @@ from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
 from gpbt.engines.protocol import Summary, population_mean
+from gpbt.imports import import_object
+from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import OPTIONAL, Option
 from gpbt.space import Space, to_plain
 from gpbt.spec import RunSpec
@@ -240,6 +241,9 @@ class GPBTScheduler(TrialScheduler):
     store: an experiment folder (or an `ExperimentStore`) that gets every report and decision,
         so `gpbt report` works on a Ray run; `store_metrics` names extra result keys to keep
         with each report. Writes are batched (at most every `flush_interval_s`).
+    logging: a config's [logging] table, e.g. {"tensorboard": True, "wandb": {"project": "p"}}:
+        the rows written to the store also go, live, to TensorBoard / W&B (`gpbt.live_log`).
+        Needs `store`.
     """
 
     def __init__(
@@ -260,6 +264,7 @@ class GPBTScheduler(TrialScheduler):
         experiment_config: Mapping[str, Any] | None = None,
         store_metrics: tuple[str, ...] | list[str] = (),
         flush_interval_s: float = 2.0,
+        logging: Mapping[str, Any] | None = None,
     ):
         check_ray_internals()
         super().__init__()
@@ -296,6 +301,17 @@ class GPBTScheduler(TrialScheduler):
             # final mode once Tune has told us (set_search_properties).
             self._build_core(mode or "max")
         self._store_arg = store
+        if logging:
+            from gpbt.live_log import check_logging
+
+            if store is None:
+                raise ValueError(
+                    "GPBTScheduler(logging=...) needs store=<experiment folder>: the "
+                    "TensorBoard folder and the W&B run id live there"
+                )
+            check_logging(dict(logging))
+        self._logging = dict(logging or {})
+        self._live_log: LiveLog | None = None
         self._store: ExperimentStore | None = store if isinstance(store, ExperimentStore) else None
         self._experiment_config = dict(experiment_config) if experiment_config else None
         self._flush_interval = float(flush_interval_s)
@@ -724,12 +740,23 @@ class GPBTScheduler(TrialScheduler):
         if not force and _time.monotonic() - self._last_flush < self._flush_interval:
             return
         store = self._open_store()
+        reports, decisions = self._pending_reports, self._pending_decisions
         if self._pending_reports:
             store.add_reports(self._pending_reports)
             self._pending_reports = []
         if self._pending_decisions:
             store.add_decisions(self._pending_decisions)
             self._pending_decisions = []
+        if self._logging and self._live_log is None:
+            self._live_log = open_live_log(
+                self._logging,
+                store.folder,
+                mode=self.core.mode,
+                config=self._experiment_config or self._describe(),
+            )
+        if self._live_log is not None:
+            self._live_log.log_reports(reports)
+            self._live_log.log_decisions(decisions)
         if force:
             store.set_state("scheduler", self.core.state_dict())
             store.set_state(
@@ -740,6 +767,10 @@ class GPBTScheduler(TrialScheduler):
     def close(self) -> None:
         """Write whatever is buffered and the core's state; call once the run is over."""
         self._flush(force=True)
+        if self._live_log is not None:
+            self._live_log.close()
+            self._live_log = None
+            self._logging = {}  # closed for good: a late flush must not open a second run
 
     # ------------------------------------------------------------------ Tune plumbing
     def debug_string(self) -> str:
@@ -761,6 +792,7 @@ class GPBTScheduler(TrialScheduler):
         self._flush(force=self._store is not None)
         d = dict(self.__dict__)
         d["_store"] = None
+        d["_live_log"] = None  # open writers stay with the driver's scheduler
         d["_by_trial"], d["_by_member"] = {}, {}
         d["_config_written"] = False
         return d
@@ -780,26 +812,10 @@ class GPBTScheduler(TrialScheduler):
 
 # ---------------------------------------------------------------------- gpbt run (engine="ray")
 def _import_object(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError(
-            f"trainable = {spec!r}: use 'module:ClassName', 'module:function' or "
-            "'rllib:PPO' (with env = '...')"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(
-            f"trainable = {spec!r}: cannot import module {module!r} ({e}); it must be "
-            "importable from the working directory"
-        ) from e
-    mod = obj
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"trainable = {spec!r}: module {module!r} has no {attr!r}")
-        obj = getattr(obj, part)
+    obj = import_object(
+        spec, "trainable", "'my_module:MyTrainable', 'my_module:train_fn' or 'rllib:PPO'"
+    )
+    mod = sys.modules[spec.partition(":")[0]]
     origin = Path(getattr(mod, "__file__", "") or "").resolve()
     if origin.is_relative_to(Path.cwd().resolve()):
         # Ray's workers do not run in our working directory (nor on our machine, on a
@@ -973,6 +989,7 @@ def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
         store=folder,
         store_metrics=_names(config.get("store_metrics"), "store_metrics"),
         experiment_config=config,
+        logging=config.get("logging"),
     )
     started_here = False
     if not ray.is_initialized():
