@@ -13,6 +13,9 @@ from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite, check_fairness, load_suite
 from gpbt.config import ConfigError
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 TOY_SUITE = {
     "name": "toys",
     "seeds": 2,

@@ -17,7 +17,7 @@ from gpbt.bench.report import SECTIONS, write_bench_report
 from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.slow]  # a real browser: the slow lane
 
 
 @pytest.fixture(scope="module")

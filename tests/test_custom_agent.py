@@ -19,6 +19,9 @@ from gpbt.rl.agents import make_agent
 from gpbt.rl.protocol import AgentProtocolError, check_agent, check_agent_runs
 from gpbt.store import load
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 DQN = "examples.dqn_minatar:DQN"
 CORRIDOR = "examples.custom_env:corridor?length=5"

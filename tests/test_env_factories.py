@@ -11,6 +11,9 @@ import pytest
 
 from gpbt.rl.envs import GymnaxEnv, make_env
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,9 @@ from gpbt.replay import replay
 from gpbt.retrain import retrain
 from gpbt.store import ExperimentStore, load
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 INTERVAL = 4096
 TINY = {
     "env": "CartPole-v1",

@@ -227,6 +227,7 @@ class Climb(Trainable):
 """
 
 
+@pytest.mark.slow
 def test_local_engine_logs_every_report_and_exploit_via_the_cli_flags(tmp_path, wandb_dir):
     (tmp_path / "climb.py").write_text(LOCAL_TRAINABLE)
     (tmp_path / "local.toml").write_text(

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 

@@ -17,6 +17,9 @@ from gpbt.report import SECTIONS, plot_hyperparameters, write_report
 from gpbt.space import Space
 from gpbt.store import ExperimentStore, load
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 TINY = {
     "env": "CartPole-v1",
     "agent": "ppo",
