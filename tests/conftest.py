@@ -55,3 +55,31 @@ def write_toml():
 @pytest.fixture
 def gpbt_cli():
     return run_cli
+
+
+# The smallest vector-engine run that still exploits: CartPole, 4 PPO members, 5 intervals of
+# 4096 env steps, two tuned hyperparameters. Tests take a copy and change what they need.
+TINY_VECTOR = {
+    "env": "CartPole-v1",
+    "agent": "ppo",
+    "method": "gpbt-pl",
+    "population": 4,
+    "total_steps": 4096 * 5,
+    "perturbation_interval": 4096,
+    "seed": 3,
+    "final_eval_episodes": 4,
+    "agent_options": {"num_envs": 8, "rollout_chunk": 16, "max_rollout_len": 64,
+                      "minibatch_unit": 32, "max_epochs": 4},
+    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
+    "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+              "clip": {"type": "float", "low": 0.1, "high": 0.4}},
+}  # fmt: skip
+
+
+def tiny_vector(**changes) -> dict:
+    """A fresh copy of TINY_VECTOR with `changes` applied (top-level keys)."""
+    import copy
+
+    cfg = copy.deepcopy(TINY_VECTOR)
+    cfg.update(copy.deepcopy(changes))
+    return cfg

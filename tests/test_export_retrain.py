@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_vector
 
 from gpbt.cli import main
 from gpbt.config import validate_config
@@ -24,28 +25,7 @@ from gpbt.store import ExperimentStore, load
 pytestmark = pytest.mark.slow
 
 INTERVAL = 4096
-TINY = {
-    "env": "CartPole-v1",
-    "agent": "ppo",
-    "method": "gpbt-pl",
-    "population": 4,
-    "total_steps": INTERVAL * 5,
-    "perturbation_interval": INTERVAL,
-    "seed": 3,
-    "final_eval_episodes": 4,
-    "agent_options": {
-        "num_envs": 8,
-        "rollout_chunk": 16,
-        "max_rollout_len": 64,
-        "minibatch_unit": 32,
-        "max_epochs": 4,
-    },
-    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
-    "space": {
-        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "clip": {"type": "float", "low": 0.1, "high": 0.4},
-    },
-}
+TINY = tiny_vector(total_steps=INTERVAL * 5, perturbation_interval=INTERVAL)
 
 
 def configs_at(exp, member, time):

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from chromium import load_page, needs_chromium
+from conftest import tiny_vector
 from PIL import Image
 
 from gpbt.cli import main
@@ -20,28 +21,7 @@ from gpbt.store import ExperimentStore, load
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "env": "CartPole-v1",
-    "agent": "ppo",
-    "method": "gpbt-pl",
-    "population": 4,
-    "total_steps": 4096 * 4,
-    "perturbation_interval": 4096,
-    "seed": 3,
-    "final_eval_episodes": 4,
-    "agent_options": {
-        "num_envs": 8,
-        "rollout_chunk": 16,
-        "max_rollout_len": 64,
-        "minibatch_unit": 32,
-        "max_epochs": 4,
-    },
-    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
-    "space": {
-        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "clip": {"type": "float", "low": 0.1, "high": 0.4},
-    },
-}
+TINY = tiny_vector(total_steps=4096 * 4)
 
 
 def section(dom: str, key: str) -> str:

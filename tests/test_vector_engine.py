@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_toml_file
+from conftest import run_cli, tiny_vector, write_toml_file
 
 from gpbt.config import ConfigError, load_config, validate_config
 from gpbt.engines.vector import run_vector
@@ -21,28 +21,7 @@ from gpbt.store import load
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "env": "CartPole-v1",
-    "agent": "ppo",
-    "method": "gpbt-pl",
-    "population": 4,
-    "total_steps": 4096 * 5,
-    "perturbation_interval": 4096,
-    "seed": 3,
-    "final_eval_episodes": 4,
-    "agent_options": {
-        "num_envs": 8,
-        "rollout_chunk": 16,
-        "max_rollout_len": 64,
-        "minibatch_unit": 32,
-        "max_epochs": 4,
-    },
-    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
-    "space": {
-        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "clip": {"type": "float", "low": 0.1, "high": 0.4},
-    },
-}
+TINY = tiny_vector()
 
 
 def tiny(**changes):
