@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     rpl.add_argument("--verbose", action="store_true")
     rpl.set_defaults(func=cmd_replay)
 
-    ben = sub.add_parser("bench", help="run a benchmark suite (benchmarks/suites/NAME.toml)")
+    ben = sub.add_parser("bench", help="run a benchmark suite (a shipped NAME or a TOML path)")
     ben.add_argument("suite")
     ben.add_argument("--out", help="bench folder (default: runs/bench-<suite>)")
     ben.add_argument("--seeds", type=int, help="override the suite's number of seeds")

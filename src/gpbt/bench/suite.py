@@ -1,6 +1,6 @@
 """Suite files: which tasks, which methods, how many seeds; and the fairness rules built in.
 
-A suite is a TOML file (see `benchmarks/suites/` and docs/benchmarks.md):
+A suite is a TOML file (the shipped ones are in `gpbt/bench/suites/`; docs/benchmarks.md):
 
     name = "smoke"
     seeds = 2                       # seeds 0..1, or a list [0, 3, 7]
@@ -68,9 +68,9 @@ SCORES = ("final_best", "final_mean", "auc")
 
 
 def suites_dir() -> Path:
-    """benchmarks/suites of the source checkout this package runs from (or of the cwd)."""
-    here = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
-    return here if here.is_dir() else Path("benchmarks") / "suites"
+    """The suites shipped with the package (package data, so `gpbt bench NAME` works from an
+    installed wheel and from any working directory)."""
+    return Path(__file__).resolve().parent / "suites"
 
 
 def known_suites() -> list[str]:
@@ -184,7 +184,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def load_suite(spec: str | Path, seeds: int | None = None) -> Suite:
-    """`spec`: a suite name (benchmarks/suites/NAME.toml), a path, either with `:variant`."""
+    """`spec`: a suite name (gpbt/bench/suites/NAME.toml), a path, either with `:variant`."""
     text = str(spec)
     variant = None
     # "C:\..." is not a variant; a name or a relative path with one colon is.
