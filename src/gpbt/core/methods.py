@@ -18,7 +18,7 @@ from gpbt.space import Space
 # reports as a search.
 METHODS = ("gpbt-pl", "pbt", "pb2", "random", "default", "schedule")
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
-_GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy"}
+_GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy", "copy_margin"}
 _STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
 
 
@@ -50,6 +50,7 @@ def make_scheduler(
     if method == "gpbt-pl":
         pairing = options.pop("pairing", "random")
         quantile = options.pop("quantile_fraction", 0.25)
+        copy_margin = options.pop("copy_margin", 0.0)
         strategy_name = options.pop("strategy", "pl")
         if strategy_name not in _STRATEGIES:
             raise ValueError(
@@ -70,7 +71,14 @@ def make_scheduler(
         else:
             _reject_unknown(method, options, _GPBT_OPTIONS)
             strategy = _STRATEGIES[strategy_name]()
-        return GPBT(space, strategy, pairing=pairing, quantile_fraction=quantile, **common)
+        return GPBT(
+            space,
+            strategy,
+            pairing=pairing,
+            quantile_fraction=quantile,
+            copy_margin=copy_margin,
+            **common,
+        )
     if method == "pbt":
         _reject_unknown(
             method,
