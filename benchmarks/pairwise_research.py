@@ -106,6 +106,18 @@ def make_toy(name: str):
             interval,
             width=0.25,
         )
+    if name == "moving3-long":
+        # the IMPALA suite's shape: 3 parameters (2 drift, 1 does not matter), 60 generations
+        steps, interval = 300, 5
+        space = Space({f"p{j}": Float(0.0, 1.0) for j in range(3)})
+        return DriftToy(
+            "moving3-long",
+            space,
+            lambda t: {"p0": 0.85 - 0.7 * t / steps, "p1": 0.3 + 0.4 * t / steps},
+            steps,
+            interval,
+            width=0.2,
+        )
     if name == "jump":
         steps, interval = 100, 5
         space = Space({"lr": Float(1e-4, 1e-1, log=True), "h": Float(0.0, 1.0)})
@@ -239,19 +251,44 @@ TOY_GRID = [
 # Candidates (issue 15): the loser still learns from its winner; each adds what PL lacks.
 CANDIDATES = [
     ("gpbt-pl", "gpbt-pl", {}),
-    ("jitter=0.1", "gpbt-pl", {"spread_jitter": 0.1}),
     ("jitter=0.2", "gpbt-pl", {"spread_jitter": 0.2}),
-    ("escape=0.05", "gpbt-pl", {"escape_distance": 0.05}),
     ("escape=0.1", "gpbt-pl", {"escape_distance": 0.1}),
+    ("escape=0.2", "gpbt-pl", {"escape_distance": 0.2}),
     ("margin=0.5", "gpbt-pl", {"copy_margin": 0.5}),
-    ("margin=1", "gpbt-pl", {"copy_margin": 1.0}),
     ("repel=-0.5", "gpbt-pl", {"w_center": -0.5}),
     ("anchor=winner", "gpbt-pl", {"anchor": "winner"}),
     ("winner+jitter=0.1", "gpbt-pl", {"anchor": "winner", "spread_jitter": 0.1}),
-    ("margin=0.5+jitter=0.1", "gpbt-pl", {"copy_margin": 0.5, "spread_jitter": 0.1}),
+    ("escape=0.1+jitter=0.1", "gpbt-pl", {"escape_distance": 0.1, "spread_jitter": 0.1}),
+    ("escape=0.1+winner", "gpbt-pl", {"escape_distance": 0.1, "anchor": "winner"}),
+    ("escape=0.1+margin=0.5", "gpbt-pl", {"escape_distance": 0.1, "copy_margin": 0.5}),
+    ("pairs+perturb", "gpbt-pl", {"strategy": "perturb"}),
 ]
 SCREEN = BASELINES + CANDIDATES
-EXPERIMENTS: dict[str, list] = {"diagnose": DIAGNOSIS, "screen": SCREEN}
+# The long suites' other regime (IMPALA: 3 parameters, 60 decisions per run)
+LONG_GRID = [("moving3-long", 1.0, 4), ("moving3-long", 1.0, 8), ("moving3-long", 3.0, 8)]
+# After the screen, the Acrobot development screen and the long toy: the escape family with
+# and without the copy margin, global (fresh draw) or local (near the winner), on every toy
+REFINE = [
+    ("pbt", "pbt", {}),
+    ("pb2", "pb2", {}),
+    ("gpbt-pl", "gpbt-pl", {}),
+    ("escape=0.1", "gpbt-pl", {"escape_distance": 0.1}),
+    ("escape=0.1+margin=0.5", "gpbt-pl", {"escape_distance": 0.1, "copy_margin": 0.5}),
+    ("escape=0.1+margin=1", "gpbt-pl", {"escape_distance": 0.1, "copy_margin": 1.0}),
+    ("local-escape", "gpbt-pl", {"escape_distance": 0.1, "escape_step": 0.1}),
+    (
+        "local-escape+margin=0.5",
+        "gpbt-pl",
+        {"escape_distance": 0.1, "escape_step": 0.1, "copy_margin": 0.5},
+    ),
+    ("pairs+perturb", "gpbt-pl", {"strategy": "perturb"}),
+]
+EXPERIMENTS: dict[str, list] = {
+    "diagnose": DIAGNOSIS,
+    "screen": SCREEN,
+    "refine": REFINE,
+}
+GRIDS = {"refine": TOY_GRID + LONG_GRID}
 
 
 def experiment(name: str, methods, seeds: int, grid=TOY_GRID) -> dict[str, Any]:
@@ -326,35 +363,52 @@ def plots(name: str) -> list[Path]:
     PLOTS.mkdir(parents=True, exist_ok=True)
     groups = sorted(
         {(c["toy"], c["eval_noise"], c["population"]) for c in cells},
-        key=lambda g: [x for x in TOY_GRID].index(g) if g in TOY_GRID else 99,
+        key=lambda g: (TOY_GRID + LONG_GRID).index(g) if g in TOY_GRID + LONG_GRID else 99,
     )
     written = []
     # 1. diversity over generations, one panel per toy setting
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.2), squeeze=False)
-    for ax, g in zip(axes[0], groups, strict=True):
+    ncol = min(4, len(groups))
+    nrow = math.ceil(len(groups) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    flat = axes.ravel()
+    for ax in flat[len(groups) :]:
+        ax.axis("off")
+    order = list(dict.fromkeys(c["label"] for c in cells))
+    style = {
+        lab: {"color": plt.cm.tab20(k % 20), "ls": "-" if k < 10 else "--"}
+        for k, lab in enumerate(order)
+    }
+    for ax, g in zip(flat, groups, strict=False):
         for c in cells:
             if (c["toy"], c["eval_noise"], c["population"]) == g:
-                ax.plot(c["diversity"], label=c["label"], lw=1.2)
+                ax.plot(c["diversity"], label=c["label"], lw=1.2, **style[c["label"]])
         ax.set_title(f"{g[0]} noise={g[1]} pop={g[2]}", fontsize=8)
         ax.set_xlabel("generation", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("diversity (unit-space mean distance)", fontsize=8)
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    for row in axes:
+        row[0].set_ylabel("diversity (unit-space mean distance)", fontsize=7)
+    handles, names = flat[0].get_legend_handles_labels()
+    (flat[-1] if len(groups) < len(flat) else flat[ncol - 1]).legend(
+        handles, names, fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5)
+    )
     fig.tight_layout()
     path = PLOTS / f"{name}-diversity.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     written.append(path)
     # 2. paired difference to PBT (mean +- 2 s.e.) per method and toy setting
     labels = [lab for lab in dict.fromkeys(c["label"] for c in cells) if lab != "pbt"]
     fig, axes = plt.subplots(
-        1,
-        len(groups),
-        figsize=(3.2 * len(groups), 0.28 * len(labels) + 1.2),
+        nrow,
+        ncol,
+        figsize=(3.6 * ncol, (0.22 * len(labels) + 1.0) * nrow),
         squeeze=False,
         sharey=True,
     )
-    for ax, g in zip(axes[0], groups, strict=True):
+    flat = axes.ravel()
+    for ax in flat[len(groups) :]:
+        ax.axis("off")
+    for ax, g in zip(flat, groups, strict=False):
         gc = {c["label"]: c for c in cells if (c["toy"], c["eval_noise"], c["population"]) == g}
         ref = gc.get("pbt")
         for k, lab in enumerate(labels):
@@ -371,7 +425,7 @@ def plots(name: str) -> list[Path]:
     axes[0][0].invert_yaxis()
     fig.tight_layout()
     path = PLOTS / f"{name}-vs-pbt.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     written.append(path)
     return written
@@ -404,9 +458,63 @@ def table(name: str) -> str:
     return "\n".join(lines)
 
 
+def selection(names: list[str]) -> str:
+    """One line per method over every toy setting of the named experiments: paired differences
+    to PBT and PB2 in units of the baseline's s.d. (mean over settings), how many settings it
+    wins / loses by more than 2 standard errors, P(method > baseline) over seeds (mean over
+    settings), and its final diversity relative to PBT's."""
+    cells = []
+    for name in names:
+        cells += json.loads((RESULTS / f"{name}.json").read_text())["cells"]
+    settings = list(dict.fromkeys((c["toy"], c["eval_noise"], c["population"]) for c in cells))
+    labels = list(dict.fromkeys(c["label"] for c in cells))
+    by = {(c["toy"], c["eval_noise"], c["population"], c["label"]): c for c in cells}
+    lines = [
+        "| method | settings | vs pbt: mean diff (s.d.), wins/losses, P(>pbt) |"
+        " vs pb2: mean diff (s.d.), wins/losses, P(>pb2) | diversity end / pbt's |",
+        "|---|---|---|---|---|",
+    ]
+    for lab in labels:
+        if lab in ("pbt", "pb2"):
+            continue
+        parts = []
+        for base in ("pbt", "pb2"):
+            diffs, ps, wins, losses = [], [], 0, 0
+            for g in settings:
+                if (*g, lab) not in by or (*g, base) not in by:
+                    continue
+                a, b = by[(*g, lab)]["best"], by[(*g, base)]["best"]
+                diff, se, p = paired(a, b)
+                scale = float(np.std(b, ddof=1)) or 1.0
+                diffs.append(diff / scale)
+                ps.append(p)
+                wins += diff > 2 * se
+                losses += diff < -2 * se
+            parts.append(f"{np.mean(diffs):+.2f}, {wins}/{losses}, {np.mean(ps):.2f}")
+        ratios = [
+            by[(*g, lab)]["diversity"][-1] / by[(*g, "pbt")]["diversity"][-1]
+            for g in settings
+            if (*g, lab) in by and (*g, "pbt") in by
+        ]
+        n = sum((*g, lab) in by for g in settings)
+        lines.append(f"| {lab} | {n} | {parts[0]} | {parts[1]} | {np.mean(ratios):.2f} |")
+    return "\n".join(lines)
+
+
+def _rounded(x):
+    """Floats to 5 decimals: the committed JSON stays small, the statistics unchanged."""
+    if isinstance(x, float):
+        return round(x, 5)
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    return x
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=[*EXPERIMENTS, "plots", "table"])
+    p.add_argument("what", choices=[*EXPERIMENTS, "plots", "table", "select"])
     p.add_argument("--seeds", type=int, default=200)
     p.add_argument("--name", default=None, help="experiment name for plots/table")
     args = p.parse_args(argv)
@@ -414,13 +522,16 @@ def main(argv=None) -> int:
         for path in plots(args.name or "diagnose"):
             print(path)
         return 0
+    if args.what == "select":
+        print(selection((args.name or "refine").split(",")))
+        return 0
     if args.what == "table":
         print(table(args.name or "diagnose"))
         return 0
-    data = experiment(args.what, EXPERIMENTS[args.what], args.seeds)
+    data = experiment(args.what, EXPERIMENTS[args.what], args.seeds, GRIDS.get(args.what, TOY_GRID))
     data["commit"] = os.popen("git rev-parse --short HEAD").read().strip()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.what}.json").write_text(json.dumps(data))
+    (RESULTS / f"{args.what}.json").write_text(json.dumps(_rounded(data)))
     for path in plots(args.what):
         print(path)
     return 0

@@ -135,6 +135,23 @@ def test_escape_redraws_only_the_parameters_the_pair_agrees_on():
     assert 0.5 <= new2["a"] <= 0.6
 
 
+def test_local_escape_restarts_near_the_winner():
+    space = Space({"a": Float(0.0, 1.0)})
+    loser, winner = {"a": 0.50}, {"a": 0.52}
+    new, state = PairwiseLearning(escape_distance=0.05, escape_step=0.1).explore(
+        ctx(space, loser, winner, np.random.default_rng(9), loser_state={"velocity": {"a": 0.2}})
+    )
+    ref = np.random.default_rng(9)
+    ref.uniform(size=4)  # resample draw, r1, r2, r3
+    z = ref.standard_normal()
+    assert new["a"] == pytest.approx(min(max(0.52 + 0.1 * z, 0.0), 1.0))
+    assert state["velocity"]["a"] == 0.0
+    with pytest.raises(ValueError, match="escape_step needs escape_distance"):
+        PairwiseLearning(escape_step=0.1)
+    with pytest.raises(ValueError, match="escape_step"):
+        PairwiseLearning(escape_distance=0.1, escape_step=0.0)
+
+
 def test_escape_and_jitter_refuse_the_raw_space_and_bad_values():
     with pytest.raises(ValueError, match="unit space"):
         PairwiseLearning(space="raw", escape_distance=0.1)
@@ -237,6 +254,7 @@ def test_copy_margin_ignores_failed_scores():
         {"anchor": "winner"},
         {"spread_jitter": 0.2},
         {"escape_distance": 0.1},
+        {"escape_distance": 0.1, "escape_step": 0.1},
         {"copy_margin": 0.5},
         {"copy_margin": 0.5, "pairing": "sync", "spread_jitter": 0.1, "escape_distance": 0.1},
     ],

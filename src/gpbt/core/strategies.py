@@ -119,6 +119,8 @@ class PairwiseLearning(Strategy):
       the population in unit space and sd_uniform = 1/sqrt(12) that of a fresh population.
     - `escape_distance=e`: a parameter on which the pair has converged (unit distance below
       e) is drawn afresh from the search space (velocity reset): PL has no pull left there.
+      With `escape_step=s` the escape is local instead: the winner's value plus N(0, s^2) in
+      the unit space (clipped), a restart near what works rather than anywhere.
 
     The last two work in the unit space only.
     """
@@ -136,6 +138,7 @@ class PairwiseLearning(Strategy):
         anchor: str = "loser",
         spread_jitter: float = 0.0,
         escape_distance: float = 0.0,
+        escape_step: float | None = None,
     ):
         if space not in ("unit", "raw"):
             raise ValueError(f"PairwiseLearning space={space!r}: use 'unit' or 'raw'")
@@ -160,6 +163,13 @@ class PairwiseLearning(Strategy):
                 f"PairwiseLearning escape_distance={escape_distance}: must be between 0 and 1 "
                 "(a distance in the unit space)"
             )
+        if escape_step is not None and not 0.0 < escape_step <= 1.0:
+            raise ValueError(
+                f"PairwiseLearning escape_step={escape_step}: must be in (0, 1] (a standard "
+                "deviation in the unit space) or None (a fresh draw)"
+            )
+        if escape_step is not None and not escape_distance:
+            raise ValueError("PairwiseLearning escape_step needs escape_distance > 0")
         if space == "raw" and (spread_jitter or escape_distance):
             raise ValueError(
                 "PairwiseLearning spread_jitter and escape_distance work in the unit space; "
@@ -168,6 +178,7 @@ class PairwiseLearning(Strategy):
         self.anchor = anchor
         self.spread_jitter = float(spread_jitter)
         self.escape_distance = float(escape_distance)
+        self.escape_step = None if escape_step is None else float(escape_step)
         self.w_inertia = float(w_inertia)
         self.w_winner = float(w_winner)
         self.w_center = float(w_center)
@@ -196,6 +207,8 @@ class PairwiseLearning(Strategy):
             extra["spread_jitter"] = self.spread_jitter
         if self.escape_distance:
             extra["escape_distance"] = self.escape_distance
+        if self.escape_step is not None:
+            extra["escape_step"] = self.escape_step
         return extra
 
     def new_member_state(self, space: Space) -> dict[str, Any]:
@@ -243,7 +256,11 @@ class PairwiseLearning(Strategy):
                 continue
             if self.escape_distance and abs(x_w[i] - x_l[i]) < self.escape_distance:
                 # The pair agrees on this parameter: nothing to learn from it, so explore.
-                new_config[name] = to_plain(p.sample(rng))
+                if self.escape_step is None:
+                    new_config[name] = to_plain(p.sample(rng))
+                else:
+                    x_new = float(np.clip(x_w[i] + self.escape_step * rng.standard_normal(), 0, 1))
+                    new_config[name] = to_plain(p.from_unit(x_new))
                 velocity[name] = 0.0
                 continue
             v = (
