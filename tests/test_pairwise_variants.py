@@ -308,3 +308,56 @@ def test_escape_keeps_the_population_spread_where_pl_collapses_it():
             ]
         )
     assert div["escape"] > 2 * div["pl"]
+
+
+# ----------------------------------------------------------------------------- named method
+def test_gpbt_pl_escape_is_gpbt_pl_with_its_frozen_options():
+    from gpbt.core.methods import ESCAPE_OPTIONS
+
+    assert ESCAPE_OPTIONS == {"escape_distance": 0.1, "copy_margin": 0.5}
+    named = make_scheduler("gpbt-pl-escape", SPACE, perturbation_interval=10, seed=3)
+    plain = make_scheduler(
+        "gpbt-pl", SPACE, perturbation_interval=10, seed=3, options=dict(ESCAPE_OPTIONS)
+    )
+    d = named.describe()
+    assert d["method"] == "gpbt-pl-escape" and d["pairing"] == "random"
+    assert d["copy_margin"] == 0.5 and d["strategy_options"]["escape_distance"] == 0.1
+    assert d["strategy_options"]["w_inertia"] == 1.0 and d["strategy_options"]["space"] == "unit"
+    named.initial_population(8)
+    plain.initial_population(8)
+    rng = np.random.default_rng(1)
+    exploits = 0
+    for t in range(10, 210, 10):
+        scores = {i: float(rng.normal()) for i in range(8)}
+        a, b = named.on_generation(t, scores), plain.on_generation(t, scores)
+        assert [(x.kind, getattr(x, "config", None)) for x in a.values()] == [
+            (x.kind, getattr(x, "config", None)) for x in b.values()
+        ]
+        exploits += sum(x.kind == "exploit" for x in a.values())
+    assert exploits > 0
+    # the paper's method is not touched by it
+    assert "copy_margin" not in make_scheduler("gpbt-pl", SPACE, perturbation_interval=1).describe()
+
+
+def test_gpbt_pl_escape_keeps_its_strategy_and_is_a_config_method():
+    from gpbt.config import build_scheduler, validate_config
+
+    with pytest.raises(ValueError, match="strategy cannot be changed"):
+        make_scheduler(
+            "gpbt-pl-escape", SPACE, perturbation_interval=1, options={"strategy": "copy"}
+        )
+    with pytest.raises(ValueError, match="method 'gpbt-pl-escape' has no option 'w_intertia'"):
+        make_scheduler("gpbt-pl-escape", SPACE, perturbation_interval=1, options={"w_intertia": 1})
+    cfg = validate_config(
+        {
+            "env": "CartPole-v1",
+            "method": "gpbt-pl-escape",
+            "population": 4,
+            "total_steps": 1000,
+            "perturbation_interval": 100,
+            "space": {"lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}},
+            "gpbt-pl-escape": {"copy_margin": 1.0},
+        }
+    )
+    assert cfg["method"] == "gpbt-pl-escape"
+    assert build_scheduler(cfg).describe()["copy_margin"] == 1.0  # the table overrides
