@@ -92,7 +92,7 @@ def main() -> None:
     p.add_argument("--out")
     args = p.parse_args()
     rows = []
-    for method in ("gpbt-pl", "pbt", "random", "pb2"):
+    for method in ("gpbt-pl", "gpbt-pl-escape", "pbt", "random", "pb2"):
         for population in (8, 64, 256):
             n = 200 if method == "pb2" else 2000
             row = decision_latency(method, population, n)

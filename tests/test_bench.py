@@ -46,8 +46,8 @@ def test_every_shipped_suite_loads_with_its_variants():
 
 
 def test_the_long_suites_give_every_run_about_20_decisions_with_both_reference_rows():
-    for name, cells, generations in (("long-ppo", 420, {20}), ("long-brax", 70, {20}),
-                                     ("long-impala", 200, {60})):  # fmt: skip
+    for name, cells, generations in (("long-ppo", 480, {20}), ("long-brax", 70, {20}),
+                                     ("long-impala", 240, {60})):  # fmt: skip
         suite = load_suite(name)
         assert len(suite.seeds) == 10 and len(suite.cells()) == cells, name
         gens = {c.config["total_steps"] // c.config["perturbation_interval"] for c in suite.cells()}
@@ -61,6 +61,10 @@ def test_the_long_suites_give_every_run_about_20_decisions_with_both_reference_r
     assert len(ppo["gpbt-pl"].config["space"]) == 7
     # the released IMPALA scripts gave everyone the same space: no paper-protocol rows there
     assert {c.row for c in load_suite("long-impala").cells()} == {"equal", "default"}
+    # issue 15's pre-registered variant is an equal row of both (not of long-brax)
+    for name in ("long-ppo", "long-impala"):
+        rows = {c.method: c.row for c in load_suite(name).cells()}
+        assert rows["gpbt-pl-escape"] == "equal", name
 
 
 def test_a_method_cannot_bring_its_own_budget_or_space():

@@ -46,7 +46,8 @@ def test_defaults_are_filled():
         ({"gpbt-pl": {"pairing": "tournament"}}, "[gpbt-pl] pairing='tournament' is not known"),
         (
             {"gpbt-pl": {"w_intertia": 1}},
-            "method 'gpbt-pl' has no option 'w_intertia'; allowed options are ['pairing',",
+            "method 'gpbt-pl' has no option 'w_intertia'; allowed options are ['anchor', "
+            "'copy_margin',",
         ),
         ({"metric": "eval_return"}, "metric = 'eval_return' needs eval_episodes >= 1"),
         ({"mode": "maximum"}, "mode = 'maximum'"),

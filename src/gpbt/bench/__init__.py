@@ -1,6 +1,6 @@
 """The benchmark harness: suites of tasks x methods x seeds, run fairly, summarised honestly.
 
-- `gpbt.bench.suite`: suite files (`gpbt/bench/suites/NAME.toml`, shipped as package data) -> validated cells.
+- `gpbt.bench.suite`: suite files (`gpbt/bench/suites/NAME.toml`, package data) -> cells.
 - `gpbt.bench.runner`: runs the cells (resumable, supervised), one experiment folder per cell,
   and collects them into one bench-level store (`bench.sqlite`, readable with `load_bench`).
 - `gpbt.bench.stats`: normalised scores, IQM with stratified-bootstrap intervals, probability of

@@ -16,9 +16,13 @@ from gpbt.space import Space
 # "schedule" tunes nothing either: it follows a given hyperparameter schedule (what
 # `gpbt retrain` runs), so a retrained member goes through the same engines, store and
 # reports as a search.
-METHODS = ("gpbt-pl", "pbt", "pb2", "random", "default", "schedule")
+# "gpbt-pl-escape" (issue 15, pre-registered in docs/research/pairwise-preregistration.md):
+# GPBT-PL whose pairs copy only a clear lead and whose losers redraw the hyperparameters they
+# had already agreed on with their winner; its options are frozen in ESCAPE_OPTIONS.
+METHODS = ("gpbt-pl", "gpbt-pl-escape", "pbt", "pb2", "random", "default", "schedule")
+ESCAPE_OPTIONS = {"escape_distance": 0.1, "copy_margin": 0.5}
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
-_GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy"}
+_GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy", "copy_margin"}
 _STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
 
 
@@ -47,9 +51,19 @@ def make_scheduler(
         burn_in_period=burn_in_period,
         max_time=max_time,
     )
+    name = method
+    if method == "gpbt-pl-escape":
+        if options.get("strategy", "pl") != "pl":
+            raise ValueError(
+                "method 'gpbt-pl-escape' is Pairwise Learning with an escape; its strategy "
+                "cannot be changed (use method 'gpbt-pl' with strategy = ... instead)"
+            )
+        options = {**ESCAPE_OPTIONS, **options}
+        method = "gpbt-pl"
     if method == "gpbt-pl":
         pairing = options.pop("pairing", "random")
         quantile = options.pop("quantile_fraction", 0.25)
+        copy_margin = options.pop("copy_margin", 0.0)
         strategy_name = options.pop("strategy", "pl")
         if strategy_name not in _STRATEGIES:
             raise ValueError(
@@ -57,7 +71,7 @@ def make_scheduler(
                 f"one of {sorted(_STRATEGIES)}"
             )
         if strategy_name == "pl":
-            _reject_unknown(method, options, _PL_OPTIONS | _GPBT_OPTIONS)
+            _reject_unknown(name, options, _PL_OPTIONS | _GPBT_OPTIONS)
             strategy = PairwiseLearning(**options)
         elif strategy_name == "perturb":
             _reject_unknown(
@@ -70,7 +84,15 @@ def make_scheduler(
         else:
             _reject_unknown(method, options, _GPBT_OPTIONS)
             strategy = _STRATEGIES[strategy_name]()
-        return GPBT(space, strategy, pairing=pairing, quantile_fraction=quantile, **common)
+        return GPBT(
+            space,
+            strategy,
+            pairing=pairing,
+            quantile_fraction=quantile,
+            copy_margin=copy_margin,
+            method=name,
+            **common,
+        )
     if method == "pbt":
         _reject_unknown(
             method,

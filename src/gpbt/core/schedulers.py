@@ -71,6 +71,7 @@ class PopulationScheduler:
         max_time: float | None = None,
         method: str | None = None,
         synch: bool = False,
+        copy_margin: float = 0.0,
     ):
         self.space = space if isinstance(space, Space) else Space(space)
         if pairing not in PAIRINGS:
@@ -91,9 +92,18 @@ class PopulationScheduler:
                 f"pairing={pairing!r} needs an update strategy, e.g. "
                 "PairwiseLearning() or Perturb()"
             )
+        if not (copy_margin >= 0 and math.isfinite(copy_margin)):
+            raise ValueError(f"copy_margin={copy_margin}: must be a number >= 0")
+        if copy_margin and pairing not in ("random", "sync"):
+            raise ValueError(
+                f"copy_margin applies to pairs (pairing 'random' or 'sync'), not {pairing!r}"
+            )
         if strategy is not None:
             strategy.check_space(self.space)
         self.strategy = strategy
+        # A pair's loser copies only when the winner is ahead by more than copy_margin times
+        # the standard deviation of the population's latest scores (0: any lead, the paper).
+        self.copy_margin = float(copy_margin)
         self.pairing = pairing
         self.perturbation_interval = float(perturbation_interval)
         self.burn_in_period = float(burn_in_period)
@@ -238,11 +248,32 @@ class PopulationScheduler:
             )
         partner = others[int(self.rng.integers(len(others)))]
         mine, theirs = self.members[member].score, self.members[partner].score
-        if mine < theirs:
+        if self._beats(theirs, mine, self._margin()):
             return self._exploit(member, partner, time, partner=partner)
         return Continue(
-            self._record(time, member, "continue", partner=partner, reason="won or tied its pair")
+            self._record(time, member, "continue", partner=partner, reason=self._kept_reason())
         )
+
+    def _margin(self, scores: list[float | None] | None = None) -> float:
+        """How far a pair's winner must be ahead for the loser to copy it (0 without
+        `copy_margin`): copy_margin times the standard deviation of the finite latest scores
+        (of the candidates, or of `scores`, a lockstep generation's snapshot)."""
+        if not self.copy_margin:
+            return 0.0
+        if scores is None:
+            scores = [self.members[i].score for i in self._candidates()]
+        finite = [s for s in scores if s is not None and math.isfinite(s)]
+        return self.copy_margin * float(np.std(finite)) if len(finite) > 1 else 0.0
+
+    def _beats(self, theirs: float, mine: float, margin: float) -> bool:
+        if not margin:
+            return mine < theirs
+        return theirs - mine > margin
+
+    def _kept_reason(self) -> str:
+        if not self.copy_margin:
+            return "won or tied its pair"
+        return "won its pair or lost by no more than the margin"
 
     def _quantiles(self) -> tuple[list[int], list[int]]:
         ranked = self._candidates()
@@ -283,6 +314,7 @@ class PopulationScheduler:
             return {
                 i: Continue(self._record(time, i, "continue", reason="no exploit")) for i in active
             }
+        margin = self._margin([snapshot[i][1] for i in self._candidates()])
         if self.pairing == "sync":
             order = list(active)
             perm = self.rng.permutation(len(order))
@@ -290,6 +322,14 @@ class PopulationScheduler:
             for a, b in zip(order[0::2], order[1::2], strict=False):
                 sa, sb = snapshot[a][1], snapshot[b][1]
                 loser, winner = (a, b) if sa < sb else (b, a)
+                if margin and not self._beats(snapshot[winner][1], snapshot[loser][1], margin):
+                    for x, y in ((a, b), (b, a)):
+                        decisions[x] = Continue(
+                            self._record(
+                                time, x, "continue", partner=y, reason="pair within the margin"
+                            )
+                        )
+                    continue
                 decisions[loser] = self._exploit(
                     loser, winner, time, partner=winner, snapshot=snapshot
                 )
@@ -315,14 +355,14 @@ class PopulationScheduler:
                     )
                     continue
                 partner = others[int(self.rng.integers(len(others)))]
-                if snapshot[i][1] < snapshot[partner][1]:
+                if self._beats(snapshot[partner][1], snapshot[i][1], margin):
                     decisions[i] = self._exploit(
                         i, partner, time, partner=partner, snapshot=snapshot
                     )
                 else:
                     decisions[i] = Continue(
                         self._record(
-                            time, i, "continue", partner=partner, reason="won or tied its pair"
+                            time, i, "continue", partner=partner, reason=self._kept_reason()
                         )
                     )
             else:
@@ -440,6 +480,8 @@ class PopulationScheduler:
             "quantile_fraction": self.quantile_fraction,
             "max_time": self.max_time,
             "synch": self.synch,
+            # only when set, so a stored run of the paper's method restores as before
+            **({"copy_margin": self.copy_margin} if self.copy_margin else {}),
             "strategy": None if self.strategy is None else self.strategy.name,
             "strategy_options": {} if self.strategy is None else self.strategy.options(),
             "space": self.space.to_dict(),
@@ -512,6 +554,7 @@ class GPBT(PopulationScheduler):
         quantile_fraction: float = 0.25,
         max_time: float | None = None,
         method: str | None = None,
+        copy_margin: float = 0.0,
     ):
         if pairing == "none":
             raise ValueError("GPBT pairing='none' never exploits; use RandomSearch instead")
@@ -526,6 +569,7 @@ class GPBT(PopulationScheduler):
             quantile_fraction=quantile_fraction,
             max_time=max_time,
             method=method,
+            copy_margin=copy_margin,
         )
 
 
