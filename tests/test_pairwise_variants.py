@@ -340,7 +340,7 @@ def test_gpbt_pl_escape_is_gpbt_pl_with_its_frozen_options():
 
 
 def test_gpbt_pl_escape_keeps_its_strategy_and_is_a_config_method():
-    from gpbt.config import build_scheduler, validate_config
+    from gpbt.config import validate_config
 
     with pytest.raises(ValueError, match="strategy cannot be changed"):
         make_scheduler(
@@ -360,4 +360,4 @@ def test_gpbt_pl_escape_keeps_its_strategy_and_is_a_config_method():
         }
     )
     assert cfg["method"] == "gpbt-pl-escape"
-    assert build_scheduler(cfg).describe()["copy_margin"] == 1.0  # the table overrides
+    assert cfg.scheduler().describe()["copy_margin"] == 1.0  # the table overrides
