@@ -83,3 +83,21 @@ def tiny_vector(**changes) -> dict:
     cfg = copy.deepcopy(TINY_VECTOR)
     cfg.update(copy.deepcopy(changes))
     return cfg
+
+
+def check_summary(summary, engine: str, population: int) -> None:
+    """The engine protocol's promise: every engine returns the same Summary type, its common
+    fields filled in the same way (gpbt.engines.protocol)."""
+    import math
+
+    from gpbt.engines.protocol import Summary
+
+    assert isinstance(summary, Summary)
+    assert summary.engine == engine and summary.finished
+    assert summary.best_member in range(population)
+    assert math.isfinite(summary.best_score) and math.isfinite(summary.population_mean)
+    assert summary.score_basis and isinstance(summary.best_config, dict)
+    assert summary.exploits >= 0 and summary.wall_seconds > 0
+    assert summary["best_score"] == summary.best_score  # the old dict-style access still works
+    assert set(summary.to_dict()) >= {"engine", "method", "best_member", "best_score",
+                                      "population_mean", "exploits", "details"}  # fmt: skip

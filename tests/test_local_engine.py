@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import check_summary
 
 from gpbt.core.methods import make_scheduler
 from gpbt.engines.local import CHECKPOINTS, LocalEngine, run_local
@@ -569,7 +570,7 @@ def test_replay_rederives_an_asynchronous_run_and_catches_tampering(tmp_path, mo
     (tmp_path / "worker_trainables.py").write_text(TRAINABLES)
     monkeypatch.chdir(tmp_path)
     config = {**kill_config(), "deterministic": True, "population": 6, "total_steps": 24}
-    run_local(config, tmp_path / "exp")
+    check_summary(run_local(config, tmp_path / "exp"), "local", 6)
     exp = load(tmp_path / "exp")
     ok, message = replay(tmp_path / "exp")
     assert ok, message

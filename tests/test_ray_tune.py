@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import check_summary
 
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
 pytestmark = pytest.mark.slow
@@ -323,6 +324,7 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
     }
     seen = []
     summary = run_ray(config, tmp_path / "exp", on_event=seen.append)
+    check_summary(summary, "ray", 4)
     assert summary["best_score"] is not None and summary["population"] == 4
     assert summary["exploits"] > 0 and summary["errors"] == 0
     assert seen and {"member", "time", "score", "config"} <= set(seen[0])

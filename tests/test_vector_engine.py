@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, tiny_vector, write_toml_file
+from conftest import check_summary, run_cli, tiny_vector, write_toml_file
 
 from gpbt.config import ConfigError, load_config, validate_config
 from gpbt.engines.vector import run_vector
@@ -44,6 +44,8 @@ def report_table(folder):
 
 def test_a_run_records_every_report_decision_and_checkpoint(reference):
     folder, summary = reference
+    check_summary(summary, "vector", 4)
+    assert summary.score_basis == "greedy evaluation, 4 episodes per member"
     exp = load(folder)
     assert len(exp.reports) == 4 * 5
     assert sorted(exp.reports["time"].unique()) == [4096 * g for g in range(1, 6)]
