@@ -49,6 +49,8 @@ ENGINE_KEYS: dict[str, dict[str, tuple[Any, Any]]] = {
         "eval_episodes": (int, 0),
         "final_eval_episodes": (int, 32),
         "watchdog_seconds": ((int, float), 600),
+        "execution": (str, "auto"),  # gpbt.rl.execution.STRATEGIES
+        "devices": (int, 0),  # 0: every device (on CPU one per core)
     },
     "local": {
         "trainable": (str, None),
@@ -178,6 +180,19 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         )
     if engine == "vector" and cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
         raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
+    if engine == "vector":
+        from gpbt.rl.execution import STRATEGIES
+
+        if cfg["execution"] not in STRATEGIES:
+            raise ConfigError(
+                f"execution = {cfg['execution']!r} is not known; use one of {list(STRATEGIES)} "
+                "(auto picks lockstep or per-member from the search space)"
+            )
+        if cfg["devices"] < 0:
+            raise ConfigError(
+                f"devices = {cfg['devices']} must be >= 0 (0 uses every device, on CPU one "
+                "per core)"
+            )
     if cfg["mode"] not in ("max", "min"):
         raise ConfigError(f"mode = {cfg['mode']!r}: use 'max' or 'min'")
     for m in METHODS:

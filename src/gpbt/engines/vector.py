@@ -6,7 +6,9 @@ the scores, ask the scheduler (`on_generation`), apply exploits as ONE gather al
 population axis (weights, optimiser state, normaliser statistics, env state; a copy gets a random
 stream of its own), set the new hyperparameter arrays, continue. Hyperparameters are traced
 arrays, so nothing recompiles. A copy reports its donor's score until it finishes an episode of
-its own.
+its own. How that program is laid out on the machine (lockstep or member by member, over every
+core or device) is decided once per run from the `execution` and `devices` keys
+(`gpbt.rl.execution`).
 
 Crash safety: reports and decisions reach the experiment store as they happen; every
 `checkpoint_interval` the population state, the scheduler state and the configs are written
@@ -94,7 +96,11 @@ def preflight(cfg: dict[str, Any]):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
     from gpbt.rl.agents import make_agent
+    from gpbt.rl.execution import configure_host_devices
 
+    # Before JAX starts its backend in this process: on CPU, one device per core (or the
+    # configured count), so training can be spread over every core.
+    configure_host_devices(cfg.get("devices", 0))
     try:
         agent = make_agent(cfg["agent"], cfg["env"], cfg["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
@@ -206,6 +212,7 @@ class VectorRun:
         import jax
 
         generation = self.start(resume)
+        self._set_execution()
         hp = self._hp()
         compiles_at_start = self.agent.compile_count
         for g in range(generation + 1, self.generations + 1):
@@ -300,7 +307,27 @@ class VectorRun:
             )
         summary = self.finish()
         summary["compilations_during_run"] = self.agent.compile_count - compiles_at_start
+        summary["execution"] = self.execution
         return summary
+
+    def _set_execution(self) -> None:
+        """Decide once per run how the population trains (gpbt.rl.execution): a run whose
+        space tunes a structural hyperparameter trains member by member on CPU, so that no
+        member waits for another; otherwise in lockstep. Deciding from the space, not from
+        the current configs, keeps one program for the whole run."""
+        import jax
+
+        from gpbt.rl.execution import resolve_strategy
+
+        tuned = set(self.space.names) & set(self.agent.structural_hyperparameters)
+        strategy = resolve_strategy(
+            self.cfg.get("execution", "auto"),
+            structural_varies=bool(tuned),
+            platform=jax.default_backend(),
+        )
+        self.agent.set_execution(strategy, self.cfg.get("devices", 0))
+        _, devices = self.agent.execution_plan(self._hp())
+        self.execution = {"strategy": strategy, "devices": devices}
 
     def _scores(self, metrics: dict[str, np.ndarray]) -> dict[int, float]:
         """Mean return of the episodes finished this generation; a member that finished none

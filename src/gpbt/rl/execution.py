@@ -43,11 +43,11 @@ continues exactly.
 Equivalence (checked by the tests): per-member equals a member trained alone (lockstep over a
 population of 1), bit for bit, whatever the device count; lockstep over shards of two or more
 members equals unsharded lockstep bit for bit. Lockstep and per-member run the same steps in the
-same order with the same random streams (env steps, updates, optimiser steps and episode counts
-are identical), but XLA:CPU compiles the batched and the single-member program into slightly
-different float code (the Adam step differs in the last bit on some leaves), so their weights
-differ by about 1e-7 after the first update and their trajectories drift apart over a run; see
-docs/ppo.md for the measured size.
+same order with the same random streams (env steps, updates and optimiser steps are
+identical), but XLA:CPU simplifies the batched and the single-member program differently (a
+division by a per-member scalar becomes a multiplication by its reciprocal in one of them), so
+their weights differ by float rounding after the first update and their trajectories drift
+apart over a run; docs/ppo.md gives the measured size.
 """
 
 from __future__ import annotations
