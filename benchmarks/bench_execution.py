@@ -11,7 +11,7 @@ well defined), for each
   population 8, 16
   kind       homogeneous (structural hyperparameters at the agent's defaults; lr, clip,
              gae_lambda and gamma drawn as in bench_vector.py), quickstart (the space of
-             examples/quickstart.toml), paper-ppo (the space of benchmarks/suites/paper-ppo.toml)
+             examples/quickstart.toml), paper-ppo (the space of the paper-ppo suite)
   variant    lockstep on 1 device (the engine before issue 13), lockstep on every device,
              per-member on 1 device, per-member on every device; the one `auto` picks is marked.
 Beside them: GPBT-PL exploiting every interval under `auto` (management share, compilations
@@ -71,7 +71,7 @@ def kind_space(kind: str) -> dict:
     if kind == "quickstart":
         return tomllib.loads((ROOT / "examples" / "quickstart.toml").read_text())["space"]
     if kind == "paper-ppo":
-        suite = ROOT / "benchmarks" / "suites" / "paper-ppo.toml"
+        suite = ROOT / "src" / "gpbt" / "bench" / "suites" / "paper-ppo.toml"
         return tomllib.loads(suite.read_text())["config"]["space"]
     raise ValueError(f"unknown population kind {kind!r}")
 

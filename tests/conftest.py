@@ -4,3 +4,82 @@ import os
 # process and the CLI subprocesses it starts (the engine's persistent compilation cache).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _toml_value(value):
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        return f"{{ {inner} }}"
+    return json.dumps(value)  # numbers, strings, booleans and lists read back as TOML
+
+
+def write_toml_file(path, cfg: dict) -> Path:
+    """A config dict as a TOML file: top-level tables as [tables], deeper ones inline."""
+    lines, tables = [], {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            tables[k] = v
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(*args, **kw) -> subprocess.CompletedProcess:
+    """`gpbt ARGS` in a subprocess, as a user runs it; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 600),
+        **kw,
+    )
+
+
+@pytest.fixture
+def write_toml():
+    return write_toml_file
+
+
+@pytest.fixture
+def gpbt_cli():
+    return run_cli
+
+
+# The smallest vector-engine run that still exploits: CartPole, 4 PPO members, 5 intervals of
+# 4096 env steps, two tuned hyperparameters. Tests take a copy and change what they need.
+TINY_VECTOR = {
+    "env": "CartPole-v1",
+    "agent": "ppo",
+    "method": "gpbt-pl",
+    "population": 4,
+    "total_steps": 4096 * 5,
+    "perturbation_interval": 4096,
+    "seed": 3,
+    "final_eval_episodes": 4,
+    "agent_options": {"num_envs": 8, "rollout_chunk": 16, "max_rollout_len": 64,
+                      "minibatch_unit": 32, "max_epochs": 4},
+    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
+    "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+              "clip": {"type": "float", "low": 0.1, "high": 0.4}},
+}  # fmt: skip
+
+
+def tiny_vector(**changes) -> dict:
+    """A fresh copy of TINY_VECTOR with `changes` applied (top-level keys)."""
+    import copy
+
+    cfg = copy.deepcopy(TINY_VECTOR)
+    cfg.update(copy.deepcopy(changes))
+    return cfg

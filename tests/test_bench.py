@@ -13,6 +13,9 @@ from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite, check_fairness, load_suite
 from gpbt.config import ConfigError
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 TOY_SUITE = {
     "name": "toys",
     "seeds": 2,
@@ -40,6 +43,24 @@ def test_every_shipped_suite_loads_with_its_variants():
         assert suite.cells(), name
     assert len(load_suite("paper-ppo:full").seeds) == 10
     assert len(load_suite("smoke", seeds=3).seeds) == 3
+
+
+def test_the_long_suites_give_every_run_about_20_decisions_with_both_reference_rows():
+    for name, cells, generations in (("long-ppo", 420, {20}), ("long-brax", 70, {20}),
+                                     ("long-impala", 200, {60})):  # fmt: skip
+        suite = load_suite(name)
+        assert len(suite.seeds) == 10 and len(suite.cells()) == cells, name
+        gens = {c.config["total_steps"] // c.config["perturbation_interval"] for c in suite.cells()}
+        assert gens == generations, name
+        rows = {c.method: c.row for c in suite.cells()}
+        assert rows["default"] == "default" and rows["gpbt-pl"] == "equal"
+    ppo = {c.method: c for c in load_suite("long-ppo").cells() if c.seed == 0}
+    assert sorted(ppo["pbt-paper-protocol"].config["space"]) == [
+        "clip", "gae_lambda", "lr", "train_batch_size"
+    ]  # fmt: skip
+    assert len(ppo["gpbt-pl"].config["space"]) == 7
+    # the released IMPALA scripts gave everyone the same space: no paper-protocol rows there
+    assert {c.row for c in load_suite("long-impala").cells()} == {"equal", "default"}
 
 
 def test_a_method_cannot_bring_its_own_budget_or_space():

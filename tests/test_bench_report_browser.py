@@ -1,9 +1,7 @@
 """The bench report in a real headless browser: it loads, has its sections, logs no errors.
 
-Uses Debian's `chromium` (apt-get install -y chromium). The page is loaded from disk with every
-network feature off; `--dump-dom` gives the DOM after the load event (so the page's own check that
-every embedded plot decoded has run) and `--enable-logging=stderr` puts every console message and
-uncaught exception on stderr as `CONSOLE` lines. The report itself never writes to the console
+Uses Debian's `chromium` (apt-get install -y chromium). The page is loaded as
+`chromium.load_page` says. The report itself never writes to the console
 unless something is broken, so any console line fails the test; a page with a deliberate
 console.error is loaded first to prove that such lines are seen at all.
 """
@@ -11,49 +9,15 @@ console.error is loaded first to prove that such lines are seen at all.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
+from chromium import load_page, needs_chromium
 
 from gpbt.bench.report import SECTIONS, write_bench_report
 from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (Debian: apt-get install -y chromium); "
-    "the browser check of the bench report needs it",
-)
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--virtual-time-budget=5000",
-]
-
-
-def load_page(path, tmp_path) -> tuple[str, list[str]]:
-    """(DOM after load, console lines) of a local HTML file."""
-    profile = tmp_path / f"profile-{path.stem}"
-    proc = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", path.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
-    return proc.stdout, console
+pytestmark = [needs_chromium, pytest.mark.slow]  # a real browser: the slow lane
 
 
 @pytest.fixture(scope="module")

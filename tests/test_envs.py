@@ -11,6 +11,9 @@ import pytest
 from gpbt.rl import envs
 from gpbt.rl.envs import Env, known_envs, make_env, register_env
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 GYMNAX = [
     "CartPole-v1",
     "Acrobot-v1",

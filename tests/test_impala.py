@@ -9,6 +9,9 @@ import pytest
 from gpbt.rl.envs import make_env
 from gpbt.rl.impala import IMPALA, IMPALAConfig, vtrace_targets
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------------------------------------
 # V-trace targets
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ from gpbt.replay import replay
 from gpbt.space import Space
 from gpbt.store import ExperimentStore, load
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 SPACE = {"lr": {"type": "float", "low": 0.0, "high": 1.0}}
 
 

@@ -10,6 +10,9 @@ import pytest
 from gpbt.rl.envs import make_env
 from gpbt.rl.ppo import PPO, PPOConfig
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 # A small static config for the mechanics tests: one compilation serves all of them. Obs and
 # reward normalisation are switched on so that their state is exercised on a discrete env too.
 SMALL = PPOConfig(

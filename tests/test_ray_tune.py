@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
@@ -218,6 +221,27 @@ def test_class_trainable_sync_pairs_every_boundary(ray_cluster, tmp_path):
     assert (ex.donor == ex.partner).all()
 
 
+def test_export_names_the_best_trials_checkpoint_and_its_lineages_schedule(ray_cluster, tmp_path):
+    from gpbt.export import export
+
+    # a function trainable starts from zero or from the checkpoint it is given (the class toy
+    # keeps its sum when Tune reuses its actor for another trial), and sync pairing hands
+    # over the donor's state at the boundary, so the arithmetic below is exact
+    sched, exp = run(toy_function, tmp_path / "exp", options={"pairing": "sync"})
+    manifest = export(tmp_path / "exp", tmp_path / "out")
+    last = exp.reports.sort_values("time").groupby("member").last()
+    best = int(last["score"].idxmax())
+    trial_id = exp.state("ray_trials")[str(best)]
+    assert manifest["member"] == best and manifest["trial_id"] == trial_id
+    path = Path(manifest["checkpoint_path"])
+    assert path.is_dir() and trial_id in str(path) and path.name.startswith("checkpoint_")
+    schedule = json.loads((tmp_path / "out" / "schedule.json").read_text())
+    assert [e["end"] for e in schedule["entries"]] == list(range(1, 17))  # every iteration
+    # the state is a running sum of speed(lr): the lineage's schedule adds up to the score
+    total = sum(speed(e["config"]["lr"]) * (e["end"] - e["time"]) for e in schedule["entries"])
+    assert total == pytest.approx(last.loc[best, "score"])
+
+
 def test_class_trainable_reuse_actors_and_time_multiplexing(ray_cluster, tmp_path):
     # 6 members on 2 CPUs: at every ready event the trial yields its slot to the one that
     # trained least, so no member runs two intervals ahead of a waiting one.
@@ -298,7 +322,7 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
         "gpbt-pl": {"pairing": "random", "w_inertia": 0.5},
     }
     seen = []
-    summary = run_ray(config, tmp_path / "exp", progress=seen.append)
+    summary = run_ray(config, tmp_path / "exp", on_event=seen.append)
     assert summary["best_score"] is not None and summary["population"] == 4
     assert summary["exploits"] > 0 and summary["errors"] == 0
     assert seen and {"member", "time", "score", "config"} <= set(seen[0])

@@ -31,6 +31,9 @@ from gpbt.store import load
 
 torch.set_num_threads(1)
 
+# trains real agents in worker processes: the slow lane (pytest -m slow)
+pytestmark = pytest.mark.slow
+
 ENV = {"env": "InvertedPendulum-v5"}
 C1 = dict(ENV, learning_rate=3e-4, clip_range=0.2, gae_lambda=0.95, gamma=0.99,
           n_epochs=2, batch_size=64, train_batch_size=128)  # fmt: skip

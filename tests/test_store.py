@@ -290,6 +290,17 @@ def test_lineage_through_chain_of_exploits(tmp_path):
     assert exp.lineage(3, time=399) == [(399, 3), (200, 0)]
 
 
+def test_lineage_ignores_a_member_copying_itself(tmp_path):
+    # a fixed schedule changes a member's config as an exploit of its own weights
+    with ExperimentStore(tmp_path) as s:
+        s.add_reports([report(m, t, 0.0) for t in (100, 200, 300) for m in range(2)])
+        s.add_decisions([exploit(100, 0, donor=0), exploit(200, 1, donor=0)])
+        s.add_decisions([exploit(300, 1, donor=1)])
+        assert s.lineage(1) == [(300, 1), (200, 0)]
+        assert s.lineage(0) == [(300, 0)]
+    assert load(tmp_path).lineage(1) == [(300, 1), (200, 0)]
+
+
 def test_load_snapshot_matches_store(tmp_path):
     with ExperimentStore(tmp_path) as s:
         s.write_config(CONFIG)
@@ -401,16 +412,17 @@ def test_export_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatc
             s.export(tmp_path / "out", format="xlsx")
 
 
-def test_ten_thousand_reports_insert_fast(store):
+def test_ten_thousand_reports_in_one_batch_read_back_exactly(store):
+    # (how fast: benchmarks/bench_store.py; a timed assertion fails on a loaded CI machine)
     rows = [
         report(i % 16, i // 16, float(i), ret=np.float32(i), loss={"pi": 0.1, "v": 0.2})
         for i in range(10_000)
     ]
-    start = time.perf_counter()
     store.add_reports(rows)
-    elapsed = time.perf_counter() - start
-    assert len(store.reports()) == 10_000
-    assert elapsed < 1.0, f"10,000 reports took {elapsed:.2f}s"
+    df = store.reports()
+    assert len(df) == 10_000
+    assert df["score"].sum() == sum(range(10_000))
+    assert (df["metric.ret"] == df["score"]).all() and (df["metric.loss/v"] == 0.2).all()
 
 
 WRITER = textwrap.dedent(

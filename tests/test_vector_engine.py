@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli, tiny_vector, write_toml_file
 
 from gpbt.config import ConfigError, load_config, validate_config
 from gpbt.engines.vector import run_vector
@@ -20,28 +21,7 @@ from gpbt.store import load
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "env": "CartPole-v1",
-    "agent": "ppo",
-    "method": "gpbt-pl",
-    "population": 4,
-    "total_steps": 4096 * 5,
-    "perturbation_interval": 4096,
-    "seed": 3,
-    "final_eval_episodes": 4,
-    "agent_options": {
-        "num_envs": 8,
-        "rollout_chunk": 16,
-        "max_rollout_len": 64,
-        "minibatch_unit": 32,
-        "max_epochs": 4,
-    },
-    "hyperparameters": {"train_batch_size": 256, "num_epochs": 2, "minibatch_size": 64},
-    "space": {
-        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-        "clip": {"type": "float", "low": 0.1, "high": 0.4},
-    },
-}
+TINY = tiny_vector()
 
 
 def tiny(**changes):
@@ -190,36 +170,8 @@ def test_report_writes_plots_and_summary(reference):
         write_report(reference[0], metric="reward")
 
 
-def _gpbt(*args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "gpbt.cli", *args], capture_output=True, text=True, timeout=600, **kw
-    )
-
-
-def _write_toml(path, cfg):
-    import json
-
-    lines = []
-    tables = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            tables[k] = v
-        else:
-            lines.append(f"{k} = {json.dumps(v)}")
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        for k, v in table.items():
-            if isinstance(v, dict):
-                inner = ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items())
-                lines.append(f"{k} = {{ {inner} }}")
-            else:
-                lines.append(f"{k} = {json.dumps(v)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_killed_run_resumes_with_nothing_lost(reference, tmp_path):
-    cfg_path = _write_toml(tmp_path / "tiny.toml", {k: v for k, v in TINY.items()})
+    cfg_path = write_toml_file(tmp_path / "tiny.toml", {k: v for k, v in TINY.items()})
     folder = tmp_path / "run"
     proc = subprocess.Popen(
         [
@@ -252,7 +204,7 @@ def test_killed_run_resumes_with_nothing_lost(reference, tmp_path):
     proc.wait()
     before = load(folder).reports
     assert 8 <= len(before) < 20
-    result = _gpbt("resume", str(folder), "--no-report")
+    result = run_cli("resume", str(folder), "--no-report")
     assert result.returncode == 0, result.stderr
     after = report_table(folder)
     assert not after.duplicated(["member", "time"]).any()
@@ -267,9 +219,9 @@ def test_killed_run_resumes_with_nothing_lost(reference, tmp_path):
 
 def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
     env = {**os.environ, "GPBT_TEST_HANG_AT": "3"}
-    cfg_path = _write_toml(tmp_path / "tiny.toml", {**TINY, "watchdog_seconds": 20})
+    cfg_path = write_toml_file(tmp_path / "tiny.toml", {**TINY, "watchdog_seconds": 20})
     folder = tmp_path / "run"
-    result = _gpbt("run", str(cfg_path), "--out", str(folder), "--no-report", env=env)
+    result = run_cli("run", str(cfg_path), "--out", str(folder), "--no-report", env=env)
     assert result.returncode == 0, result.stderr
     restarts = load(folder).state("restarts")
     assert [e["reason"] for e in restarts["events"]] == ["no progress"]
@@ -294,8 +246,8 @@ def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
     ],
 )
 def test_config_errors_stop_before_training(tmp_path, change, needle):
-    cfg_path = _write_toml(tmp_path / "bad.toml", {**TINY, **change})
-    result = _gpbt("run", str(cfg_path), "--out", str(tmp_path / "run"))
+    cfg_path = write_toml_file(tmp_path / "bad.toml", {**TINY, **change})
+    result = run_cli("run", str(cfg_path), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert needle in result.stderr
     assert result.stderr.count("\n") <= 2  # one clear message, no traceback
@@ -303,7 +255,7 @@ def test_config_errors_stop_before_training(tmp_path, change, needle):
 
 
 def test_cli_overrides_reach_the_config(tmp_path):
-    cfg_path = _write_toml(tmp_path / "c.toml", TINY)
+    cfg_path = write_toml_file(tmp_path / "c.toml", TINY)
     cfg = load_config(
         cfg_path,
         [

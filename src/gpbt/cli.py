@@ -1,4 +1,5 @@
-"""The `gpbt` command line: run / resume / report / bench / replay / demo / envs."""
+"""The `gpbt` command line: run / resume / report / export / retrain / bench / replay / demo /
+envs."""
 
 from __future__ import annotations
 
@@ -49,30 +50,23 @@ def _default_folder(cfg: dict) -> Path:
     return Path("runs") / f"{name.replace('/', '_')}-{stamp}"
 
 
-def _run_engine(cfg: dict, folder: Path, resume: bool) -> dict:
-    engine = cfg["engine"]
-    if engine == "vector":
-        from gpbt.engines.vector import run_vector
+def _run_engine(spec, folder: Path, resume: bool):
+    """config -> spec -> engine -> summary: every engine through the same protocol
+    (gpbt.engines.protocol), the live view fed by its events."""
+    from gpbt.engines import run_engine
+    from gpbt.ui import LiveView
 
-        return run_vector(cfg, folder, resume=resume)
-    if engine == "local":
-        from gpbt.engines.local import run_local
-
-        return run_local(cfg, folder, resume=resume)
-    from gpbt.integrations.ray_tune import run_ray
-
-    if resume:
-        raise SystemExit(
-            "gpbt resume: Ray runs are resumed by Ray Tune itself "
-            "(tune.Tuner.restore); see docs/ray.md"
-        )
-    return run_ray(cfg, folder)
+    with LiveView(spec) as view:
+        return run_engine(spec, folder, resume=resume, on_event=view.update)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gpbt.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
+    # --tensorboard / --wandb PROJECT are shorthands for [logging] overrides
+    flags = ["logging.tensorboard=true"] if args.tensorboard else []
+    flags += [f"logging.wandb.project={args.wandb}"] if args.wandb else []
+    cfg = load_config(args.config, [*args.overrides, *flags])
     folder = Path(args.out) if args.out else _default_folder(cfg)
     if (folder / "experiment.sqlite").exists():
         raise SystemExit(
@@ -91,8 +85,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     exp = load(args.folder)
     if exp.config is None:
         raise SystemExit(f"{args.folder} has no stored config; it was never started by `gpbt run`")
-    cfg = validate_config(exp.config)
-    summary = _run_engine(cfg, Path(args.folder), resume=True)
+    spec = validate_config(exp.config)
+    summary = _run_engine(spec, Path(args.folder), resume=True)
     _finish(Path(args.folder), summary, args)
     return 0
 
@@ -100,8 +94,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     console = _console()
     console.print(f"[bold green]finished[/]: {folder}")
-    for k, v in summary.items():
-        console.print(f"  {k}: {v}")
+    console.print(f"  best member: {summary.best_member} ({summary.score_basis}: "
+                  f"{summary.best_score}), population mean {summary.population_mean}")
+    console.print(f"  best config: {summary.best_config}")
+    console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
     if not getattr(args, "no_report", False):
         from gpbt.report import write_report
 
@@ -110,20 +106,61 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gpbt.bench.results import is_results_folder
     from gpbt.bench.store import is_bench_folder
 
-    if is_bench_folder(args.folder):
+    if is_bench_folder(args.folder) or is_results_folder(args.folder):
         # a bench folder (gpbt bench): the comparison report over all its cells
         from gpbt.bench.report import write_bench_report
 
-        out = write_bench_report(args.folder)
+        out = write_bench_report(args.folder, out=args.out)
         _console().print(f"bench report written: {out / 'report.html'} (+ report.md, PNGs)")
         return 0
     from gpbt.report import write_report
 
-    out = write_report(args.folder, metric=args.metric)
+    out = write_report(args.folder, metric=args.metric, animate=not args.no_animation)
     _console().print(f"report written: {out}")
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gpbt.export import export
+
+    manifest = export(args.folder, args.out)
+    out = Path(args.out) if args.out else Path(args.folder) / "export"
+    console = _console()
+    console.print(
+        f"exported member {manifest['member']} (score {_score(manifest['score'])}, "
+        f"{manifest['score_basis']}) of {args.folder} to {out}"
+    )
+    console.print(f"  schedule: {out / manifest['schedule']}")
+    if manifest.get("weights"):
+        console.print(f"  weights: {out / manifest['weights']}  ({manifest['load']})")
+    elif manifest.get("checkpoint_path"):
+        console.print(f"  checkpoint (kept by Ray): {manifest['checkpoint_path']}")
+    if manifest.get("note"):
+        console.print(f"  [yellow]note[/]: {manifest['note']}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from gpbt.retrain import retrain
+
+    summary = retrain(args.folder, seed=args.seed, out=args.out)
+    result = summary["retrain"]
+    folder = Path(result["folder"])
+    _finish(folder, summary, args)
+    _console().print(
+        f"[bold]retrained[/] on member {result['source_best_member']}'s lineage schedule "
+        f"({result['config_changes']} config changes, seed {result['seed']}): "
+        f"{_score(result['retrained'])} vs the population's best "
+        f"{_score(result['population_best'])} ({result['score_basis']})"
+    )
+    return 0
+
+
+def _score(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -138,7 +175,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from gpbt.bench.runner import run_suite
     from gpbt.bench.store import load_bench
 
-    out = run_suite(args.suite, out=args.out, seeds=args.seeds)
+    if args.estimate:
+        from gpbt.bench.estimate import print_estimate
+
+        print_estimate(args.suite, seeds=args.seeds, generations=args.estimate_generations)
+        return 0
+
+    out = run_suite(args.suite, out=args.out, seeds=args.seeds, results=args.results)
     cells = load_bench(out).cells
     # a bench with failed cells is not a finished bench: say so in the exit status
     return 1 if (cells["status"] == "failed").any() else 0
@@ -165,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key=value or table.key=value overrides")
     run.add_argument("--out", help="experiment folder (default: runs/<name>-<time>)")
     run.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    run.add_argument("--tensorboard", action="store_true", help="live curves in <out>/tensorboard")
+    run.add_argument("--wandb", metavar="PROJECT", help="live curves in this W&B project")
     run.set_defaults(func=cmd_run)
 
     res = sub.add_parser("resume", help="continue a killed or interrupted run")
@@ -175,17 +220,48 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="plots and a summary for an experiment folder")
     rep.add_argument("folder")
     rep.add_argument("--metric", default="score", help="report column to plot (default score)")
+    rep.add_argument("--out", help="bench and results folders: where to write (FOLDER/report)")
+    rep.add_argument(
+        "--no-animation", action="store_true", help="skip the best member's episode GIF"
+    )
     rep.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser(
+        "export", help="the best member's final weights and its hyperparameter schedule"
+    )
+    exp.add_argument("folder")
+    exp.add_argument("--out", help="where to write (default: FOLDER/export)")
+    exp.set_defaults(func=cmd_export)
+
+    ret = sub.add_parser(
+        "retrain", help="train one fresh member on the best lineage's schedule, no exploits"
+    )
+    ret.add_argument("folder")
+    ret.add_argument("--seed", type=int, help="seed of the new member (default: the run's)")
+    ret.add_argument("--out", help="experiment folder (default: FOLDER/retrain-seed<N>)")
+    ret.add_argument("--no-report", action="store_true")
+    ret.set_defaults(func=cmd_retrain)
 
     rpl = sub.add_parser("replay", help="re-derive every decision from the log and compare")
     rpl.add_argument("folder")
     rpl.add_argument("--verbose", action="store_true")
     rpl.set_defaults(func=cmd_replay)
 
-    ben = sub.add_parser("bench", help="run a benchmark suite (benchmarks/suites/NAME.toml)")
+    ben = sub.add_parser("bench", help="run a benchmark suite (a shipped NAME or a TOML path)")
     ben.add_argument("suite")
     ben.add_argument("--out", help="bench folder (default: runs/bench-<suite>)")
     ben.add_argument("--seeds", type=int, help="override the suite's number of seeds")
+    ben.add_argument(
+        "--results",
+        help="results folder (e.g. benchmarks/results/SUITE): each finished cell is written "
+        "there as JSON, and cells already there are not run again",
+    )
+    ben.add_argument(
+        "--estimate",
+        action="store_true",
+        help="run nothing: time a few generations of one cell per task, extrapolate the hours",
+    )
+    ben.add_argument("--estimate-generations", type=int, default=3, metavar="N")
     ben.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="every method on the toy problems (seconds, no engine)")
@@ -199,12 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpbt.config import ConfigError
+    from gpbt.errors import GpbtError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (GpbtError, FileNotFoundError) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gpbt.config import build_scheduler, validate_config
 from gpbt.core.decisions import Exploit
+from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore, load
 
 
@@ -61,7 +61,7 @@ def _check_initial(initial: list[dict], reports, config_cols: list[str]) -> str 
 
 
 def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
-    from gpbt.engines.local import STATE_KEY, local_scheduler
+    from gpbt.engines.local import STATE_KEY
 
     if "method" not in cfg or "space" not in cfg:
         return False, (
@@ -69,7 +69,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
             "holds no method and space to rebuild the scheduler from; replay re-derives runs "
             "started from a config (gpbt run CONFIG, or run_local(config, folder))"
         )
-    sched = local_scheduler(cfg)
+    sched = RunSpec.from_config(cfg).scheduler(max_time=cfg["total_steps"])
     if sched.synchronous:
         return False, (
             "replay re-derives asynchronous local-engine runs; this run waited for whole "
@@ -132,7 +132,7 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
         return False, f"{folder} has no stored config; nothing to replay"
     if exp.config.get("engine") == "local":
         return _replay_local(folder, exp.config, exp, verbose)
-    cfg = validate_config(exp.config)
+    cfg = RunSpec.from_config(exp.config)
     if cfg["engine"] != "vector":
         return False, (
             f"replay re-derives vector-engine and local-engine runs; this run used the "
@@ -145,7 +145,7 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     }
     reports = exp.reports
     config_cols = [c for c in reports.columns if c.startswith("config.")]
-    sched = build_scheduler(cfg)
+    sched = cfg.scheduler()
     initial = sched.initial_population(cfg["population"])
     problem = _check_initial(initial, reports, config_cols)
     if problem:

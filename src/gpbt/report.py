@@ -1,24 +1,45 @@
-"""`gpbt report FOLDER`: plots and a summary of one experiment, from its store alone.
+"""`gpbt report FOLDER`: one experiment's report, from its store alone.
 
 Writes into `FOLDER/report/`: `returns.png` (every member's score over time, exploits marked),
-`hyperparameters.png` (each hyperparameter's schedule per member), `lineage.png` (the ancestry
-of the final best member), `summary.md` and a self-contained `report.html` embedding them.
+`hyperparameters.png` (each hyperparameter's schedule per member, the best lineage's in black,
+on a log axis where the search space is log), `lineage.png` (the ancestry of the final best
+member), `episode.gif` (vector-engine runs on MinAtar or classic control: the best member's
+greedy episode), and the same sections twice: `summary.md` and `report.html`, one
+self-contained page (rendered headings and tables, figures embedded as base64, no network).
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gpbt.lineage import (
+    ExperimentError,
+    best_member,
+    best_schedule,
+    experiment_space,
+    plain_time,
+    require_reports,
+)
+from gpbt.render import Block, blocks_html, blocks_md, figure_html, fmt, html_page
+from gpbt.space import Choice, Float, Int, Space
 from gpbt.store import load
 
+SECTIONS = (
+    ("summary", "Summary"),
+    ("scores", "Scores"),
+    ("hyperparameters", "Hyperparameters"),
+    ("lineage", "Lineage of the best member"),
+    ("decisions", "Decision log"),
+    ("episode", "The best member playing"),
+)
+MAX_DECISION_ROWS = 300  # the page stays readable; the store holds them all
 
-class ReportError(ValueError):
+
+class ReportError(ExperimentError):
     pass
 
 
@@ -46,22 +67,31 @@ def _plt():
     return plt
 
 
+def _exploits(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Exploits that copied another member (a member copying itself is a scheduled change)."""
+    if not len(decisions):
+        return decisions
+    copied = (decisions["kind"] == "exploit") & (
+        decisions["donor"].fillna(-1) != decisions["member"]
+    )
+    return decisions[copied]
+
+
 def plot_returns(reports, decisions, column, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 5))
     for member, df in reports.groupby("member"):
         ax.plot(df["time"], df[column], lw=1.2, label=f"member {member}")
-    if len(decisions):
-        ex = decisions[decisions["kind"] == "exploit"]
-        if len(ex):
-            ax.scatter(
-                ex["time"],
-                ex["member_score"],
-                marker="x",
-                color="black",
-                zorder=5,
-                label="exploit (loser's score)",
-            )
+    ex = _exploits(decisions)
+    if len(ex):
+        ax.scatter(
+            ex["time"],
+            ex["member_score"],
+            marker="x",
+            color="black",
+            zorder=5,
+            label="exploit (loser's score)",
+        )
     ax.set_xlabel("time (" + ("env steps" if reports["time"].max() > 1000 else "steps") + ")")
     ax.set_ylabel(column)
     ax.set_title("score of every member; x = the member copied a winner")
@@ -71,54 +101,81 @@ def plot_returns(reports, decisions, column, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_hyperparameters(reports, path: Path) -> list[str]:
+def plot_hyperparameters(
+    reports, space: Space | None, entries: list[dict], path: Path
+) -> dict[str, str]:
+    """One panel per hyperparameter: every member's schedule (thin) and the best lineage's
+    (black); the y axis is logarithmic where the search space samples on a log scale.
+    Returns each hyperparameter's axis: "log", "linear" or "categories"."""
     plt = _plt()
     cols = [c for c in reports.columns if c.startswith("config.")]
+    axis: dict[str, str] = {}
     if not cols:
-        return []
+        return axis
     fig, axes = plt.subplots(len(cols), 1, figsize=(9, 2.2 * len(cols)), sharex=True, squeeze=False)
     for ax, col in zip(axes[:, 0], cols, strict=True):
+        name = col.removeprefix("config.").replace("/", ".")
+        param = space.params.get(name) if space is not None else None
+        categories = None
+        if isinstance(param, Choice) and not param.ordered:
+            categories = list(param.values)
+        elif pd.to_numeric(reports[col], errors="coerce").isna().any():
+            categories = list(dict.fromkeys(reports[col].dropna()))
+
+        def y(values, categories=categories):
+            if categories is None:
+                return pd.to_numeric(pd.Series(list(values)), errors="coerce").to_numpy()
+            return np.array([categories.index(v) if v in categories else np.nan for v in values])
+
+        # the config reported at t trained the interval ending at t: a step drawn "pre",
+        # from time 0 (the first interval's start)
         for member, df in reports.groupby("member"):
-            values = pd.to_numeric(df[col], errors="coerce")
-            if values.notna().any():
-                ax.step(df["time"], values, where="post", lw=1.0, label=f"{member}")
-            else:  # an unordered choice: plot its category index
-                codes = pd.Categorical(df[col]).codes
-                ax.step(df["time"], codes, where="post", lw=1.0)
-        name = col.removeprefix("config.")
-        ax.set_ylabel(name, fontsize=8)
-        numeric = pd.to_numeric(reports[col], errors="coerce")
-        if numeric.notna().all() and (numeric > 0).all() and numeric.max() / numeric.min() > 50:
+            values = y(df[col])
+            ax.step([0, *df["time"]], [values[0], *values], where="pre", lw=1.0, alpha=0.6,
+                    label=f"{member}")  # fmt: skip
+        if entries:
+            values = y(e["config"].get(name) for e in entries)
+            ax.step(
+                [entries[0]["time"], *(e["end"] for e in entries)],
+                [values[0], *values],
+                where="pre",
+                color="black",
+                lw=2.2,
+                label="best lineage",
+            )
+        axis[name] = "linear"
+        if categories is not None:
+            ax.set_yticks(range(len(categories)), [str(c) for c in categories], fontsize=7)
+            axis[name] = "categories"
+        elif isinstance(param, Float | Int) and param.log:
             ax.set_yscale("log")
+            axis[name] = "log"
+        ax.set_ylabel(name + (" (log)" if getattr(param, "log", False) else ""), fontsize=8)
     axes[-1, 0].set_xlabel("time")
-    axes[0, 0].set_title("hyperparameter schedule of every member")
+    axes[0, 0].set_title("hyperparameters of every member; black: the best member's lineage")
+    axes[0, 0].legend(fontsize=6, ncol=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [c.removeprefix("config.") for c in cols]
+    return axis
 
 
-def plot_lineage(reports, column, hops, path: Path) -> None:
+def plot_lineage(reports, column, entries: list[dict], best: int, path: Path) -> None:
+    """The score of the best member's line of weights: each interval's point is the report
+    of the member holding the weights then (grey: every member's own curve)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4))
     for _, df in reports.groupby("member"):
         ax.plot(df["time"], df[column], color="0.8", lw=0.8)
-    # hops = [(t_end, m0), (t1, m1), (t2, m2), ...]: m0 (the best member) has held the line
-    # since t1, when it copied m1; m1 since t2, and the oldest ancestor since the start.
-    members = [m for _, m in hops]
-    bounds = [t for t, _ in hops[1:]] + [reports["time"].min()]
-    ends = [reports["time"].max()] + [t for t, _ in hops[1:]]
-    for member, t_start, t_end in zip(members, bounds, ends, strict=True):
-        df = reports[
-            (reports["member"] == member)
-            & (reports["time"] >= t_start)
-            & (reports["time"] <= t_end)
-        ]
-        if len(df):
-            ax.plot(
-                df["time"], df[column], lw=2.2, label=f"member {member} ({t_start:g}-{t_end:g})"
-            )
-    ax.set_title(f"lineage of the final best member ({hops[0][1]})")
+    indexed = reports.set_index(["member", "time"])[column]
+    ends = [e["end"] for e in entries]
+    values = [indexed.get((e["member"], e["end"]), np.nan) for e in entries]
+    ax.plot(ends, values, color="black", lw=1.5, zorder=3)
+    for member in dict.fromkeys(e["member"] for e in entries):
+        mine = [i for i, e in enumerate(entries) if e["member"] == member]
+        ax.scatter([ends[i] for i in mine], [values[i] for i in mine], s=36, zorder=4,
+                   label=f"held by member {member}")  # fmt: skip
+    ax.set_title(f"lineage of the final best member ({best}); grey: every member")
     ax.set_xlabel("time")
     ax.set_ylabel(column)
     ax.legend(fontsize=7)
@@ -127,90 +184,191 @@ def plot_lineage(reports, column, hops, path: Path) -> None:
     plt.close(fig)
 
 
-def summarise(exp, column: str) -> tuple[str, dict]:
-    reports, decisions = exp.reports, exp.decisions
-    final_t = reports["time"].max()
-    final = reports[reports["time"] == final_t].set_index("member")[column]
-    final_eval = exp.state("final_evaluation")
-    if final_eval is not None:
-        scores = pd.Series(final_eval["returns"])
-        basis = f"greedy evaluation, {final_eval['episodes']} episodes per member"
-    else:
-        scores, basis = final, f"last reported {column}"
-    finite = scores.replace([np.inf, -np.inf], np.nan).dropna()
-    mode = (exp.config or {}).get("mode", "max")
-    best = int(finite.idxmax() if mode == "max" else finite.idxmin()) if len(finite) else 0
-    n_exploits = int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0
-    config_cols = [c for c in reports.columns if c.startswith("config.")]
-    best_cfg = reports[(reports["member"] == best) & (reports["time"] == final_t)][config_cols]
-    best_cfg = (
-        {c.removeprefix("config."): v for c, v in best_cfg.iloc[0].items()} if len(best_cfg) else {}
+# ------------------------------------------------------------------------------ sections
+def _scores_table(exp, best, column: str) -> pd.DataFrame:
+    reports, decisions = exp.reports, _exploits(exp.decisions)
+    last = reports.sort_values("time").groupby("member").last()
+    return pd.DataFrame(
+        {
+            "member": best.scores.index,
+            f"final score ({best.basis})": best.scores.to_numpy(),
+            f"last {column}": [last[column].get(m, math.nan) for m in best.scores.index],
+            "copied a winner": [int((decisions["member"] == m).sum()) for m in best.scores.index],
+            "was copied": [int((decisions["donor"] == m).sum()) for m in best.scores.index],
+        }
     )
-    hops = exp.lineage(best)
+
+
+def _schedule_table(entries: list[dict]) -> pd.DataFrame:
+    rows = []
+    for e in entries:
+        row = {"from": e["time"], "to": e["end"], "trained by member": e["member"]}
+        row.update(e["config"])
+        row["score at the end"] = math.nan if e["score"] is None else e["score"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _decision_table(decisions: pd.DataFrame) -> pd.DataFrame:
+    changes = decisions[decisions["kind"] == "exploit"].head(MAX_DECISION_ROWS)
+    names = [c.removeprefix("new_config.") for c in decisions.columns if "new_config." in c]
+    rows = []
+    for _, d in changes.iterrows():
+        own = d["donor"] == d["member"]
+        row = {
+            "time": plain_time(d["time"]),
+            "member": d["member"],
+            "copied": "itself (scheduled change)" if own else d["donor"],
+            "its score": d["member_score"],
+            "winner's score": math.nan if own else d["partner_score"],
+        }
+        for n in names:
+            old, new = d.get(f"old_config.{n}"), d.get(f"new_config.{n}")
+            row[n] = f"{fmt(old)} -> {fmt(new)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _episode(exp, out: Path) -> tuple[list[Block], list[tuple[str, str]]]:
+    """The best member's greedy episode as a GIF, or a sentence saying why there is none."""
     cfg = exp.config or {}
-    facts = {
-        "method": cfg.get("method"),
-        "env": cfg.get("env") or cfg.get("trainable"),
-        "population": int(reports["member"].nunique()),
-        "final_time": float(final_t),
-        "best_member": best,
-        "best_score": float(scores[best]) if len(scores) else math.nan,
-        "population_mean": float(finite.mean()) if len(finite) else math.nan,
-        "exploits": n_exploits,
-        "score_basis": basis,
-        "best_config": best_cfg,
-        "lineage": hops,
-    }
-    lines = [
-        f"# Experiment report: {facts['method']} on {facts['env']}",
-        "",
-        f"- population {facts['population']}, trained to t = {final_t:g}",
-        f"- final best member: **{best}**, score {facts['best_score']:.4g} ({basis})",
-        f"- population mean: {facts['population_mean']:.4g}",
-        f"- exploits: {n_exploits}",
-        "- best member's hyperparameters at the end: "
-        + ", ".join(f"{k}={_fmt(v)}" for k, v in best_cfg.items()),
-        "- lineage of the best member (newest first): "
-        + " <- ".join(f"{m}@{t:g}" for t, m in hops),
-        "",
-        "| member | final score |",
-        "|---|---|",
-    ]
-    lines += [f"| {i} | {_fmt(v)} |" for i, v in scores.items()]
-    return "\n".join(lines) + "\n", facts
+    if cfg.get("engine") != "vector":
+        return [
+            (
+                "text",
+                f"No animation: the {cfg.get('engine')!r} engine trains your own trainables, "
+                "which gpbt cannot draw; `gpbt export` gives you the best member's checkpoint.",
+            )
+        ], []
+    from gpbt.rl.animate import can_animate, write_gif
+
+    env = cfg.get("env", "")
+    from gpbt.rl.envs import resolve_env_name
+
+    name = resolve_env_name(env)[0]
+    if not can_animate(name):
+        return [("text", f"No animation: gpbt draws MinAtar and classic control, not {env}.")], []
+    from gpbt.export import run_member
+
+    best = best_member(exp)
+    try:
+        member = run_member(exp, best.member)
+    except (ExperimentError, ValueError) as err:
+        return [("text", f"No animation: {err}")], []
+    episode = write_gif(member, out / "episode.gif", seed=0)
+    how = "finished" if episode.finished else "cut at 1000 steps"
+    text = (
+        f"Member {best.member} (weights at t = {member.meta['time']:g}) playing one greedy "
+        f"episode of {env}: {len(episode.rewards)} steps, return {episode.total:.4g} ({how}; "
+        "environment seed 0)."
+    )
+    return [("text", text)], [("episode.gif", f"member {best.member}'s greedy episode")]
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float | np.floating):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def write_report(folder: str | Path, metric: str = "score") -> Path:
+def write_report(folder: str | Path, metric: str = "score", animate: bool = True) -> Path:
     folder = Path(folder)
     exp = load(folder)
-    reports = exp.reports
-    if len(reports) == 0:
-        raise ReportError(f"{folder} has no reports yet; nothing to plot (did the run start?)")
+    try:
+        require_reports(exp)
+    except ExperimentError as err:
+        raise ReportError(str(err)) from None
+    reports, decisions = exp.reports, exp.decisions
     column = _metric_column(reports, metric)
-    decisions = exp.decisions
     out = folder / "report"
     out.mkdir(exist_ok=True)
+    cfg = exp.config or {}
+    space = experiment_space(exp)
+    best = best_member(exp, column)
+    doc = best_schedule(exp)
+    entries, held = doc["entries"], doc["lineage"]
     plot_returns(reports, decisions, column, out / "returns.png")
-    plot_hyperparameters(reports, out / "hyperparameters.png")
-    text, facts = summarise(exp, column)
-    plot_lineage(reports, column, facts["lineage"], out / "lineage.png")
-    (out / "summary.md").write_text(text)
-    images = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / name).read_bytes()).decode()}"><figcaption>{name}'
-        "</figcaption></figure>"
-        for name in ("returns.png", "hyperparameters.png", "lineage.png")
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>gpbt report</title>"
-        "<style>body{font-family:sans-serif;max-width:960px;margin:auto}img{max-width:100%}"
-        "</style></head><body><pre>" + html.escape(text) + "</pre>" + images + "</body></html>"
-    )
-    (out / "report.html").write_text(page)
+    plot_hyperparameters(reports, space, entries, out / "hyperparameters.png")
+    plot_lineage(reports, column, entries, best.member, out / "lineage.png")
+
+    exploits = _exploits(decisions)
+    scheduled = int((decisions["kind"] == "exploit").sum()) - len(exploits) if len(decisions) else 0
+    method = cfg.get("method") or (cfg.get("scheduler") or {}).get("method")
+    env = cfg.get("env") or cfg.get("trainable")
+    finite = best.scores.replace([np.inf, -np.inf], np.nan).dropna()
+    final_config = entries[-1]["config"] if entries else {}
+    summary = [
+        f"engine `{cfg.get('engine')}`, method `{method}`, population "
+        f"{reports['member'].nunique()}, trained to t = {reports['time'].max():g}",
+        f"final best member: **{best.member}**, score {fmt(best.score)} ({best.basis})",
+        f"population mean: {fmt(float(finite.mean())) if len(finite) else '-'}",
+        f"exploits: {len(exploits)}"
+        + (f"; scheduled config changes: {scheduled}" if scheduled else ""),
+        "best member's hyperparameters at the end: "
+        + ", ".join(f"`{k}={fmt(v)}`" for k, v in final_config.items()),
+        "lineage of the best member (oldest first): "
+        + " -> ".join(f"member {h['member']} ({h['from']:g}-{h['to']:g})" for h in held),
+    ]
+    if exp.state("retrain"):
+        r = exp.state("retrain")
+        summary.append(
+            f"a retrain of member {r['source_best_member']}'s lineage schedule in "
+            f"`{r['source']}`: this member scored {fmt(r['retrained'])}, the population's "
+            f"best there {fmt(r['population_best'])} ({r['score_basis']})"
+        )
+    counts = decisions["kind"].value_counts().to_dict() if len(decisions) else {}
+    shown = min(int(counts.get("exploit", 0)), MAX_DECISION_ROWS)
+    sections: dict[str, list[Block]] = {
+        "summary": [("bullets", summary)],
+        "scores": [("table", _scores_table(exp, best, column))],
+        "hyperparameters": [
+            (
+                "text",
+                "The hyperparameters the best member's weights trained with, interval by "
+                "interval, following its exploits back in time (`gpbt export` writes this "
+                "schedule to schedule.json, `gpbt retrain` trains a fresh member on it).",
+            ),
+            ("table", _schedule_table(entries)),
+        ],
+        "lineage": [
+            (
+                "text",
+                "Who held the best member's weights when: at each hand-over the later member "
+                "copied the earlier one's weights.",
+            ),
+            ("table", pd.DataFrame(held)),
+        ],
+        "decisions": [
+            (
+                "text",
+                f"{len(decisions)} decisions"
+                + "".join(f", {v} {k}" for k, v in sorted(counts.items()))
+                + ". Every exploit (who copied whom, when, with which scores, old -> new "
+                + "hyperparameters)"
+                + ("" if shown == counts.get("exploit", 0) else f", the first {shown}")
+                + "; all decisions are in experiment.sqlite (`gpbt.load(FOLDER).decisions`).",
+            ),
+            ("table", _decision_table(decisions) if len(decisions) else pd.DataFrame()),
+        ],
+    }
+    figures: dict[str, list[tuple[str, str]]] = {
+        "scores": [("returns.png", "score of every member")],
+        # no plot when nothing is searched (method = "default")
+        "hyperparameters": [("hyperparameters.png", "hyperparameter schedules")]
+        if (out / "hyperparameters.png").exists()
+        else [],
+        "lineage": [("lineage.png", "lineage of the final best member")],
+    }
+    if animate:
+        sections["episode"], figures["episode"] = _episode(exp, out)
+    else:
+        sections["episode"] = [("text", "No animation (written with --no-animation).")]
+    _write(out, f"Experiment report: {method} on {env}", sections, figures)
     return out
+
+
+def _write(out: Path, title: str, sections: dict[str, list[Block]], figures: dict) -> None:
+    lines = [f"# {title}", ""]
+    body: list[tuple[str, str, str]] = []
+    for key, heading in SECTIONS:
+        blocks, figs = sections.get(key, []), figures.get(key, [])
+        lines += [f"## {heading}", "", blocks_md(blocks), ""]
+        lines += [f"![{caption}]({name})\n" for name, caption in figs]
+        inner = blocks_html(blocks) + "".join(figure_html(out / n, c) for n, c in figs)
+        body.append((key, heading, inner))
+    (out / "summary.md").write_text("\n".join(lines))
+    (out / "report.html").write_text(html_page(title, body))

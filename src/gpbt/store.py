@@ -52,6 +52,8 @@ from typing import Any
 
 import pandas as pd
 
+from gpbt.errors import StoreError
+
 __all__ = [
     "DB_NAME",
     "SCHEMA_VERSION",
@@ -144,7 +146,7 @@ _DECISION_KEYS = frozenset(_DECISION_COLUMNS) | {"seq", "wall_time"}
 _INHERITED: list[sqlite3.Connection] = []
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(StoreError, RuntimeError):
     """The file was written by a newer gpbt whose schema this version cannot read safely."""
 
 
@@ -301,11 +303,13 @@ def _lineage(
     time: an asynchronous engine's donor may be at another step count than its recipient,
     but it can only have handed over weights it received in a decision logged earlier.
     (Lockstep engines never exploit a donor in the generation it donates, so the two orders
-    agree there.)
+    agree there.) An exploit whose donor is the member itself (a fixed schedule's change of
+    hyperparameters) keeps the weights where they are, so it is no hop.
     """
     by_member: dict[int, list[tuple[int, Any, int]]] = {}
     for t, seq, m, donor in exploits:
-        by_member.setdefault(int(m), []).append((int(seq), _py(t), int(donor)))
+        if int(donor) != int(m):
+            by_member.setdefault(int(m), []).append((int(seq), _py(t), int(donor)))
     for events in by_member.values():
         events.sort()
 
@@ -338,7 +342,7 @@ def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as e:
         conn.close()
         if "not a database" in str(e):
-            raise ValueError(
+            raise StoreError(
                 f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
             ) from e
         raise
@@ -355,7 +359,7 @@ def _check_version(conn: sqlite3.Connection, path: Path, *, allow_empty: bool) -
     if version == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables or not allow_empty:
-            raise ValueError(
+            raise StoreError(
                 f"{path} is an SQLite file but not a gpbt experiment store "
                 f"(no gpbt schema version); {_FOLDER_HELP}"
             )

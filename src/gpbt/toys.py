@@ -7,7 +7,9 @@
 - `MovingOptimumToy`: progress per step is largest when the hyperparameter sits near an optimum
   that drifts during training (as a good learning rate decays), so a schedule beats any constant.
 
-Each member's state is a small numpy array that an exploit copies, like weights.
+Each member's state is a small numpy array that an exploit copies, like weights. Each toy has
+`defaults`, the untuned values that a config leaving a hyperparameter out trains with (as an
+agent's default hyperparameters do), which the "default" method relies on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class QuadraticToy:
     def __init__(self, steps: int = 40, interval: int = 4, lr: float = 0.02):
         self.steps, self.interval, self.lr = steps, interval, lr
         self.space = Space({"h0": Float(0.0, 1.0), "h1": Float(0.0, 1.0)})
+        # the untuned setting (method "default"): follow the true objective at half speed
+        self.defaults = {"h0": 0.5, "h1": 0.5}
 
     def init_state(self, rng: np.random.Generator) -> np.ndarray:
         return np.array([0.9, 0.9])
@@ -52,6 +56,7 @@ class MovingOptimumToy:
     ):
         self.steps, self.interval, self.width, self.noise = steps, interval, width, noise
         self.space = Space({"lr": Float(1e-4, 1e-1, log=True)})
+        self.defaults = {"lr": 1e-2}  # the untuned setting (method "default"): a usual lr
 
     def optimum(self, t: int) -> float:
         """Where the best learning rate sits (unit coordinate) at step t: high early, low late."""

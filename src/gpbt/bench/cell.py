@@ -6,7 +6,9 @@ and a plain run does not:
   alone, the exploit gather alone) in the cell store's state "bench_timings";
 - a fingerprint of the initial population (hyperparameters and a hash of the whole initial
   state: weights, optimiser state, environment states and keys) in the state "bench_initial",
-  so the report can audit that every method of a seed really started from the same point;
+  so the report can audit that every method of a seed really started from the same point,
+  with the hyperparameters each member really trains with at the start (the agent's defaults
+  filled in: what the "default" row ran) and the code hash and commit the cell started at;
 - one compiled agent per (agent, env, agent_options) shared across the cells of a process,
   which saves the re-trace and cache load (seconds) per cell. The agent is stateless apart
   from its jitted functions, so sharing it changes no result.
@@ -24,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from gpbt.bench.provenance import code_hash, git_commit
+from gpbt.engines.protocol import Summary
+from gpbt.space import Space
 from gpbt.store import DB_NAME, ExperimentStore
 
 Emit = Callable[[dict[str, Any]], None]
@@ -31,28 +36,6 @@ Emit = Callable[[dict[str, Any]], None]
 
 def _fingerprint_configs(configs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
-
-
-_CODE_HASH: str | None = None
-
-
-def code_hash() -> str:
-    """A hash of the gpbt source this process runs (agents, engine, schedulers): cells that
-    compare methods must have run the same code, and a bench that spans an edit of, say, the
-    PPO agent should say so rather than mix the two silently."""
-    global _CODE_HASH
-    if _CODE_HASH is None:
-        import gpbt
-
-        root = Path(gpbt.__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(root.rglob("*.py")):
-            if "bench" in path.relative_to(root).parts[:1]:
-                continue  # the harness itself does not change what a cell computes
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-        _CODE_HASH = h.hexdigest()[:12]
-    return _CODE_HASH
 
 
 def state_hash(state: Any) -> str:
@@ -97,28 +80,45 @@ def run_cell(
     return _run_vector_cell(config, folder, emit, agents)
 
 
-def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict[str, Any]:
+def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None):
     import jax
 
     from gpbt.engines.vector import VectorRun, _enable_compilation_cache
 
     _enable_compilation_cache()
     resume = cell_started(folder)
-    timer = {"scheduler_s": 0.0, "gather_s": 0.0}
     timings: dict[int, dict] = {}
 
     def on_event(event: dict) -> None:
-        if event["type"] == "generation":
+        # Everything a bench records comes from the engine's own events: its timings per
+        # generation, and the moment the population exists (fingerprinted for the audit).
+        if event["type"] == "initialised":
+            if event["generation"] == 0:
+                run.store.set_state(
+                    "bench_initial",
+                    {
+                        "configs": run.configs,
+                        "configs_hash": _fingerprint_configs(run.configs),
+                        "state_hash": state_hash(run.state),
+                        "effective": [
+                            _plain(run.agent.effective_hyperparameters({**run.fixed, **c}))
+                            for c in run.configs
+                        ],
+                        "code_hash": code_hash(),
+                        "commit": git_commit(),
+                    },
+                )
+            else:
+                jax.block_until_ready(run.state)
+            # The population exists on the device: the supervisor's start-up watchdog relaxes.
+            emit({"type": "initialised", "generation": event["generation"]})
+        elif event["type"] == "generation":
             g = int(event["generation"])
             timings[g] = {
                 "generation": g,
-                "train_s": event["train_s"],
-                "manage_s": event["manage_s"],
-                "scheduler_s": timer["scheduler_s"],
-                "gather_s": timer["gather_s"],
+                **{k: event[k] for k in _TIMING_KEYS},
                 "exploits": event["exploits"],
             }
-            timer["scheduler_s"] = timer["gather_s"] = 0.0
             run.store.set_state("bench_timings", [timings[k] for k in sorted(timings)])
             emit(
                 {
@@ -136,56 +136,22 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None) -> dict
 
     run = VectorRun(cfg, folder, emit=on_event)
     if agents is not None:
+        # one compiled agent per (agent, env, agent_options) across the cells of a process
         key = (cfg["agent"], cfg["env"], json.dumps(cfg["agent_options"], sort_keys=True))
         run.agent = agents.setdefault(key, run.agent)
-    agent = run.agent
     previous = run.store.get_state("bench_timings") or []
     timings.update({int(t["generation"]): t for t in previous})
-
-    sched_on_generation = run.scheduler.on_generation
-
-    def timed_on_generation(t, scores):
-        t0 = time.perf_counter()
-        out = sched_on_generation(t, scores)
-        timer["scheduler_s"] += time.perf_counter() - t0
-        return out
-
-    run.scheduler.on_generation = timed_on_generation
-
-    def timed_gather(state, index):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(type(agent).gather(agent, state, index))
-        timer["gather_s"] += time.perf_counter() - t0
-        return out
-
-    engine_start = run.start
-
-    def start(resume_flag: bool) -> int:
-        g = engine_start(resume_flag)
-        if g == 0:
-            run.store.set_state(
-                "bench_initial",
-                {
-                    "configs": run.configs,
-                    "configs_hash": _fingerprint_configs(run.configs),
-                    "state_hash": state_hash(run.state),
-                    "code_hash": code_hash(),
-                },
-            )
-        else:
-            jax.block_until_ready(run.state)
-        # The population exists on the device: the supervisor's start-up watchdog can relax.
-        emit({"type": "initialised", "generation": g})
-        return g
-
-    run.start = start
-    agent.gather = timed_gather
     try:
-        summary = run.run(resume=resume)
+        return run.run(resume=resume)
     finally:
-        del agent.gather  # the shared agent goes back to its own method
         run.store.close()
-    return summary
+
+
+_TIMING_KEYS = ("train_s", "manage_s", "scheduler_s", "gather_s", "store_s", "checkpoint_s")
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in d.items()}
 
 
 def _finite_max(values) -> float:
@@ -206,9 +172,11 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
 
     toy = TOYS[cfg["toy"]](**cfg["toy_options"])
     method, seed, population = cfg["method"], cfg["seed"], cfg["population"]
+    # the cell's space: the toy's, or the part of it a `tune` row searches
+    space = Space.from_dict(cfg["space"]) if cfg.get("space") else toy.space
     sched = make_scheduler(
         method,
-        toy.space,
+        space,
         perturbation_interval=toy.interval,
         seed=seed,
         options=cfg.get(method, {}),
@@ -218,7 +186,9 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         store.truncate_after(-1)
         # Same construction as gpbt.toys.run_toy: the problem instance comes from the seed alone.
         env_rng = np.random.default_rng([seed, 7919])
-        configs = sched.initial_population(population)
+        # a config that leaves a hyperparameter out trains with the toy's default (method
+        # "default" leaves them all out), as the agents fill in theirs
+        configs = [{**toy.defaults, **c} for c in sched.initial_population(population)]
         states = [toy.init_state(env_rng) for _ in range(population)]
         member_rngs = [np.random.default_rng([seed, i]) for i in range(population)]
         store.set_state(
@@ -227,7 +197,9 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
                 "configs": configs,
                 "configs_hash": _fingerprint_configs(configs),
                 "state_hash": hashlib.sha256(np.stack(states).tobytes()).hexdigest()[:16],
+                "effective": configs,
                 "code_hash": code_hash(),
+                "commit": git_commit(),
             },
         )
         emit({"type": "initialised", "generation": 0})
@@ -261,7 +233,7 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
                 for i, d in decisions.items():
                     if isinstance(d, Exploit):
                         states[i] = snapshot[d.donor].copy()
-                        configs[i] = d.config
+                        configs[i] = {**toy.defaults, **d.config}
                         n_exploits += 1
             timings.append(
                 {
@@ -286,13 +258,20 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         store.set_state("final_evaluation", {"episodes": 1, "returns": final})
         best = int(np.argmax(final))
         decisions = store.decisions()
-        summary = {
-            "best_member": best,
-            "best_final_eval_return": float(final[best]),
-            "population_mean_final_eval_return": float(np.mean(final)),
-            "final_eval_episodes": 1,
-            "exploits": int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
-            "best_config": configs[best],
-        }
-        store.set_state("summary", summary)
+        # the same Summary an engine returns, so the bench reads toys and agents alike
+        summary = Summary(
+            engine="toy",
+            method=method,
+            folder=str(folder),
+            best_member=best,
+            best_score=float(final[best]),
+            score_basis="the toy's score at the end",
+            population_mean=float(np.mean(final)),
+            best_config=configs[best],
+            exploits=int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
+            finished=True,
+            wall_seconds=None,
+            details={"final_eval_episodes": 1},
+        )
+        store.set_state("summary", summary.to_dict())
     return summary

@@ -1,4 +1,4 @@
-"""`gpbt report BENCH_FOLDER`: the benchmark report, from the bench folder alone.
+"""`gpbt report BENCH_FOLDER` (or a results folder): the benchmark report.
 
 Writes into `BENCH/report/`:
 - `report.html`: one self-contained page (CSS inline, plots embedded as base64 PNG, no network)
@@ -8,25 +8,29 @@ Writes into `BENCH/report/`:
 - the same plots as PNG files, and `report.md` with every table in Markdown.
 
 The cell folders are re-collected first, so the report of a bench that is still running (or was
-interrupted) shows what is finished and says what is missing.
+interrupted) shows what is finished and says what is missing. A results folder
+(gpbt.bench.results) gives the same report from its JSON records alone, on any machine.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gpbt.bench import stats
+from gpbt.bench.results import ResultsFolder, is_results_folder, load_results
 from gpbt.bench.runner import collect
 from gpbt.bench.store import BenchStore, load_bench
 from gpbt.bench.suite import Suite
+from gpbt.render import Block, figure_html, html_page
+from gpbt.render import blocks_html as _blocks_html
+from gpbt.render import blocks_md as _blocks_md
+from gpbt.render import fmt as _fmt
 from gpbt.space import Float, Int, Space
 
 SECTIONS = (
@@ -209,65 +213,6 @@ def plot_overhead(table: pd.DataFrame, colors, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if isinstance(v, float | np.floating):
-        if not math.isfinite(v):
-            return "-"
-        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3g}"
-    return str(v)
-
-
-def _md(df: pd.DataFrame) -> str:
-    if df is None or not len(df):
-        return "_(no data)_\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c]).replace("|", "/") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    if df is None or not len(df):
-        return "<p><em>no data</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in df.columns) + "</tr>"
-        for _, r in df.iterrows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# A report section's content is a list of blocks, rendered once to Markdown and once to HTML,
-# so the two files always say the same thing: ("text", str), ("bullets", [str]) or
-# ("table", DataFrame). Text may use the little Markdown `_inline` understands.
-Block = tuple[str, Any]
-
-
-def _blocks_md(blocks: list[Block]) -> str:
-    out = []
-    for kind, value in blocks:
-        if kind == "table":
-            out.append(_md(value))
-        elif kind == "bullets":
-            out.append("\n".join(f"- {x}" for x in value) + "\n")
-        else:
-            out.append(value + "\n")
-    return "\n".join(out)
-
-
-def _blocks_html(blocks: list[Block]) -> str:
-    out = []
-    for kind, value in blocks:
-        if kind == "table":
-            out.append(_html_table(value))
-        elif kind == "bullets":
-            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in value) + "</ul>")
-        else:
-            out.append(f"<p>{_inline(value)}</p>")
-    return "".join(out)
-
-
 def _interval(p, lo, hi) -> str:
     return f"{_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]"
 
@@ -310,62 +255,137 @@ def statement(wtl: pd.DataFrame, reference: str) -> list[str]:
     return out
 
 
-def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """For each (task, seed): did every method start from the same hyperparameters and state?"""
+def fairness_audit(results: pd.DataFrame) -> tuple[pd.DataFrame, str, set]:
+    """For each (task, seed): did every method start from the same state, budget and code, and
+    every equal row from the same hyperparameters?
+
+    Returns the table, a sentence, and the (task, seed) groups that failed: those are left out
+    of every comparison (a group whose cells ran different gpbt code, or started from different
+    weights, compares code versions or luck, not methods). Reference rows (`default`, a `tune`
+    subset such as the paper protocol) start from other hyperparameters on purpose; their
+    weights, budget and code are still checked.
+    """
     if not len(results):
-        return pd.DataFrame(), "no finished cells yet"
+        return pd.DataFrame(), "no finished cells yet", set()
     rows = []
     for (task, seed), g in results.groupby(["task", "seed"]):
+        row_kind = g["row"] if "row" in g else pd.Series("equal", index=g.index)
+        # rows that search the same names must start from the same draws: the equal rows, and
+        # subset rows with the same tune list (pbt- and pb2-paper-protocol)
+        tuned = g["tuned"] if "tuned" in g else pd.Series("", index=g.index)
+        classes = g[row_kind != "default"].groupby(
+            [row_kind[row_kind != "default"], tuned[row_kind != "default"]]
+        )
+        code = g["code_hash"].fillna("") if "code_hash" in g else pd.Series("", index=g.index)
+        commits = g["commit"].fillna("") if "commit" in g else pd.Series("", index=g.index)
         rows.append(
             {
                 "task": task,
                 "seed": seed,
                 "methods": len(g),
-                "same hyperparameters": g["initial_configs_hash"].nunique() == 1,
+                "same hyperparameters": all(
+                    c["initial_configs_hash"].nunique() <= 1 for _, c in classes
+                ),
+                "differ on purpose": ", ".join(g.loc[row_kind != "equal", "method"]) or "-",
                 "same weights+env state": g["initial_state_hash"].nunique() == 1,
                 "same budget+interval": g[["total_steps", "perturbation_interval", "population"]]
                 .drop_duplicates()
                 .shape[0]
                 == 1,
                 # cells recorded before the code hash existed say "n/a"
-                "same code": "n/a"
-                if "code_hash" not in g or (g["code_hash"].fillna("") == "").all()
-                else bool(g["code_hash"].nunique() == 1),
+                "same code": "n/a" if (code == "").all() else bool(code.nunique() == 1),
+                "commits": ", ".join(sorted(set(commits) - {""})) or "?",
             }
         )
     table = pd.DataFrame(rows)
     checks = ["same hyperparameters", "same weights+env state", "same budget+interval"]
     known = table["same code"] != "n/a"
     code_ok = table["same code"].map(lambda v: v is True or v == "n/a")
-    ok = int((table[checks].all(axis=1) & code_ok).sum())
+    good = table[checks].all(axis=1) & code_ok
+    ok = int(good.sum())
     text = (
-        f"{ok}/{len(table)} (task, seed) groups: every method started from identical initial "
-        "hyperparameters and an identical initial state (weights, optimiser, environment states "
-        "and keys, compared by hash) with the same budget, interval and population"
-        + (" and the same gpbt code." if known.all() else
+        f"{ok}/{len(table)} (task, seed) groups: every method started from an identical initial "
+        "state (weights, optimiser, environment states and keys, compared by hash) with the "
+        "same budget, interval and population, and every row from the same initial "
+        "hyperparameters as the rows that search the same names"
+        + (", and all ran the same gpbt code." if known.all() else
            f"; the same gpbt code in {int(known.sum())} groups (older cells did not record it).")
     )  # fmt: skip
-    if ok < len(table):
-        text = "UNFAIR GROUPS FOUND. " + text
-    return table, text
+    bad = {(r.task, r.seed) for r, g in zip(table.itertuples(), good, strict=True) if not g}
+    if bad:
+        text = (
+            f"UNFAIR GROUPS FOUND: {len(bad)} (task, seed) groups are left out of every "
+            "comparison below (a group whose cells ran different code or started apart "
+            "compares versions, not methods; rerun its cells at one commit). " + text
+        )
+    return table, text, bad
+
+
+def _without(frame: pd.DataFrame, groups: set) -> pd.DataFrame:
+    """`frame` without the rows of the given (task, seed) groups."""
+    if not groups or not len(frame):
+        return frame
+    keep = [(t, s) not in groups for t, s in zip(frame["task"], frame["seed"], strict=True)]
+    return frame[keep].reset_index(drop=True)
+
+
+def reference_rows(results: pd.DataFrame, suite: Suite) -> pd.DataFrame:
+    """What each row that differs on purpose searched, and the values it trained with untuned."""
+    if "row" not in results:
+        return pd.DataFrame()
+    notes = {m["name"]: m.get("note", "") for m in suite.methods}
+    rows = []
+    for (method, task), g in results[results["row"] != "equal"].groupby(
+        ["method", "task"], sort=False
+    ):
+        r = g.iloc[0]
+        space = _task_space(suite, task)
+        tuned = [x for x in str(r["tuned"]).split(",") if x]
+        effective = json.loads(r.get("initial_effective") or "{}")
+        names = list(space.names) if space is not None else sorted(effective)
+        fixed = [f"{n}={_fmt(effective[n])}" for n in names if n not in tuned and n in effective]
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "row": "untuned (agent defaults)" if r["row"] == "default" else "searches a part",
+                "searches": ", ".join(tuned) or "nothing",
+                "trains untuned with": ", ".join(fixed) or "-",
+                "note": notes.get(method, ""),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
-def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
+def write_bench_report(folder: str | Path, reps: int = 2000, out: str | Path | None = None) -> Path:
+    """The report of a bench folder, or of a results folder alone (gpbt.bench.results), into
+    `out` (default `FOLDER/report`)."""
     folder = Path(folder)
-    bench = load_bench(folder)
-    if not bench.suite:
-        raise ValueError(f"{folder}: the bench store has no suite; was it made by gpbt bench?")
-    suite = Suite.from_dict(bench.suite)
-    frames = collect(folder, suite)
-    with BenchStore(folder) as store:
-        store.prune({c.key for c in suite.cells()})
-        store.write_tables(frames)
-    bench = load_bench(folder)
-    out = folder / "report"
-    out.mkdir(exist_ok=True)
+    if is_results_folder(folder):
+        bench = load_results(folder)
+        suite = Suite.from_dict(bench.suite)
+    else:
+        bench = load_bench(folder)
+        if not bench.suite:
+            raise ValueError(f"{folder}: the bench store has no suite; was it made by gpbt bench?")
+        suite = Suite.from_dict(bench.suite)
+        linked = bench.meta.get("results")
+        res = ResultsFolder(linked, suite) if linked and Path(linked).is_dir() else None
+        frames = collect(folder, suite, res, bench.cells)
+        with BenchStore(folder) as store:
+            store.prune({c.key for c in suite.cells()})
+            store.write_tables(frames)
+        bench = load_bench(folder)
+    out = Path(out) if out is not None else folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    return render_report(bench, suite, out, reps)
+
+
+def render_report(bench, suite: Suite, out: Path, reps: int = 2000) -> Path:
+    """Every table and plot of the report from a `Bench` (a bench or a results folder)."""
     results = bench.results
     if len(results):
         results.to_csv(out / "results.csv", index=False)
@@ -402,11 +422,34 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
         )
     if suite.notes:
         summary_lines.append(suite.notes)
+    if is_results_folder(bench.folder):
+        summary_lines.append(
+            f"Rebuilt from the results folder {bench.folder} alone ({int(status.get('done', 0))} "
+            "cell records)"
+            + (
+                f"; {meta['ignored_records']} records of cells the suite no longer has were "
+                "left out"
+                if meta.get("ignored_records")
+                else ""
+            )  # fmt: skip
+            + "."
+        )
 
     if not len(results):
         sections["summary"] = [("bullets", summary_lines), ("text", "No finished cells yet.")]
         return _write(out, suite, sections, figures)
 
+    audit, audit_text, unfair = fairness_audit(results)
+    if unfair:
+        results = _without(results, unfair)
+        summary_lines.append(
+            f"**{len(unfair)} (task, seed) groups failed the fairness audit and are left out of "
+            "every comparison** (see Fairness audit)."
+        )
+    if not len(results):
+        sections["summary"] = [("bullets", summary_lines)]
+        sections["fairness"] = [("text", audit_text), ("table", audit)]
+        return _write(out, suite, sections, figures)
     df = stats.normalize(results, score, suite.score_ranges())
     head = stats.aggregate(df, reps=reps)
     head["mean_rank"] = head["method"].map(stats.average_rank(df))
@@ -464,7 +507,7 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
     plot_profiles(profile, colors, out / "profiles.png")
     figures["profiles"].append(("profiles.png", "performance profiles"))
 
-    curves = bench.curves
+    curves = _without(bench.curves, unfair)
     if len(curves):
         best = stats.bands(curves, "best")
         plot_bands(best, tasks, colors, "best member's training return",
@@ -477,7 +520,7 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
                    out / "curves_mean.png")  # fmt: skip
         figures["curves"].append(("curves_mean.png", "learning curves, population mean"))
 
-    div = bench.diversity
+    div = _without(bench.diversity, unfair)
     div_view = stats.diversity_summary(div)
     if len(div):
         plot_bands(stats.bands(div, "diversity"), tasks, colors,
@@ -486,7 +529,7 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
                    out / "diversity.png")  # fmt: skip
         figures["diversity"].append(("diversity.png", "diversity over time"))
 
-    sch = bench.schedules
+    sch = _without(bench.schedules, unfair)
     if len(sch):
         for i, task in enumerate(tasks):
             cfg = _task_space(suite, task)
@@ -494,16 +537,28 @@ def write_bench_report(folder: str | Path, reps: int = 2000) -> Path:
             plot_schedules(sch, task, cfg, colors, out / name)
             figures["schedules"].append((name, f"schedules on {task}"))
 
-    over = stats.overhead(bench.timings)
+    over = stats.overhead(_without(bench.timings, unfair))
     if len(over):
         plot_overhead(over, colors, out / "overhead.png")
         figures["overhead"].append(("overhead.png", "overhead"))
 
-    audit, audit_text = fairness_audit(results)
     cells_view = bench.cells[["task", "method", "seed", "status", "attempts", "wall_s", "error"]]
 
     sections["summary"] = [("bullets", summary_lines)]
     sections["fairness"] = [("text", audit_text), ("table", audit)]
+    refs = reference_rows(results, suite)
+    if len(refs):
+        sections["fairness"] += [
+            (
+                "text",
+                "Rows that differ from the others' hyperparameters on purpose, labelled: "
+                "`default` trains the agent's default hyperparameters untuned; a row that "
+                "searches a part of the space (the paper protocol: the released PBT and PB2 "
+                "scripts tuned four of GPBT-PL's seven PPO hyperparameters) trains the rest "
+                "at the agent's defaults. Their weights, budget and code are audited as above.",
+            ),
+            ("table", refs),
+        ]
     sections["headline"] = [
         ("table", head_view),
         ("text", "The other scores of a run (normalised the same way; auc min-max per task):"),
@@ -567,37 +622,6 @@ def _task_space(suite: Suite, task: str) -> Space | None:
     return None
 
 
-def _inline(text: str) -> str:
-    """The tiny bit of Markdown the summary lines use: **bold** and `code`."""
-    out = html.escape(text)
-    parts = out.split("**")
-    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
-    parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
-th{background:#f3f3f3} img{max-width:100%} figure{margin:1em 0}
-figcaption{font-size:12px;color:#555} nav a{margin-right:.8em;font-size:13px}
-section{border-top:1px solid #ddd;margin-top:1.5em}
-"""
-
-# Checks in the browser that every embedded plot decoded; a broken one is a console error,
-# which the report's browser test would catch.
-_JS = """
-window.addEventListener('load', function () {
-  var bad = Array.prototype.filter.call(document.images, function (im) {
-    return !(im.complete && im.naturalWidth > 0);
-  });
-  document.body.setAttribute('data-images', bad.length ? 'broken' : 'ok');
-  if (bad.length) { console.error('gpbt report: ' + bad.length + ' plots did not load'); }
-});
-"""
-
-
 def _write(out: Path, suite: Suite, sections: dict[str, list[Block]], figures: dict) -> Path:
     lines = [f"# Benchmark report: {suite.label}", ""]
     for key, title in SECTIONS:
@@ -609,28 +633,11 @@ def _write(out: Path, suite: Suite, sections: dict[str, list[Block]], figures: d
         for name, caption in figures.get(key, []):
             lines += [f"![{caption}]({name})", ""]
     (out / "report.md").write_text("\n".join(lines))
-    nav = "".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
     body = []
     for key, title in SECTIONS:
-        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>']
-        parts.append(
-            _blocks_html(sections[key]) if key in sections else "<p><em>no data yet</em></p>"
-        )
-        for name, caption in figures.get(key, []):
-            data = base64.b64encode((out / name).read_bytes()).decode()
-            parts.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>"
-            )
-        parts.append("</section>")
-        body.append("".join(parts))
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>gpbt bench report: {html.escape(suite.label)}</title>"
-        f"<style>{_CSS}</style><script>{_JS}</script></head><body>"
-        f"<h1>gpbt bench report: {html.escape(suite.label)}</h1><nav>{nav}</nav>"
-        + "".join(body)
-        + "</body></html>"
-    )
+        inner = _blocks_html(sections[key]) if key in sections else "<p><em>no data yet</em></p>"
+        inner += "".join(figure_html(out / name, caption) for name, caption in figures.get(key, []))
+        body.append((key, title, inner))
+    page = html_page(f"gpbt bench report: {suite.label}", body)
     (out / "report.html").write_text(page)
     return out

@@ -5,6 +5,10 @@ Layout of a bench folder:
     <bench>/bench.sqlite                       the suite, cell statuses, collected tables
     <bench>/<task>/<method>/seed<k>/           one experiment folder per cell (gpbt.store)
 
+With `results=DIR` (`gpbt bench SUITE --results DIR`) every finished cell is also written to DIR
+as a small JSON record (gpbt.bench.results), and a cell with a record there counts as done: the
+results, committed, carry a bench across machines.
+
 A cell is done when its store has the state "summary"; done cells are skipped, so running the
 same command again continues an interrupted bench, and `--seeds 10` after `--seeds 5` only runs
 the new seeds. A cell that was started and interrupted resumes from its last checkpoint (the
@@ -21,7 +25,6 @@ goes on with the others.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import multiprocessing as mp
@@ -32,18 +35,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gpbt.bench.cell import cell_done, run_cell
+from gpbt.bench.provenance import git_commit, machine
+from gpbt.bench.record import cell_record
+from gpbt.bench.results import ResultsFolder, frames_from_records
 from gpbt.bench.store import BenchStore
 from gpbt.bench.suite import Cell, Suite, load_suite
-from gpbt.config import ConfigError
-from gpbt.space import Space
+from gpbt.engines.vector import INIT_WATCHDOG_S as STARTUP_WATCHDOG
 from gpbt.store import load
 
 MAX_CELL_ATTEMPTS = 3
-STARTUP_WATCHDOG = 240.0  # seconds for a cell to build its initial population (compile included)
 
 
 def _available(cell: Cell) -> str | None:
@@ -67,31 +70,46 @@ def run_suite(
     only: Callable[[Cell], bool] | None = None,
     on_event: Callable[[dict], None] | None = None,
     watchdog_seconds: float | None = None,
+    results: str | Path | None = None,
 ) -> Path:
     """Run the suite's pending cells into `out`, collect the tables; returns the bench folder.
 
     `supervise=False` runs the cells in this process (tests); `only` restricts to some cells;
     `on_event` sees every progress event (tests use it to interrupt a run on purpose).
+    `results`: a results folder (gpbt.bench.results): cells with a record there are done, and
+    every cell that finishes is written there at once.
     """
     if not isinstance(suite, Suite):
         suite = load_suite(suite, seeds=seeds)
     out = Path(out) if out else Path("runs") / f"bench-{suite.label.replace(':', '-')}"
     say = _printer(progress)
     cells = suite.cells()
+    res = ResultsFolder(results, suite) if results is not None else None
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out), BenchStore(out) as bench:
-        _record_suite(bench, suite)
+        _record_suite(bench, suite, res)
+
+        def export(c: Cell) -> None:
+            if res is not None:
+                res.write(c, local_record(out, c, bench.cells()))
+
         for c in cells:
             bench.ensure_cell(c.task, c.method, c.seed, c.relpath)
         bench.prune({c.key for c in cells})
         todo: list[Cell] = []
-        skipped = 0
+        skipped = from_results = 0
         for c in cells:
             if only is not None and not only(c):
                 continue
             folder = out / c.relpath
+            record = res.matching(c) if res is not None else None
+            if record is not None:
+                bench.set_status(c.key, "done", wall_s=record["provenance"].get("wall_s"))
+                from_results += 1
+                continue
             if cell_done(folder):
                 bench.set_status(c.key, "done")
+                export(c)  # a cell finished before this bench wrote results
                 continue
             why = _available(c)
             if why:
@@ -103,6 +121,7 @@ def run_suite(
             f"[bold]gpbt bench {suite.label}[/]: {len(cells)} cells "
             f"({len(suite.tasks)} tasks x {len(suite.methods)} methods x {len(suite.seeds)} "
             f"seeds), {len(todo)} to run, {skipped} skipped -> {out}"
+            + (f"; {from_results} done in {res.folder}" if res is not None else "")
         )
         if skipped:
             reasons = bench.cells().query("status == 'skipped'")["error"].unique()
@@ -111,12 +130,15 @@ def run_suite(
         started = time.monotonic()
         if todo:
             if supervise:
-                _run_supervised(todo, out, bench, say, on_event, watchdog_seconds)
+                _run_supervised(todo, out, bench, say, on_event, watchdog_seconds, export)
             else:
-                _run_inline(todo, out, bench, say, on_event)
+                _run_inline(todo, out, bench, say, on_event, export)
         say(f"cells finished in {time.monotonic() - started:.0f} s; collecting")
-        frames = collect(out, suite)
+        frames = collect(out, suite, res, bench.cells())
         bench.write_tables(frames)
+        if res is not None:
+            res.write_meta({k: bench.get_meta(k) for k in _META})
+            say(f"results: {len(res.records)} cell records in {res.folder}")
         failed = bench.cells().query("status == 'failed'")
     _print_headline(frames["results"], suite, say)
     if len(failed):
@@ -125,68 +147,30 @@ def run_suite(
     return out
 
 
-@contextlib.contextmanager
 def _exclusive(out: Path):
     """One runner per bench folder: two would train the same cells into the same stores."""
-    import fcntl
-    import os
+    from gpbt.lock import hold_folder
 
-    with open(out / ".bench.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise ConfigError(
-                f"another gpbt bench is running in {out} (pid {f.read().strip() or '?'}); "
-                "wait for it or stop it first"
-            ) from None
-        f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return hold_folder(out, "bench")
 
 
-def _record_suite(bench: BenchStore, suite: Suite) -> None:
-    import platform
+_META = ("suite", "created", "machine", "commit", "invocations")
 
+
+def _record_suite(bench: BenchStore, suite: Suite, res: ResultsFolder | None = None) -> None:
     bench.set_meta("suite", suite.to_dict())
+    # the report of this folder reads the cells done in the results folder from there
+    bench.set_meta("results", str(res.folder.resolve()) if res is not None else None)
     if bench.get_meta("created") is None:
         bench.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-    bench.set_meta(
-        "machine",
-        {"platform": platform.platform(), "processor": platform.processor() or "", "cpus": _cpus()},
-    )
-    bench.set_meta("commit", _commit())
+    bench.set_meta("machine", machine())
+    bench.set_meta("commit", git_commit())
     # every invocation, so a bench continued across commits says which ran when
     history = bench.get_meta("invocations") or []
     history.append(
-        {"at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": _commit(), "suite": suite.label}
+        {"at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git_commit(), "suite": suite.label}
     )
     bench.set_meta("invocations", history)
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _printer(enabled: bool):
@@ -198,12 +182,14 @@ def _printer(enabled: bool):
     return console.print
 
 
-def _cell_line(c: Cell, summary: dict, wall: float, n: int, total: int) -> str:
+def _cell_line(c: Cell, summary, wall: float, n: int, total: int) -> str:
+    def num(x) -> str:
+        return "nan" if x is None else f"{x:.4g}"
+
     return (
         f"[{n}/{total}] {c.task} | {c.method} | seed {c.seed}: best "
-        f"{summary['best_final_eval_return']:.4g}, population mean "
-        f"{summary['population_mean_final_eval_return']:.4g}, exploits {summary['exploits']} "
-        f"({wall:.0f} s)"
+        f"{num(summary['best_score'])}, population mean {num(summary['population_mean'])}, "
+        f"exploits {summary['exploits']} ({wall:.0f} s)"
     )
 
 
@@ -215,7 +201,7 @@ def _cell_line(c: Cell, summary: dict, wall: float, n: int, total: int) -> str:
 _INLINE_AGENTS: dict = {}
 
 
-def _run_inline(todo, out: Path, bench: BenchStore, say, on_event) -> None:
+def _run_inline(todo, out: Path, bench: BenchStore, say, on_event, export) -> None:
     agents = _INLINE_AGENTS
     for n, c in enumerate(todo, 1):
         bench.set_status(c.key, "running", attempt=True)
@@ -232,12 +218,17 @@ def _run_inline(todo, out: Path, bench: BenchStore, say, on_event) -> None:
             raise
         wall = time.monotonic() - t0
         bench.set_status(c.key, "done", wall_s=wall)
+        export(c)
         say(_cell_line(c, summary, wall, n, len(todo)))
 
 
 def _worker(cells: list[dict], out: str, events) -> None:
     """The worker process: run the given cells in order, report everything on `events`."""
     import signal
+
+    from gpbt.engines.children import die_with_parent
+
+    die_with_parent()  # a killed `gpbt bench` must not leave its cells training on
 
     # Ctrl-C reaches the whole process group; the parent handles it (kills this worker and
     # marks the cell interrupted), so the worker must not mistake it for a failed cell.
@@ -271,7 +262,7 @@ def _worker(cells: list[dict], out: str, events) -> None:
     events.put({"type": "worker_done"})
 
 
-def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog) -> None:
+def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog, export) -> None:
     ctx = mp.get_context("spawn")  # never fork a process that may hold JAX state
     by_key = {c.key: c for c in todo}
     remaining = list(todo)
@@ -334,6 +325,7 @@ def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog)
                 elif kind == "cell_done":
                     finished += 1
                     bench.set_status(key, "done", wall_s=ev["wall"])
+                    export(by_key[key])
                     remaining = [c for c in remaining if c.key != key]
                     say(_cell_line(by_key[key], ev["summary"], ev["wall"], finished, total))
                     current = None
@@ -373,142 +365,47 @@ def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog)
 # ---------------------------------------------------------------------------------------------
 # collecting the cells into the bench tables
 # ---------------------------------------------------------------------------------------------
-def collect(out: str | Path, suite: Suite) -> dict[str, pd.DataFrame]:
-    """Read every finished cell's store into the bench tables (see gpbt.bench.store)."""
+def collect(
+    out: str | Path,
+    suite: Suite,
+    results: ResultsFolder | None = None,
+    cells: pd.DataFrame | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The bench tables (see gpbt.bench.store) from every finished cell: its record in the
+    results folder when it has one, else a record made from its experiment store.
+
+    Both go through the same record (gpbt.bench.record), so a report rebuilt from the results
+    folder alone has the same tables. `cells`: the bench's cell table (wall time, attempts).
+    """
     out = Path(out)
-    rows, curves, diversity, schedules, timings = [], [], [], [], []
+    records = []
     for c in suite.cells():
-        folder = out / c.relpath
-        if not cell_done(folder):
-            continue
-        exp = load(folder)
-        ident = {"task": c.task, "method": c.method, "seed": c.seed}
-        r, cur, div, sch, tim = _collect_cell(exp, c)
-        rows.append({**ident, **r})
-        for part, dest in ((cur, curves), (div, diversity), (sch, schedules), (tim, timings)):
-            dest.extend({**ident, **x} for x in part)
-    results = pd.DataFrame(rows)
-    if len(results):
-        # the suite's own order of tasks and methods, which tables and plots keep
-        order_t = {t: i for i, t in enumerate(suite.task_names())}
-        order_m = {m: i for i, m in enumerate(suite.method_names())}
-        results = (
-            results.assign(_t=results["task"].map(order_t), _m=results["method"].map(order_m))
-            .sort_values(["_t", "_m", "seed"])
-            .drop(columns=["_t", "_m"])
-            .reset_index(drop=True)
-        )
-    return {
-        "results": results,
-        "curves": pd.DataFrame(curves),
-        "diversity": pd.DataFrame(diversity),
-        "schedules": pd.DataFrame(schedules),
-        "timings": pd.DataFrame(timings),
-    }
+        found = results.matching(c) if results is not None else None
+        if found is None and cell_done(out / c.relpath):
+            found = local_record(out, c, cells)
+        if found is not None:
+            records.append(found)
+    return frames_from_records(records, suite)
 
 
-def _collect_cell(exp, c: Cell):
-    import json
-
-    cfg = exp.config or c.config
-    space = Space.from_dict(cfg["space"]) if cfg.get("space") else None
-    reports = exp.reports
-    summary = exp.state("summary")
-    final = exp.state("final_evaluation") or {"returns": []}
-    initial = exp.state("bench_initial") or {}
-    tims = exp.state("bench_timings") or []
-    times = sorted(reports["time"].unique())
-    # learning curves from the training scores every member reported
-    cur = []
-    best_so_far = -math.inf
-    for t in times:
-        s = reports.loc[reports["time"] == t, "score"].to_numpy(dtype=float)
-        fin = s[np.isfinite(s)]
-        best = float(fin.max()) if len(fin) else math.nan
-        if math.isfinite(best):
-            best_so_far = max(best_so_far, best)
-        cur.append(
-            {
-                "time": float(t),
-                "best": best,
-                "mean": float(fin.mean()) if len(fin) else math.nan,
-                "best_so_far": best_so_far if math.isfinite(best_so_far) else math.nan,
-            }
-        )
-    bsf = np.array([x["best_so_far"] for x in cur], dtype=float)
-    auc = float(np.nanmean(bsf)) if np.isfinite(bsf).any() else math.nan
-    # diversity: configs reported at t are the ones that trained up to t (before t's exploits)
-    div = []
-    config_cols = [col for col in reports.columns if col.startswith("config.")]
-    if space is not None:
-        if initial.get("configs"):
-            div.append({"time": 0.0, "diversity": space.diversity(initial["configs"])})
-        for t in times:
-            frame = reports.loc[reports["time"] == t, config_cols]
-            configs = [
-                Space.nest({k.removeprefix("config."): v for k, v in row.items()})
-                for row in frame.to_dict("records")
-            ]
-            div.append({"time": float(t), "diversity": space.diversity(configs)})
-    # the schedule the final best member's line of weights actually followed
-    sch = []
-    best_member = int(summary.get("best_member", 0))
-    hops = exp.lineage(best_member)
-    hop_times = [t for t, _ in hops[1:]]
-    hop_members = [m for _, m in hops]
-    for t in times:
-        k = sum(1 for ht in hop_times if t <= ht)
-        holder = hop_members[min(k, len(hop_members) - 1)]
-        row = reports[(reports["member"] == holder) & (reports["time"] == t)]
-        if not len(row):
-            continue
-        for col in config_cols:
-            name = col.removeprefix("config.")
-            value = row.iloc[0][col]
-            unit = math.nan
-            if space is not None and name in space.params:
-                try:
-                    unit = float(space.params[name].to_unit(value))
-                except (TypeError, ValueError):
-                    pass
-            sch.append(
-                {
-                    "time": float(t),
-                    "param": name,
-                    "value": float(value) if _is_number(value) else math.nan,
-                    "label": str(value),
-                    "unit": unit,
-                }
-            )
-    totals = {
-        k: float(sum(x[k] for x in tims))
-        for k in ("train_s", "manage_s", "scheduler_s", "gather_s")
-    }
-    returns = np.asarray(final.get("returns") or [math.nan], dtype=float)
-    row = {
-        "final_best": float(np.nanmax(returns)) if np.isfinite(returns).any() else math.nan,
-        "final_mean": float(np.nanmean(returns)) if np.isfinite(returns).any() else math.nan,
-        "auc": auc,
-        "final_train_best": cur[-1]["best"] if cur else math.nan,
-        "exploits": int(summary.get("exploits", 0)),
-        "population": int(cfg.get("population", reports["member"].nunique())),
-        "total_steps": float(cfg.get("total_steps", max(times) if times else 0)),
-        "perturbation_interval": float(cfg.get("perturbation_interval", 0)),
-        "generations": len(tims),
-        **totals,
-        "initial_configs_hash": initial.get("configs_hash", ""),
-        "initial_state_hash": initial.get("state_hash", ""),
-        # the code at the cell's start (a resumed cell may finish under newer code; the
-        # fairness audit compares starts)
-        "code_hash": initial.get("code_hash", ""),
-        "best_config": json.dumps(summary.get("best_config", {}), sort_keys=True),
-    }
-    tim = [{k: v for k, v in x.items()} for x in tims]
-    return row, cur, div, sch, tim
+def local_record(out: Path, c: Cell, cells: pd.DataFrame | None = None) -> dict:
+    """The record of a finished cell of this bench folder, with the runner's provenance."""
+    prov: dict[str, Any] = {"machine": machine()}
+    if cells is not None and len(cells):
+        row = cells[(cells["task"] == c.task) & (cells["method"] == c.method)]
+        row = row[row["seed"] == c.seed]
+        if len(row):
+            prov["wall_s"] = _number(row.iloc[0]["wall_s"])
+            prov["attempts"] = int(row.iloc[0]["attempts"])
+    return cell_record(load(out / c.relpath), c, prov)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+def _number(v: Any) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _print_headline(results: pd.DataFrame, suite: Suite, say) -> None:

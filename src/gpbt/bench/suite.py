@@ -1,6 +1,6 @@
 """Suite files: which tasks, which methods, how many seeds; and the fairness rules built in.
 
-A suite is a TOML file (see `benchmarks/suites/` and docs/benchmarks.md):
+A suite is a TOML file (the shipped ones are in `gpbt/bench/suites/`; docs/benchmarks.md):
 
     name = "smoke"
     seeds = 2                       # seeds 0..1, or a list [0, 3, 7]
@@ -22,6 +22,16 @@ key, so every method of a task gets the same space, budget, interval and agent; 
 engine seed, from which the initial hyperparameters (the scheduler's first draws), weights and
 environment seeds all derive. `check_fairness` re-checks this on the built cells anyway, so a
 future change of this file cannot quietly break it.
+
+Two kinds of reference rows differ in their hyperparameters on purpose, and say so (`Cell.row`):
+- `method = "default"` (row "default"): every member trains with the agent's defaults, no
+  search, no exploit; same budget, population and initial weights.
+- `tune = [names]` (row "subset"): the method searches only these names of the task's space,
+  the others train at the agent's defaults. The paper-protocol rows use it: the released
+  scripts gave PBT and PB2 four of GPBT-PL's seven PPO hyperparameters. `note` labels a row.
+Everything else (budget, interval, population, agent, env, seed, and the ranges of the names a
+subset row does search) must still match the task's equal rows, and the audit still compares
+their initial weights and code.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from typing import Any
 
 from gpbt.config import ConfigError, validate_config
 from gpbt.core.methods import METHODS, make_scheduler
+from gpbt.space import Space
 
 SUITE_KEYS = {
     "name",
@@ -50,14 +61,16 @@ SUITE_KEYS = {
     "notes",
 }
 TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
-METHOD_KEYS = {"name", "method", "options"}
+METHOD_KEYS = {"name", "method", "options", "tune", "note"}
+# what a row's hyperparameters are, relative to the task's space (see the module docstring)
+ROWS = ("equal", "default", "subset")
 SCORES = ("final_best", "final_mean", "auc")
 
 
 def suites_dir() -> Path:
-    """benchmarks/suites of the source checkout this package runs from (or of the cwd)."""
-    here = Path(__file__).resolve().parents[3] / "benchmarks" / "suites"
-    return here if here.is_dir() else Path("benchmarks") / "suites"
+    """The suites shipped with the package (package data, so `gpbt bench NAME` works from an
+    installed wheel and from any working directory)."""
+    return Path(__file__).resolve().parent / "suites"
 
 
 def known_suites() -> list[str]:
@@ -73,6 +86,8 @@ class Cell:
     seed: int
     kind: str  # "vector" or "toy"
     config: dict[str, Any] = field(hash=False, compare=False)
+    row: str = field(default="equal", compare=False)  # one of ROWS
+    note: str = field(default="", compare=False)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -169,7 +184,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def load_suite(spec: str | Path, seeds: int | None = None) -> Suite:
-    """`spec`: a suite name (benchmarks/suites/NAME.toml), a path, either with `:variant`."""
+    """`spec`: a suite name (gpbt/bench/suites/NAME.toml), a path, either with `:variant`."""
     text = str(spec)
     variant = None
     # "C:\..." is not a variant; a name or a relative path with one colon is.
@@ -233,20 +248,39 @@ def build_suite(
             # The fairness rule: a method may not bring its own budget, space or interval.
             raise ConfigError(
                 f"{where}: method #{i} has key {bad[0]!r}; a method entry has only name, "
-                "method and options (its scheduler's options). Budget, space and interval "
-                "belong to the task, so that every method gets the same"
+                "method, options (its scheduler's options), tune and note. Budget, space and "
+                "interval belong to the task, so that every method gets the same"
             )
         if m.get("method") not in METHODS:
             raise ConfigError(
                 f"{where}: method #{i} method = {m.get('method')!r}; use one of {list(METHODS)}"
             )
-        methods.append(
-            {
-                "name": str(m.get("name") or m["method"]),
-                "method": m["method"],
-                "options": dict(m.get("options") or {}),
-            }
-        )
+        entry = {
+            "name": str(m.get("name") or m["method"]),
+            "method": m["method"],
+            "options": dict(m.get("options") or {}),
+        }
+        if "tune" in m:
+            tune = m["tune"]
+            if (
+                not isinstance(tune, list)
+                or not tune
+                or not all(isinstance(x, str) for x in tune)
+                or len(set(tune)) != len(tune)
+            ):
+                raise ConfigError(
+                    f"{where}: method {entry['name']!r} tune = {tune!r}; give a list of distinct "
+                    "hyperparameter names of the task's space, e.g. tune = ['lr', 'clip']"
+                )
+            if m["method"] == "default":
+                raise ConfigError(
+                    f"{where}: method {entry['name']!r} is method 'default', which searches "
+                    "nothing; remove its tune list"
+                )
+            entry["tune"] = list(tune)
+        if "note" in m:
+            entry["note"] = str(m["note"])
+        methods.append(entry)
     names = [m["name"] for m in methods]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: method names must be unique, got {names}")
@@ -316,11 +350,39 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     for other in METHODS:
         cfg.pop(other, None)
     cfg[m["method"]] = dict(m["options"])
+    if "tune" in m:
+        cfg["space"] = _subset_space(cfg.get("space"), m["tune"], where)
     try:
-        cfg = validate_config(cfg)
+        cfg = validate_config(cfg).to_dict()
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return Cell(task["name"], m["name"], int(seed), "vector", cfg)
+    return Cell(
+        task["name"], m["name"], int(seed), "vector", cfg, row=_row(m), note=m.get("note", "")
+    )
+
+
+def _row(m: dict) -> str:
+    if m["method"] == "default":
+        return "default"
+    return "subset" if "tune" in m else "equal"
+
+
+def _subset_space(spec: dict | None, tune: list[str], where: str) -> dict:
+    """The part of the task's space that a `tune` row searches (flat names, same ranges)."""
+    space = Space.from_dict(spec or {})
+    missing = [n for n in tune if n not in space.params]
+    if missing:
+        raise ConfigError(
+            f"{where}: tune lists {missing[0]!r}, which is not in the task's space "
+            f"{list(space.names)}"
+        )
+    if len(tune) == len(space.params):
+        raise ConfigError(
+            f"{where}: tune lists every hyperparameter of the space; remove it (the row is an "
+            "equal one) or list only the ones this row searches"
+        )
+    full = space.to_dict()
+    return {n: full[n] for n in space.names if n in tune}
 
 
 def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
@@ -335,6 +397,9 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
         inst = TOYS[toy](**opts)
     except TypeError as err:
         raise ConfigError(f"{where}: toy_options: {err}") from None
+    space = inst.space.to_dict()
+    if "tune" in m:
+        space = _subset_space(space, m["tune"], where)
     cfg = {
         "engine": "toy",
         "toy": toy,
@@ -347,31 +412,52 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
         "seed": int(seed),
         "mode": "max",
         "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
-        "space": inst.space.to_dict() if hasattr(inst.space, "to_dict") else None,
+        "space": space,
     }
     try:
         make_scheduler(
-            m["method"], inst.space, perturbation_interval=inst.interval, options=m["options"]
+            m["method"],
+            Space.from_dict(space),
+            perturbation_interval=inst.interval,
+            options=m["options"],
         )
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return Cell(task["name"], m["name"], int(seed), "toy", cfg)
+    return Cell(task["name"], m["name"], int(seed), "toy", cfg, row=_row(m), note=m.get("note", ""))
 
 
-def _fair_view(cfg: dict[str, Any]) -> str:
+def _fair_view(cfg: dict[str, Any], space: bool = True) -> str:
     """The part of a cell's config that must not depend on the method."""
-    rest = {k: v for k, v in cfg.items() if k not in set(METHODS) | {"method", "name"}}
+    drop = set(METHODS) | {"method", "name"} | (set() if space else {"space"})
+    rest = {k: v for k, v in cfg.items() if k not in drop}
     return json.dumps(rest, sort_keys=True, default=str)
 
 
 def check_fairness(cells: list[Cell]) -> None:
-    """Every method of a (task, seed) gets the same config apart from its method table."""
-    seen: dict[tuple[str, int], tuple[str, str]] = {}
+    """Every method of a (task, seed) gets the same config apart from its method table; a
+    `tune` row's space is a part of the others' space, with the same ranges."""
+    groups: dict[tuple[str, int], list[Cell]] = {}
     for c in cells:
-        view = _fair_view(c.config)
-        first = seen.setdefault((c.task, c.seed), (c.method, view))
-        if first[1] != view:
-            raise ConfigError(
-                f"unfair suite: task {c.task!r} seed {c.seed}: method {c.method!r} gets a "
-                f"different config than {first[0]!r}; only the method table may differ"
+        groups.setdefault((c.task, c.seed), []).append(c)
+    for (task, seed), group in groups.items():
+        ref = next((c for c in group if c.row != "subset"), group[0])
+        for c in group:
+            same = (
+                _fair_view(c.config) == _fair_view(ref.config)
+                if c.row != "subset" and ref.row != "subset"
+                else _fair_view(c.config, space=False) == _fair_view(ref.config, space=False)
             )
+            if not same:
+                raise ConfigError(
+                    f"unfair suite: task {task!r} seed {seed}: method {c.method!r} gets a "
+                    f"different config than {ref.method!r}; only the method table may differ"
+                )
+            if c.row == "subset" and ref.row != "subset":
+                mine = Space.from_dict(c.config["space"]).to_dict()
+                full = Space.from_dict(ref.config["space"]).to_dict()
+                if any(full.get(k) != v for k, v in mine.items()):
+                    raise ConfigError(
+                        f"unfair suite: task {task!r} seed {seed}: method {c.method!r} "
+                        f"searches other ranges than {ref.method!r}; a tune row searches a "
+                        "part of the task's space, unchanged"
+                    )

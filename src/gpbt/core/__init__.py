@@ -1,6 +1,8 @@
 """The pure, seeded scheduler core: every engine asks it what to do."""
 
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
+from gpbt.core.default import DefaultConfig
+from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample, Strategy
 
@@ -20,6 +22,8 @@ __all__ = [
     "PB2",
     "PBT",
     "RandomSearch",
+    "DefaultConfig",
+    "FixedSchedule",
     "PopulationScheduler",
     "PairwiseLearning",
     "Perturb",

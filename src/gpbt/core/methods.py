@@ -6,11 +6,17 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from gpbt.core.default import DefaultConfig
+from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
 from gpbt.space import Space
 
-METHODS = ("gpbt-pl", "pbt", "pb2", "random")
+# "default" is the untuned reference (gpbt.core.default): the agent's defaults, no search;
+# "schedule" tunes nothing either: it follows a given hyperparameter schedule (what
+# `gpbt retrain` runs), so a retrained member goes through the same engines, store and
+# reports as a search.
+METHODS = ("gpbt-pl", "pbt", "pb2", "random", "default", "schedule")
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
 _GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy"}
 _STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
@@ -82,6 +88,12 @@ def make_scheduler(
     if method == "random":
         _reject_unknown(method, options, set())
         return RandomSearch(space, **common)
+    if method == "default":
+        _reject_unknown(method, options, {"values"})
+        return DefaultConfig(space, **common, **options)
+    if method == "schedule":
+        _reject_unknown(method, options, {"entries"})
+        return FixedSchedule(space, options.get("entries"), **common)
     raise ValueError(f"method = {method!r} is not known; use one of {list(METHODS)}")
 
 

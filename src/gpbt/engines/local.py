@@ -64,7 +64,21 @@ from gpbt.engines.trainable import (
     load_trainable,
     trainable_name,
 )
+from gpbt.live_log import LiveLog, open_live_log
+from gpbt.options import Option
 from gpbt.space import Space
+
+# The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
+OPTIONS: dict[str, Option] = {
+    "trainable": Option(str, help="'module:ClassName', importable from the working directory"),
+    "workers": Option(int, 0, "worker processes; 0 = one per core"),
+    "step_timeout": Option((int, float), 600, "seconds before a step counts as hung; 0 = none"),
+    "max_failures": Option(int, 2, "restarts of a failing member before it is dropped"),
+    "trainable_options": Option(dict, {}, "fixed settings passed to every member"),
+    "deterministic": Option(bool, False, "one process, simulated clock: bit-identical reruns"),
+    "threads_per_worker": Option(int, 0, "torch/BLAS threads per worker; 0 = the engine picks"),
+}
+DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "timesteps_total"}
 
 # Worker processes import this module to reach `_worker_main`; the scheduler core (which pulls
 # in scikit-learn for PB2) and the store (pandas) are imported only where the main process
@@ -241,20 +255,12 @@ def _folder_bytes(path: str) -> int:
     return total
 
 
-def _die_with_parent() -> None:
+def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
     # A worker orphaned by a killed runner would otherwise finish its step and write into the
     # experiment folder while the resumed run is using it.
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    from gpbt.engines.children import die_with_parent
 
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
-
-
-def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     for p in reversed(sys_path):
         if p not in sys.path:
@@ -578,7 +584,8 @@ class LocalEngine:
     hyperparameters. `deterministic=True` runs everything in this process on a simulated clock;
     `sim_duration(member, metrics)` then gives a step's simulated seconds (default: the step's
     increment of `time_attr`, so a member with a bigger batch is slower). `progress(event)` is
-    called with a dict for every report, decision and fault.
+    called with a dict for every report, decision and fault. `live_log` (see `gpbt.live_log`)
+    gets every report and decision row as it is written to the store.
     """
 
     def __init__(
@@ -601,6 +608,7 @@ class LocalEngine:
         threads_per_worker: int | None = None,
         progress: Callable[[dict[str, Any]], None] | None = None,
         store_config: Mapping[str, Any] | None = None,
+        live_log: LiveLog | None = None,
     ):
         self.trainable_spec = trainable
         self.trainable_cls = load_trainable(trainable)
@@ -635,6 +643,7 @@ class LocalEngine:
         self.sim_duration = sim_duration
         self.threads = threads_per_worker or max(1, cores // self.workers)
         self.progress = progress
+        self.live_log = live_log
         self.store_config = dict(store_config) if store_config is not None else None
         self.sync = bool(scheduler.synchronous)
 
@@ -666,8 +675,8 @@ class LocalEngine:
         self.pool: _ProcessPool | _SimulatedPool | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Run (or, with `resume=True`, continue) the experiment; return its summary."""
+    def run(self, resume: bool = False):
+        """Run (or, with `resume=True`, continue) the experiment; return its `Summary`."""
         from gpbt.store import ExperimentStore
 
         t0, c0 = _time.monotonic(), _time.process_time()
@@ -683,9 +692,11 @@ class LocalEngine:
                     raise
                 self.pool.close()
             self._sweep()
+            from gpbt.engines.protocol import Summary
+
             summary = self.summary(wall_seconds=_time.monotonic() - t0)
             summary["main_cpu_seconds"] = _time.process_time() - c0
-            return summary
+            return Summary.from_dict(summary)
         finally:
             self.store.close()
 
@@ -956,8 +967,9 @@ class LocalEngine:
                 st.config = dict(d.config)
                 st.epoch += 1
                 st.steps = 0
-                st.exploits += 1
-                self.exploits += 1
+                if d.donor != m:  # a member copying itself: a fixed schedule's config change
+                    st.exploits += 1
+                    self.exploits += 1
                 self._after_exploit.add(m)
                 self.stats["exploit_bytes"].append(self.ckpts[src]["bytes"])
                 if rec is not None:
@@ -1081,6 +1093,9 @@ class LocalEngine:
             self.store.add_reports(reports)
         if decisions:
             self.store.add_decisions(decisions)
+        if self.live_log is not None:
+            self.live_log.log_reports(reports)
+            self.live_log.log_decisions(decisions)
 
     def _referenced(self) -> set[str]:
         return {st.ckpt for st in self.members.values() if st.ckpt is not None}
@@ -1146,11 +1161,18 @@ class LocalEngine:
                     "median": statistics.median(v),
                     "max": max(v),
                 }
+        from gpbt.engines.protocol import population_mean
+
         return {
+            "engine": "local",
             "folder": str(self.folder),
             "method": self.scheduler.method,
             "best_member": best,
             "best_score": best_score,
+            "score_basis": f"last reported {self.metric}",
+            "population_mean": population_mean(
+                {m: st.score for m, st in self.members.items() if st.status != "failed"}
+            ),
             "best_config": None if best is None else dict(self.members[best].config),
             "exploits": self.exploits,
             "failed_members": sorted(self.failed),
@@ -1186,76 +1208,53 @@ def _member_seed(seed: int, member: int) -> int:
 
 # =========================================================================== the CLI hook
 
-_REQUIRED = ("trainable", "method", "population", "total_steps", "perturbation_interval", "space")
-
-
-def local_scheduler(cfg: Mapping[str, Any]):
-    """The scheduler a local-engine config runs with (also what `gpbt replay` rebuilds)."""
-    from gpbt.core.methods import make_scheduler
-
-    method = cfg["method"]
-    options = cfg.get(method)
-    if options is not None and not isinstance(options, Mapping):
-        raise ValueError(f"config: [{method}] must be a table of the method's options")
-    return make_scheduler(
-        method,
-        Space.from_dict(cfg["space"]),
-        perturbation_interval=cfg["perturbation_interval"],
-        seed=int(cfg.get("seed", 0)),
-        mode=cfg.get("mode", "max"),
-        burn_in_period=cfg.get("burn_in_period", 0),
-        max_time=cfg["total_steps"],
-        options=dict(options or {}),
-    )
-
-
 def run_local(
-    config: Mapping[str, Any],
+    spec,
     folder: str | os.PathLike,
     *,
     resume: bool = False,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) an experiment described by a parsed config file on the local engine.
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+):
+    """Run (or resume) an experiment on the local engine and return its `Summary`; the folder
+    is locked while it runs. `spec` is a `RunSpec` (a plain config dict is validated into
+    one): the shared keys plus `OPTIONS` above (`trainable = "module:ClassName"`, `workers`,
+    `step_timeout`, `max_failures`, `trainable_options`, `deterministic`,
+    `threads_per_worker`). `checkpoint_interval` is stored, not used: the local engine
+    checkpoints after every step. `on_event`, if given, gets a dict per report."""
+    from gpbt.lock import hold_folder
+    from gpbt.spec import RunSpec
 
-    Keys: `trainable = "module:ClassName"`, `method`, `population`, `total_steps`,
-    `perturbation_interval`, `space` (table), and optionally `workers` (0 or absent: cores),
-    `burn_in_period` (0), `time_attr` ("timesteps_total"), `metric` ("episode_reward_mean"),
-    `mode` ("max"), `seed` (0), the method's options under its own name (`[gpbt-pl]`),
-    `step_timeout` (seconds; 0 or absent: none), `max_failures` (2), `trainable_options`
-    (table of fixed settings passed to every member), `deterministic` (false) and
-    `threads_per_worker`. Other keys (`name`, `checkpoint_interval`) are stored, not used: the
-    local engine checkpoints after every step.
-    """
-
-    cfg = dict(config)
-    engine = cfg.get("engine", "local")
-    if engine != "local":
-        raise ValueError(f"engine = {engine!r}: run_local runs engine = 'local' configs only")
-    missing = [k for k in _REQUIRED if k not in cfg]
-    if missing:
-        raise ValueError(
-            f"config: missing {missing[0]!r}; a local-engine config needs "
-            f"{list(_REQUIRED)} (see docs/local-engine.md)"
-        )
-    total = cfg["total_steps"]
-    scheduler = local_scheduler(cfg)
+    if not isinstance(spec, RunSpec):
+        spec = RunSpec.from_config({"engine": "local", **spec})
+    if spec.engine != "local":
+        raise ValueError(f"engine = {spec.engine!r}: run_local runs engine = 'local' configs")
     engine_obj = LocalEngine(
-        cfg["trainable"],
-        scheduler,
+        spec["trainable"],
+        spec.scheduler(max_time=spec.total_steps),
         folder,
-        population=int(cfg["population"]),
-        total_steps=total,
-        time_attr=cfg.get("time_attr", "timesteps_total"),
-        metric=cfg.get("metric", "episode_reward_mean"),
-        workers=cfg.get("workers") or None,  # 0 (the config loader's default): all cores
-        step_timeout=cfg.get("step_timeout") or None,
-        max_failures=int(cfg.get("max_failures", 2)),
-        trainable_options=cfg.get("trainable_options"),
-        seed=int(cfg.get("seed", 0)),
-        deterministic=bool(cfg.get("deterministic", False)),
-        threads_per_worker=cfg.get("threads_per_worker") or None,
-        progress=progress,
-        store_config=cfg,
+        population=spec.population,
+        total_steps=spec.total_steps,
+        time_attr=spec.time_attr,
+        metric=spec.metric,
+        workers=spec["workers"] or None,  # 0 (the default): all cores
+        step_timeout=spec["step_timeout"] or None,
+        max_failures=int(spec["max_failures"]),
+        trainable_options=spec["trainable_options"],
+        seed=spec.seed,
+        deterministic=bool(spec["deterministic"]),
+        threads_per_worker=spec["threads_per_worker"] or None,
+        progress=on_event,
+        store_config=spec.to_dict(),
     )
-    return engine_obj.run(resume=resume)
+    with hold_folder(folder, "resume" if resume else "run"):
+        # opened once the folder is ours and the engine accepted its arguments, so a refused
+        # or bad run leaves no W&B run behind
+        live_log = open_live_log(
+            spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict()
+        )
+        engine_obj.live_log = live_log
+        try:
+            return engine_obj.run(resume=resume)
+        finally:
+            if live_log is not None:
+                live_log.close()

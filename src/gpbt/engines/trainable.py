@@ -15,11 +15,10 @@ values and the search explores nothing.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from gpbt.imports import import_object
 
 __all__ = ["Trainable", "TrainableError", "load_trainable", "trainable_name"]
 
@@ -76,33 +75,11 @@ def load_trainable(spec: str | type) -> type:
     if not isinstance(spec, str):
         _check_class(spec, trainable_name(spec))
         return spec
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(
-            f"trainable = {spec!r}: write it as 'module:ClassName', e.g. "
-            "'my_agents:PPOTrainable' for class PPOTrainable in my_agents.py in the working "
-            "directory, or 'gpbt.integrations.sb3:PPOTrainable'"
-        )
-    cwd = str(Path.cwd())
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            raise ValueError(
-                f"trainable = {spec!r}: no module named {module_name!r} on the Python path "
-                f"(working directory {cwd}); run from the folder that holds "
-                f"{module_name.replace('.', '/')}.py or install its package"
-            ) from e
-        raise
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(
-                f"trainable = {spec!r}: module {module_name!r} has no attribute {part!r}"
-            )
-        obj = getattr(obj, part)
+    obj = import_object(
+        spec,
+        "trainable",
+        "'my_agents:PPOTrainable' or 'gpbt.integrations.sb3:PPOTrainable'",
+    )
     _check_class(obj, spec)
     return obj
 

@@ -30,20 +30,68 @@ import os
 import queue
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gpbt.config import ConfigError, build_scheduler
 from gpbt.core.decisions import Exploit
+from gpbt.engines.protocol import OnEvent, Summary
+from gpbt.errors import ConfigError
+from gpbt.live_log import LiveLog, open_live_log
+from gpbt.options import Option
 from gpbt.space import Choice, Space
+from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
+
+# The vector engine's own config keys (gpbt.spec collects them; docs: README "The config file").
+OPTIONS: dict[str, Option] = {
+    "env": Option(str, help="`gpbt envs` lists them, or 'module:function' for your own"),
+    "agent": Option(str, "ppo", "ppo | impala, or 'module:Class' for your own"),
+    "agent_options": Option(dict, {}, "the agent's static sizes (compile-time)"),
+    "hyperparameters": Option(dict, {}, "fixed (not tuned) hyperparameter values"),
+    "eval_episodes": Option(int, 0, "greedy evaluation episodes after every interval"),
+    "final_eval_episodes": Option(int, 32, "greedy evaluation of every member at the end"),
+    "watchdog_seconds": Option((int, float), 600, "restart a generation stuck this long"),
+    "execution": Option(str, "auto", "auto | lockstep | per-member (docs/ppo.md)"),
+    "devices": Option(int, 0, "devices to train on; 0: all (on CPU one per core)"),
+}
+DEFAULTS = {"metric": "episode_return", "time_attr": "env_steps"}
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """What the vector engine needs beyond the key types (called by RunSpec.from_config)."""
+    if cfg["metric"] not in ("episode_return", "eval_return"):
+        raise ConfigError(
+            f"metric = {cfg['metric']!r}: the vector engine scores members by "
+            "'episode_return' (training episodes) or 'eval_return' (greedy "
+            "evaluation, needs eval_episodes > 0)"
+        )
+    if cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
+        raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
+    from gpbt.rl.execution import STRATEGIES
+
+    if cfg["execution"] not in STRATEGIES:
+        raise ConfigError(
+            f"execution = {cfg['execution']!r} is not known; use one of {list(STRATEGIES)} "
+            "(auto picks lockstep or per-member from the search space)"
+        )
+    if cfg["devices"] < 0:
+        raise ConfigError(
+            f"devices = {cfg['devices']} must be >= 0 (0 uses every device, on CPU one per core)"
+        )
+
 
 CHECKPOINT_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
 MAX_WATCHDOG_RESTARTS = 3
 STARTUP_ALLOWANCE_S = 600
+# Seconds for a training process to import JAX and build (or load) its population. The rare
+# all-threads-idle hang seen on small CPU machines (XLA/MLIR, inside the first lowering) strikes
+# there; that step takes seconds, so a stuck start is restarted after this, not after the
+# compile allowance. The bench's cell worker uses the same limit.
+INIT_WATCHDOG_S = 240.0
 
 
 def _enable_compilation_cache() -> None:
@@ -92,7 +140,7 @@ def check_space_against_agent(space: Space, agent, fixed: dict[str, Any]) -> Non
         raise ConfigError(f"[hyperparameters] {err}") from None
 
 
-def preflight(cfg: dict[str, Any]):
+def preflight(spec: RunSpec):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
     from gpbt.rl.agents import make_agent
@@ -100,31 +148,42 @@ def preflight(cfg: dict[str, Any]):
 
     # Before JAX starts its backend in this process: on CPU, one device per core (or the
     # configured count), so training can be spread over every core.
-    configure_host_devices(cfg.get("devices", 0))
+    configure_host_devices(spec.get("devices", 0))
     try:
-        agent = make_agent(cfg["agent"], cfg["env"], cfg["agent_options"])
+        agent = make_agent(spec["agent"], spec["env"], spec["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
-    check_space_against_agent(Space.from_dict(cfg["space"]), agent, dict(cfg["hyperparameters"]))
+    check_space_against_agent(spec.space, agent, dict(spec["hyperparameters"]))
     return agent
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """(meta, leaves) of a population checkpoint written by `VectorRun._save_checkpoint`:
+    meta holds generation, configs, scheduler state, scores; the leaves, in the order of
+    `jax.tree_util.tree_leaves(state)`, carry the population on their first axis."""
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        n = sum(1 for k in data.files if k.startswith("leaf"))
+        leaves = [data[f"leaf{i}"] for i in range(n)]
+    return meta, leaves
 
 
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
-    def __init__(self, cfg: dict[str, Any], folder: str | Path, emit=None):
-        self.cfg = cfg
+    def __init__(self, spec: RunSpec, folder: str | Path, emit=None):
+        self.cfg = spec = RunSpec.from_config(spec)
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
-        self.space = Space.from_dict(cfg["space"])
-        self.agent = preflight(cfg)
-        self.fixed = dict(cfg["hyperparameters"])
-        self.scheduler = build_scheduler(cfg, self.space)
-        self.population = cfg["population"]
-        self.interval = int(cfg["perturbation_interval"])
-        self.total = int(cfg["total_steps"])
+        self.space = spec.space
+        self.agent = preflight(spec)
+        self.fixed = dict(spec["hyperparameters"])
+        self.scheduler = spec.scheduler()
+        self.population = spec.population
+        self.interval = int(spec.perturbation_interval)
+        self.total = int(spec.total_steps)
         self.generations = math.ceil(self.total / self.interval)
-        every = max(1, round(cfg["checkpoint_interval"] / self.interval))
+        every = max(1, round(spec.checkpoint_interval / self.interval))
         self.checkpoint_every = every
         self.store = ExperimentStore(self.folder)
 
@@ -192,12 +251,13 @@ class VectorRun:
         stored = self.store.read_config()
         if resume and stored is None:
             raise ConfigError(f"{self.folder} has no experiment to resume")
-        self.store.write_config(self.cfg)
+        self.store.write_config(self.cfg.to_dict())
         latest = self.store.latest_checkpoint() if resume else None
         if latest is not None:
             generation = self._load_checkpoint(latest)
             removed = self.store.truncate_after(generation * self.interval)
             self.emit({"type": "resumed", "generation": generation, "removed": removed})
+            self.emit({"type": "initialised", "generation": generation})
             return generation
         # A fresh start (or a resume before the first checkpoint): begin from scratch, and
         # drop anything a killed first attempt wrote.
@@ -206,11 +266,13 @@ class VectorRun:
         self.state = self.agent.init(self._key(), self.population)
         self.last_scores = {}
         self.eval_key_counter = 0
+        self.emit({"type": "initialised", "generation": 0})
         return 0
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> Summary:
         import jax
 
+        started = time.perf_counter()
         generation = self.start(resume)
         self._set_execution()
         hp = self._hp()
@@ -257,14 +319,24 @@ class VectorRun:
                         "config": self.configs[i],
                     }
                 )
+            # The generation event carries where management time went (scheduler, exploit
+            # gather, store writes, checkpoint), so a benchmark reads it instead of timing
+            # the engine's parts from outside.
+            timing = dict.fromkeys(("scheduler_s", "gather_s", "store_s", "checkpoint_s"), 0.0)
+            ts = time.perf_counter()
             self.store.add_reports(rows)
+            timing["store_s"] += time.perf_counter() - ts
             events = {i: "" for i in range(self.population)}
             n_exploits = 0
+            records: list[dict] = []
             if g < self.generations:
+                ts = time.perf_counter()
                 decisions = self.scheduler.on_generation(t_now, scores)
-                self.store.add_decisions(
-                    [d.record.to_dict() for d in decisions.values() if d.record is not None]
-                )
+                timing["scheduler_s"] = time.perf_counter() - ts
+                ts = time.perf_counter()
+                records = [d.record.to_dict() for d in decisions.values() if d.record is not None]
+                self.store.add_decisions(records)
+                timing["store_s"] += time.perf_counter() - ts
                 index = np.arange(self.population)
                 for i, d in decisions.items():
                     if isinstance(d, Exploit):
@@ -279,11 +351,15 @@ class VectorRun:
                     {i: scores[int(j)] for i, j in enumerate(index) if j != i}
                 )
                 if n_exploits:
-                    self.state = self.agent.gather(self.state, index)
+                    ts = time.perf_counter()
+                    self.state = jax.block_until_ready(self.agent.gather(self.state, index))
+                    timing["gather_s"] = time.perf_counter() - ts
                     hp = self._hp()
-            manage_s = time.perf_counter() - t1
             if g % self.checkpoint_every == 0 or g == self.generations:
+                ts = time.perf_counter()
                 self._save_checkpoint(g)
+                timing["checkpoint_s"] = time.perf_counter() - ts
+            manage_s = time.perf_counter() - t1
             self.emit(
                 {
                     "type": "generation",
@@ -293,7 +369,11 @@ class VectorRun:
                     "total": self.total,
                     "train_s": train_s,
                     "manage_s": manage_s,
+                    **timing,
                     "exploits": n_exploits,
+                    # what was written to the store, for live loggers (TensorBoard, W&B)
+                    "reports": rows,
+                    "decisions": records,
                     "members": [
                         {
                             "member": i,
@@ -305,10 +385,11 @@ class VectorRun:
                     ],
                 }
             )
-        summary = self.finish()
-        summary["compilations_during_run"] = self.agent.compile_count - compiles_at_start
-        summary["execution"] = self.execution
-        return summary
+        return self.finish(
+            compilations_during_run=self.agent.compile_count - compiles_at_start,
+            wall_seconds=time.perf_counter() - started,
+            execution=self.execution,
+        )
 
     def _set_execution(self) -> None:
         """Decide once per run how the population trains (gpbt.rl.execution): a run whose
@@ -319,6 +400,9 @@ class VectorRun:
 
         from gpbt.rl.execution import resolve_strategy
 
+        if not hasattr(self.agent, "set_execution"):  # an agent of the protocol, not ours
+            self.execution = {"strategy": "the agent's own", "devices": None}
+            return
         tuned = set(self.space.names) & set(self.agent.structural_hyperparameters)
         strategy = resolve_strategy(
             self.cfg.get("execution", "auto"),
@@ -341,7 +425,8 @@ class VectorRun:
         self.last_scores = dict(out)
         return out
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, **details: Any) -> Summary:
+        """Evaluate every member greedily, record the summary (which marks the run done)."""
         import jax
 
         n = self.cfg["final_eval_episodes"]
@@ -351,27 +436,43 @@ class VectorRun:
         )
         best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
         decisions = self.store.decisions()
-        exploits = int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0
-        summary = {
-            "best_member": best,
-            "best_final_eval_return": float(final[best]),
-            "population_mean_final_eval_return": float(np.nanmean(final)),
-            "final_eval_episodes": n,
-            "exploits": exploits,
-            "best_config": self.configs[best],
-        }
-        self.store.set_state("summary", summary)
+        exploits = 0
+        if len(decisions):
+            # a member "copying" itself is a fixed schedule's config change, not an exploit
+            copied = (decisions["kind"] == "exploit") & (
+                decisions["donor"].fillna(-1) != decisions["member"]
+            )
+            exploits = int(copied.sum())
+        summary = Summary(
+            engine="vector",
+            method=self.cfg.method,
+            folder=str(self.folder),
+            best_member=best,
+            best_score=float(final[best]),
+            score_basis=f"greedy evaluation, {n} episodes per member",
+            population_mean=float(np.nanmean(final)),
+            best_config=self.configs[best],
+            exploits=exploits,
+            finished=True,
+            wall_seconds=details.pop("wall_seconds", None),
+            details={"final_eval_episodes": n, **details},
+        )
+        self.store.set_state("summary", summary.to_dict())
         return summary
 
 
 # ---------------------------------------------------------------------- the supervisor
-def _child(cfg: dict, folder: str, resume: bool, events: mp.Queue) -> None:
+def _child(spec: RunSpec, folder: str, resume: bool, events: mp.Queue) -> None:
+    from gpbt.engines.children import die_with_parent
+
+    die_with_parent()  # a killed `gpbt run` must not leave this process writing to the store
+
     def emit(event: dict) -> None:
         events.put(event)
 
     try:
         _enable_compilation_cache()
-        run = VectorRun(cfg, folder, emit)
+        run = VectorRun(spec, folder, emit)
         summary = run.run(resume=resume)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
@@ -388,174 +489,101 @@ def _child(cfg: dict, folder: str, resume: bool, events: mp.Queue) -> None:
 
 
 def run_vector(
-    cfg: dict[str, Any],
+    spec: RunSpec | dict[str, Any],
     folder: str | Path,
     *,
     resume: bool = False,
-    progress: bool | None = None,
+    on_event: OnEvent | None = None,
     supervise: bool = True,
-) -> dict[str, Any]:
-    """Run (or resume) an experiment; returns the summary.
-
-    `supervise=False` runs in this process (no watchdog); tests and notebooks may prefer it.
+) -> Summary:
+    """Run (or resume) an experiment and return its `Summary` (the engine protocol of
+    `gpbt.engines.protocol`). `spec` is a `RunSpec` (a plain config dict is validated into
+    one). `on_event` gets the run's events as they happen (initialised, generation, resumed,
+    restart). `supervise=False` runs in this process (no watchdog); tests and notebooks may
+    prefer it. The folder is locked while the run is live: a second run or resume on it is
+    refused.
     """
-    preflight(cfg)
+    from gpbt.lock import hold_folder
+
+    spec = RunSpec.from_config(spec)
+    preflight(spec)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not supervise:
-        _enable_compilation_cache()
-        return VectorRun(cfg, folder).run(resume=resume)
-    view = _LiveView(cfg, enabled=progress if progress is not None else True)
+    with hold_folder(folder, "resume" if resume else "run"):
+        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
+        events = partial(_dispatch, on_event, live_log)
+        try:
+            if not supervise:
+                _enable_compilation_cache()
+                return VectorRun(spec, folder, events).run(resume=resume)
+            return _supervise(spec, folder, resume, events)
+        finally:
+            if live_log is not None:
+                live_log.close()
+
+
+def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -> None:
+    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B)."""
+    if on_event is not None:
+        on_event(event)
+    if live_log is not None and event["type"] == "generation":
+        live_log.log_reports(event["reports"])
+        live_log.log_decisions(event["decisions"])
+
+
+def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:
     ctx = mp.get_context("spawn")  # never fork a process that may have initialised JAX
     restarts = 0
-    with view:
-        while True:
-            events = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(cfg, str(folder), resume, events), daemon=True)
-            proc.start()
+    while True:
+        events = ctx.Queue()
+        proc = ctx.Process(target=_child, args=(spec, str(folder), resume, events), daemon=True)
+        proc.start()
+        last = time.monotonic()
+        # Until the child has its population it is importing JAX and initialising, which
+        # takes seconds (INIT_WATCHDOG_S catches the hang that strikes there); until its
+        # first generation it is compiling, which takes far longer than a generation on a
+        # loaded machine; only after that does the watchdog hold it to `watchdog_seconds`.
+        limit = INIT_WATCHDOG_S
+        outcome = None
+        while outcome is None:
+            try:
+                event = events.get(timeout=1.0)
+            except queue.Empty:
+                if not proc.is_alive():
+                    outcome = {
+                        "type": "error",
+                        "kind": "crash",
+                        "message": f"the training process died (exit code {proc.exitcode})",
+                    }
+                elif time.monotonic() - last > limit:
+                    outcome = {"type": "hang"}
+                continue
             last = time.monotonic()
-            # Until the child reports its first generation it is importing and compiling,
-            # which takes far longer than a generation on a loaded machine; only after that
-            # does the watchdog hold it to `watchdog_seconds`.
-            limit = cfg["watchdog_seconds"] + STARTUP_ALLOWANCE_S
-            outcome = None
-            while outcome is None:
-                try:
-                    event = events.get(timeout=1.0)
-                except queue.Empty:
-                    if not proc.is_alive():
-                        outcome = {
-                            "type": "error",
-                            "kind": "crash",
-                            "message": f"the training process died (exit code {proc.exitcode})",
-                        }
-                    elif time.monotonic() - last > limit:
-                        outcome = {"type": "hang"}
-                    continue
-                last = time.monotonic()
-                if event["type"] == "generation":
-                    limit = cfg["watchdog_seconds"]
-                if event["type"] in ("done", "error"):
-                    outcome = event
-                else:
-                    view.update(event)
-            if outcome["type"] == "done":
-                proc.join(timeout=30)
-                return outcome["summary"]
-            proc.kill()
-            proc.join()
-            if outcome["type"] == "error" and outcome["kind"] == "config":
-                raise ConfigError(outcome["message"])
-            restarts += 1
-            reason = "no progress" if outcome["type"] == "hang" else outcome["message"]
-            with ExperimentStore(folder) as store:
-                log = store.get_state("restarts") or {"events": []}
-                log["events"].append({"reason": reason, "at": time.time()})
-                store.set_state("restarts", log)
-            if restarts > MAX_WATCHDOG_RESTARTS:
-                detail = outcome.get("traceback", "")
-                raise RuntimeError(
-                    f"training failed {restarts} times; last: {reason}\n{detail}"
-                    f"\neverything recorded is kept in {folder}"
-                )
-            view.note(f"restarting from the last checkpoint ({reason})")
-            resume = True
-
-
-class _LiveView:
-    """Progress bar with ETA and a table of members, from the child's events."""
-
-    def __init__(self, cfg: dict, enabled: bool):
-        self.cfg, self.enabled = cfg, enabled
-        self.live = None
-        self.last: dict | None = None
-        self.notes: list[str] = []
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        from rich.console import Console
-
-        if not Console().is_terminal:
-            # A log file or CI: one plain line per generation instead of a redrawn screen.
-            self.plain = True
-            return self
-        from rich.live import Live
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
-            TimeRemainingColumn(),
-        )
-        self.task = self.progress.add_task(
-            f"{self.cfg['method']} on {self.cfg.get('env')}", total=self.cfg["total_steps"]
-        )
-        self.live = Live(self._render(), refresh_per_second=4, transient=False)
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    plain = False
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        if self.plain:
-            print(text, flush=True)
-        if self.live is not None:
-            self.live.update(self._render())
-
-    def update(self, event: dict) -> None:
-        if event["type"] == "generation":
-            self.last = event
-        elif event["type"] == "resumed":
-            self.notes.append(f"resumed at generation {event['generation']}")
-        if self.plain and event["type"] == "generation":
-            best = max(event["members"], key=lambda m: _finite(m["score"]))
-            print(f"generation {event['generation']}/{event['generations']}  "
-                  f"t={event['time']:,}  best member {best['member']} score "
-                  f"{best['score']:.2f}  exploits {event['exploits']}  "
-                  f"train {event['train_s']:.1f}s", flush=True)
-        if self.live is not None:
-            if self.last:
-                self.progress.update(self.task, completed=self.last["time"])
-            self.live.update(self._render())
-
-    def _render(self):
-        from rich.console import Group
-        from rich.table import Table
-
-        table = Table(expand=False)
-        for col in ("member", "score", "hyperparameters", "last event"):
-            table.add_column(col)
-        if self.last:
-            for m in self.last["members"]:
-                hps = ", ".join(f"{k}={_short(v)}" for k, v in m["config"].items())
-                table.add_row(str(m["member"]), f"{m['score']:.2f}", hps, m["event"])
-            sps = (
-                self.cfg["population"]
-                * (self.last["time"] / max(self.last["generation"], 1))
-                / max(self.last["train_s"], 1e-9)
+            if event["type"] == "initialised":
+                limit = spec["watchdog_seconds"] + STARTUP_ALLOWANCE_S
+            if event["type"] == "generation":
+                limit = spec["watchdog_seconds"]
+            if event["type"] in ("done", "error"):
+                outcome = event
+            else:
+                on_event(event)
+        if outcome["type"] == "done":
+            proc.join(timeout=30)
+            return outcome["summary"]
+        proc.kill()
+        proc.join()
+        if outcome["type"] == "error" and outcome["kind"] == "config":
+            raise ConfigError(outcome["message"])
+        restarts += 1
+        reason = "no progress" if outcome["type"] == "hang" else outcome["message"]
+        with ExperimentStore(folder) as store:
+            log = store.get_state("restarts") or {"events": []}
+            log["events"].append({"reason": reason, "at": time.time()})
+            store.set_state("restarts", log)
+        if restarts > MAX_WATCHDOG_RESTARTS:
+            detail = outcome.get("traceback", "")
+            raise RuntimeError(
+                f"training failed {restarts} times; last: {reason}\n{detail}"
+                f"\neverything recorded is kept in {folder}"
             )
-            caption = (
-                f"generation {self.last['generation']}/{self.last['generations']}  "
-                f"{sps:,.0f} env-steps/s  exploits this interval: "
-                f"{self.last['exploits']}"
-            )
-            table.caption = caption
-        parts = [self.progress, table] + [f"[yellow]{n}" for n in self.notes[-3:]]
-        return Group(*parts)
-
-
-def _finite(x: float) -> float:
-    return x if isinstance(x, float) and math.isfinite(x) else -math.inf
-
-
-def _short(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
+        on_event({"type": "restart", "reason": reason, "restarts": restarts})
+        resume = True

@@ -31,7 +31,6 @@ tend to move together with it.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import json
 import logging
@@ -59,8 +58,41 @@ except ImportError as _err:  # pragma: no cover - exercised only without ray ins
 from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
+from gpbt.engines.protocol import Summary, population_mean
+from gpbt.imports import import_object
+from gpbt.live_log import LiveLog, open_live_log
+from gpbt.options import OPTIONAL, Option
 from gpbt.space import Space, to_plain
+from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
+
+# The Ray engine's own config keys for `gpbt run` (gpbt.spec collects them; docs: docs/ray.md).
+OPTIONS: dict[str, Option] = {
+    "trainable": Option(str, help="'module:function', 'module:Class' or 'rllib:PPO'"),
+    "address": Option(str, "", "an existing cluster; empty: gpbt starts Ray locally"),
+    "env": Option(str, "", "the environment of an rllib:* trainable"),
+    "param_space": Option(dict, {}, "fixed values every trial gets"),
+    "rllib": Option(dict, {}, "AlgorithmConfig settings of an rllib:* trainable"),
+    "num_cpus": Option(int, OPTIONAL, "CPUs of a locally started Ray"),
+    "resources_per_trial": Option(dict, OPTIONAL, "e.g. { cpu = 1 }"),
+    "num_to_keep": Option(int, OPTIONAL, "checkpoints kept per trial (default: all)"),
+    "reuse_actors": Option(bool, OPTIONAL, "default: true for functions and reset_config"),
+    "store_metrics": Option(list, OPTIONAL, "extra result keys kept in the experiment store"),
+}
+DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "training_iteration"}
+
+
+def check_config(cfg: dict[str, Any]) -> None:
+    """What the Ray engine needs beyond the key types (called by RunSpec.from_config)."""
+    from gpbt.errors import ConfigError
+
+    if cfg["method"] == "default":
+        # Tune samples every trial's config from param_space before a scheduler sees it, so
+        # "no search" cannot be imposed from the scheduler side.
+        raise ConfigError(
+            "method = 'default' runs with the vector and local engines; with Ray Tune, train "
+            "the untuned agent by leaving the hyperparameters out of param_space instead"
+        )
 
 __all__ = [
     "GPBTScheduler",
@@ -209,6 +241,9 @@ class GPBTScheduler(TrialScheduler):
     store: an experiment folder (or an `ExperimentStore`) that gets every report and decision,
         so `gpbt report` works on a Ray run; `store_metrics` names extra result keys to keep
         with each report. Writes are batched (at most every `flush_interval_s`).
+    logging: a config's [logging] table, e.g. {"tensorboard": True, "wandb": {"project": "p"}}:
+        the rows written to the store also go, live, to TensorBoard / W&B (`gpbt.live_log`).
+        Needs `store`.
     """
 
     def __init__(
@@ -229,6 +264,7 @@ class GPBTScheduler(TrialScheduler):
         experiment_config: Mapping[str, Any] | None = None,
         store_metrics: tuple[str, ...] | list[str] = (),
         flush_interval_s: float = 2.0,
+        logging: Mapping[str, Any] | None = None,
     ):
         check_ray_internals()
         super().__init__()
@@ -265,6 +301,17 @@ class GPBTScheduler(TrialScheduler):
             # final mode once Tune has told us (set_search_properties).
             self._build_core(mode or "max")
         self._store_arg = store
+        if logging:
+            from gpbt.live_log import check_logging
+
+            if store is None:
+                raise ValueError(
+                    "GPBTScheduler(logging=...) needs store=<experiment folder>: the "
+                    "TensorBoard folder and the W&B run id live there"
+                )
+            check_logging(dict(logging))
+        self._logging = dict(logging or {})
+        self._live_log: LiveLog | None = None
         self._store: ExperimentStore | None = store if isinstance(store, ExperimentStore) else None
         self._experiment_config = dict(experiment_config) if experiment_config else None
         self._flush_interval = float(flush_interval_s)
@@ -693,12 +740,23 @@ class GPBTScheduler(TrialScheduler):
         if not force and _time.monotonic() - self._last_flush < self._flush_interval:
             return
         store = self._open_store()
+        reports, decisions = self._pending_reports, self._pending_decisions
         if self._pending_reports:
             store.add_reports(self._pending_reports)
             self._pending_reports = []
         if self._pending_decisions:
             store.add_decisions(self._pending_decisions)
             self._pending_decisions = []
+        if self._logging and self._live_log is None:
+            self._live_log = open_live_log(
+                self._logging,
+                store.folder,
+                mode=self.core.mode,
+                config=self._experiment_config or self._describe(),
+            )
+        if self._live_log is not None:
+            self._live_log.log_reports(reports)
+            self._live_log.log_decisions(decisions)
         if force:
             store.set_state("scheduler", self.core.state_dict())
             store.set_state(
@@ -709,6 +767,10 @@ class GPBTScheduler(TrialScheduler):
     def close(self) -> None:
         """Write whatever is buffered and the core's state; call once the run is over."""
         self._flush(force=True)
+        if self._live_log is not None:
+            self._live_log.close()
+            self._live_log = None
+            self._logging = {}  # closed for good: a late flush must not open a second run
 
     # ------------------------------------------------------------------ Tune plumbing
     def debug_string(self) -> str:
@@ -730,6 +792,7 @@ class GPBTScheduler(TrialScheduler):
         self._flush(force=self._store is not None)
         d = dict(self.__dict__)
         d["_store"] = None
+        d["_live_log"] = None  # open writers stay with the driver's scheduler
         d["_by_trial"], d["_by_member"] = {}, {}
         d["_config_written"] = False
         return d
@@ -749,26 +812,10 @@ class GPBTScheduler(TrialScheduler):
 
 # ---------------------------------------------------------------------- gpbt run (engine="ray")
 def _import_object(spec: str) -> Any:
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError(
-            f"trainable = {spec!r}: use 'module:ClassName', 'module:function' or "
-            "'rllib:PPO' (with env = '...')"
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = importlib.import_module(module)
-    except ImportError as e:
-        raise ValueError(
-            f"trainable = {spec!r}: cannot import module {module!r} ({e}); it must be "
-            "importable from the working directory"
-        ) from e
-    mod = obj
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"trainable = {spec!r}: module {module!r} has no {attr!r}")
-        obj = getattr(obj, part)
+    obj = import_object(
+        spec, "trainable", "'my_module:MyTrainable', 'my_module:train_fn' or 'rllib:PPO'"
+    )
+    mod = sys.modules[spec.partition(":")[0]]
     origin = Path(getattr(mod, "__file__", "") or "").resolve()
     if origin.is_relative_to(Path.cwd().resolve()):
         # Ray's workers do not run in our working directory (nor on our machine, on a
@@ -900,59 +947,49 @@ def _trainable_from_config(config: Mapping[str, Any]) -> tuple[Any, dict, bool]:
 
 
 def run_ray(
-    config: Mapping[str, Any],
+    spec: RunSpec | Mapping[str, Any],
     folder: str | os.PathLike,
     *,
-    progress: Callable[[dict], None] | None = None,
-) -> dict[str, Any]:
-    """Run one experiment on Ray Tune from a parsed config file (engine = "ray").
+    resume: bool = False,
+    on_event: Callable[[dict], None] | None = None,
+):
+    """Run one experiment on Ray Tune (engine = "ray") and return its `Summary`; the folder is
+    locked while it runs (a second run on it is refused). `spec` is a `RunSpec` (a plain config
+    dict is validated into one). The keys are the shared ones plus `OPTIONS` above; the method's
+    option table goes under its name. `on_event`, if given, gets a dict per report.
+    Ray runs are resumed by Ray Tune itself (tune.Tuner.restore), not with `resume=True`."""
+    from gpbt.errors import ConfigError
+    from gpbt.lock import hold_folder
 
-    Keys: trainable, env (for rllib:*), param_space (fixed values), rllib (AlgorithmConfig
-    settings), method, population, total_steps, perturbation_interval, burn_in_period,
-    time_attr, metric, mode, seed, space, the method's option table under its name,
-    address (existing cluster; else a local ray.init), num_cpus, resources_per_trial,
-    num_to_keep, reuse_actors, store_metrics (extra result keys to keep in the store, e.g. the
-    lr RLlib's learner reports). `progress`, if given, is called with a dict per report.
-    """
+    spec = RunSpec.from_config({"engine": "ray", **spec} if not isinstance(spec, RunSpec) else spec)
+    if resume:
+        raise ConfigError(
+            "Ray runs are resumed by Ray Tune itself (tune.Tuner.restore); see docs/ray.md"
+        )
+    with hold_folder(folder, "run"):
+        return _run_ray(spec, folder, on_event=on_event)
+
+
+def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
     from ray import tune
 
-    config = dict(config)
-    unknown = sorted(set(config) - _RUN_KEYS - {config.get("method", "gpbt-pl")})
-    if unknown:
-        raise ValueError(
-            f"unknown key {unknown[0]!r} for engine = 'ray'; known keys are {sorted(_RUN_KEYS)}"
-            " and the method's option table"
-        )
-    method = config.get("method", "gpbt-pl")
-    if "space" not in config:
-        raise ValueError("the config has no [space] table; add the hyperparameters to search")
-    metric = config.get("metric")
-    if not metric:
-        raise ValueError("engine = 'ray' needs metric = '...' (the result key to optimise)")
-    time_attr = config.get("time_attr", "training_iteration")
-    population = int(config.get("population", 4))
-    interval = config.get("perturbation_interval")
-    if not interval:
-        raise ValueError("perturbation_interval is missing (units of time_attr)")
-    total = config.get("total_steps")
+    config = spec.to_dict()
+    progress = on_event
+    population = spec.population
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     trainable, param_space, reuse = _trainable_from_config(config)
 
     scheduler = GPBTScheduler(
-        method,
-        Space(config["space"]),
-        time_attr=time_attr,
-        metric=metric,
-        mode=config.get("mode", "max"),
-        perturbation_interval=interval,
-        burn_in_period=config.get("burn_in_period", 0),
-        max_time=total,
-        seed=int(config.get("seed", 0)),
-        options=config.get(method),
+        # the core comes from the spec, the one place a scheduler is built from a config
+        scheduler=spec.scheduler(max_time=spec.total_steps),
+        time_attr=spec.time_attr,
+        metric=spec.metric,
+        mode=spec.mode,
         store=folder,
         store_metrics=_names(config.get("store_metrics"), "store_metrics"),
         experiment_config=config,
+        logging=config.get("logging"),
     )
     started_here = False
     if not ray.is_initialized():
@@ -991,7 +1028,7 @@ def run_ray(
         if started_here:
             ray.shutdown()
     wall = _time.perf_counter() - start
-    return _summary(scheduler, results, folder, wall)
+    return Summary.from_dict(_summary(scheduler, results, folder, wall))
 
 
 def _stable_text(obj: Any) -> str:
@@ -1100,33 +1137,6 @@ def run_rllib_experiment(
     return summary
 
 
-_RUN_KEYS = {
-    "engine",
-    "address",
-    "trainable",
-    "env",
-    "param_space",
-    "rllib",
-    "method",
-    "population",
-    "total_steps",
-    "perturbation_interval",
-    "burn_in_period",
-    "time_attr",
-    "metric",
-    "mode",
-    "seed",
-    "space",
-    "num_cpus",
-    "resources_per_trial",
-    "num_to_keep",
-    "reuse_actors",
-    "store_metrics",
-    "name",
-    "description",
-    # filled in by gpbt.config for every engine; Tune checkpoints on its own schedule
-    "checkpoint_interval",
-}
 
 
 class _ProgressCallback(ray.tune.Callback):
@@ -1158,6 +1168,7 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         if best is None or sign * score > sign * best[1]:
             best = (s, score)
     errors = [r.error for r in results if r.error is not None]
+    scores = {m: _number(s.score) for m, s in scheduler._by_member.items()}
     return {
         "engine": "ray",
         "method": scheduler._method,
@@ -1166,9 +1177,12 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         "best_member": None if best is None else best[0].member,
         "best_trial": None if best is None else best[0].trial.trial_id,
         "best_score": None if best is None else best[1],
+        "score_basis": f"last reported {scheduler._metric}",
+        "population_mean": population_mean(scores),
         "best_config": None if best is None else scheduler.core.config(best[0].member),
         "exploits": scheduler.num_exploits,
+        "finished": not errors,
         "decisions": scheduler.num_decisions,
         "errors": len(errors),
-        "wall_time_s": wall,
+        "wall_seconds": wall,
     }

@@ -1,12 +1,16 @@
-"""What every built-in population agent shares (PPO, IMPALA): keys, hyperparameter arrays, the
-exploit gather, greedy evaluation, and the checks that keep their jitted programs compiled once.
+"""What every population agent shares (PPO, IMPALA and agents users write): keys,
+hyperparameter arrays, the exploit gather, evaluation, and the checks that keep their jitted
+programs compiled once.
 
-An agent subclasses `PopulationAgent` and provides `_train_impl`, `_act_impl` and
-`_eval_action`, the per-member state's `total_env_steps`, `effective_hyperparameters`, and
-`max_update_steps` (the most env steps one update may take, so a budget never overflows int32).
+An agent subclasses `PopulationAgent` and provides `init`, `_train_impl`, `_eval_action`,
+`default_hyperparameters`, `hyperparameter_bounds`, `hyperparameter_names`, and optionally
+`_act_impl` (for `act`), `effective_hyperparameters` (the default checks bounds and fills in
+defaults), `int_hyperparameters` and `max_update_steps` (the most env steps one update may
+take, so a budget never overflows int32). The contract, public and stable, is documented in
+`gpbt.rl.protocol`, which also checks an agent against it.
 How `train` lays the population out on the machine (lockstep or member by member, over how many
-devices) is `gpbt.rl.execution`'s job; the agent names its structural hyperparameters and
-estimates each member's work for it.
+devices) is `gpbt.rl.execution`'s job; an agent may name its structural hyperparameters and
+estimate each member's work for it.
 """
 
 from __future__ import annotations
@@ -58,7 +62,14 @@ def bootstrap_truncated(
 
 
 class PopulationAgent:
-    """The population-level entry points of an agent whose members are a stacked pytree."""
+    """The population-level entry points of an agent whose members are a stacked pytree.
+
+    The state is a ``flax.struct.dataclass`` with a leading population axis ``[P]`` on every
+    leaf, including ``rng`` (each member's raw uint32 key data) and ``total_env_steps`` (int32,
+    the env steps each member has trained). A subclass calls ``_compile_entry_points()`` at the
+    end of ``__init__`` and counts its traces in ``compile_count`` (``self.compile_count += 1``
+    at the top of ``_train_impl``). See `gpbt.rl.protocol` for the full contract.
+    """
 
     hyperparameter_names: tuple[str, ...] = ()
     int_hyperparameters: frozenset[str] = frozenset()  # traced as int32, the rest as float32
@@ -70,6 +81,7 @@ class PopulationAgent:
     # otherwise (the vector engine does, from its `execution` and `devices` keys).
     execution: str = "lockstep"
     execution_devices: int = 1
+    compile_count: int = 0  # programs traced so far (instances count their own)
 
     def _compile_entry_points(self) -> None:
         self._train_jit = jax.jit(self._train_impl)
@@ -114,12 +126,35 @@ class PopulationAgent:
             devices = self._runner.lockstep_shards(population, devices)
         return strategy, min(devices, population)
 
-    # ------------------------------------------------------------------ hyperparameters
-    def effective_hyperparameters(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ what a subclass writes
+    def init(self, key: Any, population: int) -> Any:
+        """A population state of ``population`` members from ``key`` (the same key gives the
+        same population)."""
+        raise NotImplementedError(f"{type(self).__name__}.init(key, population) is not written")
+
+    def default_hyperparameters(self) -> dict[str, float]:
+        """The value of every hyperparameter a config leaves out."""
+        raise NotImplementedError(f"{type(self).__name__}.default_hyperparameters() is not written")
 
     def hyperparameter_bounds(self) -> dict[str, tuple[float, float]]:
-        raise NotImplementedError
+        """Allowed ``(low, high)`` of every hyperparameter, given this agent's static sizes."""
+        raise NotImplementedError(f"{type(self).__name__}.hyperparameter_bounds() is not written")
+
+    def _train_impl(self, state: Any, hp: dict[str, jax.Array], budget: jax.Array):
+        """Traced once: train member ``i`` for at least ``budget[i]`` env steps with
+        ``hp[name][i]``; return ``(state, metrics)``, metrics ``{name: [P]}`` with at least
+        ``episode_return`` (mean return of the episodes finished, NaN if none) and ``episodes``
+        (their count)."""
+        raise NotImplementedError(f"{type(self).__name__}._train_impl is not written")
+
+    def _act_impl(self, state: Any, obs: jax.Array, key: jax.Array, greedy: bool) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} does not implement act()")
+
+    # ------------------------------------------------------------------ hyperparameters
+    def effective_hyperparameters(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The values a member really trains with: defaults filled in, each value checked
+        against its bound (override to add checks between hyperparameters)."""
+        return {**self.default_hyperparameters(), **self._checked_values(config)}
 
     def _checked_values(
         self, config: Mapping[str, Any], range_note: Callable[[str], str] = lambda name: ""

@@ -35,6 +35,9 @@ comparable with MuJoCo numbers. ``mjx`` is MuJoCo itself compiled with XLA: exac
 
 The registry is open: :func:`register_env` takes any factory that returns an :class:`Env`, so
 MuJoCo Playground / MJX environments (or anything else written in JAX) plug in the same way.
+A config may also name a factory directly, ``env = "my_envs:make_env"`` (importable from the
+working directory; options after ``?`` as above): it may return an :class:`Env`, a gymnax
+``(env, params)`` pair or a gymnax environment (:func:`from_gymnax` wraps the last two).
 """
 
 from __future__ import annotations
@@ -48,11 +51,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gpbt.imports import ImportSpecError, import_object, is_import_spec
+
 __all__ = [
     "Env",
     "GymnaxEnv",
     "BraxEnv",
     "make_env",
+    "env_from_factory",
+    "from_gymnax",
     "known_envs",
     "register_env",
     "BRAX_BACKENDS",
@@ -141,6 +148,49 @@ def _strong(tree: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
+def from_gymnax(env: Any, params: Any = None, name: str | None = None) -> GymnaxEnv:
+    """Wrap a gymnax environment (``gymnax.make(...)``'s pair, or your own
+    ``gymnax.environments.environment.Environment`` subclass) as an :class:`Env`.
+
+    ``params`` defaults to ``env.default_params``; the episode limit is
+    ``params.max_steps_in_episode``. Observations become float32.
+    """
+    if params is None:
+        params = getattr(env, "default_params", None)
+    missing = [
+        m for m in ("reset", "step", "observation_space", "action_space") if not hasattr(env, m)
+    ]
+    if missing or params is None:
+        what = f"lacks {missing}" if missing else "has no params (and no default_params)"
+        raise TypeError(
+            f"{type(env).__name__} is not a gymnax environment: it {what}; return "
+            "gymnax.make(...)'s (env, params) pair, a gymnax Environment, or a gpbt.rl.envs.Env"
+        )
+    obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
+    space = env.action_space(params)
+    discrete = hasattr(space, "n")
+    if discrete:
+        num_actions, action_dim, low, high = int(space.n), 1, None, None
+    else:
+        shape = tuple(space.shape) or (1,)
+        action_dim = int(np.prod(shape))
+        low = np.broadcast_to(np.asarray(space.low, np.float32), (action_dim,)).copy()
+        high = np.broadcast_to(np.asarray(space.high, np.float32), (action_dim,)).copy()
+        num_actions = None
+    return GymnaxEnv(
+        name=name or getattr(env, "name", type(env).__name__),
+        obs_shape=obs_shape,
+        discrete=discrete,
+        num_actions=num_actions,
+        action_dim=action_dim,
+        action_low=low,
+        action_high=high,
+        max_episode_steps=int(params.max_steps_in_episode),
+        gymnax_env=env,
+        gymnax_params=params,
+    )
+
+
 def _make_gymnax(gymnax_id: str) -> EnvFactory:
     def factory(**kwargs: Any) -> GymnaxEnv:
         import gymnax
@@ -151,29 +201,7 @@ def _make_gymnax(gymnax_id: str) -> EnvFactory:
                 "pass an EnvParams override by registering your own factory with register_env"
             )
         env, params = gymnax.make(gymnax_id)
-        obs_shape = tuple(int(d) for d in env.observation_space(params).shape)
-        space = env.action_space(params)
-        discrete = hasattr(space, "n")
-        if discrete:
-            num_actions, action_dim, low, high = int(space.n), 1, None, None
-        else:
-            shape = tuple(space.shape) or (1,)
-            action_dim = int(np.prod(shape))
-            low = np.broadcast_to(np.asarray(space.low, np.float32), (action_dim,)).copy()
-            high = np.broadcast_to(np.asarray(space.high, np.float32), (action_dim,)).copy()
-            num_actions = None
-        return GymnaxEnv(
-            name=gymnax_id,
-            obs_shape=obs_shape,
-            discrete=discrete,
-            num_actions=num_actions,
-            action_dim=action_dim,
-            action_low=low,
-            action_high=high,
-            max_episode_steps=int(params.max_steps_in_episode),
-            gymnax_env=env,
-            gymnax_params=params,
-        )
+        return from_gymnax(env, params, name=gymnax_id)
 
     return factory
 
@@ -319,17 +347,22 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def resolve_env_name(name: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name?k=v&..."`` into the canonical registry name and its options."""
-    if not isinstance(name, str):
-        raise TypeError(f"environment name must be a string, got {type(name).__name__}")
-    base, _, query = name.partition("?")
+def _parse_options(name: str, query: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for part in filter(None, query.split("&")):
         key, eq, value = part.partition("=")
         if not eq or not key:
             raise ValueError(f"bad option {part!r} in environment name {name!r}; use key=value")
         options[key.strip()] = _parse_value(value.strip())
+    return options
+
+
+def resolve_env_name(name: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name?k=v&..."`` into the canonical registry name and its options."""
+    if not isinstance(name, str):
+        raise TypeError(f"environment name must be a string, got {type(name).__name__}")
+    base, _, query = name.partition("?")
+    options = _parse_options(name, query)
     canonical = _ALIASES.get(base.strip().lower())
     if canonical is None:
         close = difflib.get_close_matches(base.lower(), list(_ALIASES), n=3)
@@ -343,14 +376,55 @@ def resolve_env_name(name: str) -> tuple[str, dict[str, Any]]:
 
 
 def make_env(name: str, **options: Any) -> Env:
-    """Build the environment registered as ``name`` (see the module docstring for the syntax)."""
-    canonical, parsed = resolve_env_name(name)
+    """Build the environment registered as ``name`` (see the module docstring for the syntax),
+    or, for a ``"module:function"`` that is not a registered name, call that factory (see
+    :func:`env_from_factory`)."""
+    try:
+        canonical, parsed = resolve_env_name(name)
+    except ValueError as unknown:
+        if not is_import_spec(name.partition("?")[0]):
+            raise
+        try:
+            return env_from_factory(name, **options)
+        except ImportSpecError as err:
+            prefixes = {alias.partition(":")[0] for alias in _ALIASES if ":" in alias}
+            if name.partition(":")[0].lower() in prefixes:
+                # "brax:hoper" is a typo of a registered name, not a module: say that first.
+                raise ValueError(
+                    f"{unknown} Nor is it an importable 'module:function': {err}"
+                ) from None
+            raise ValueError(
+                f"{err} (nor is it a registered environment: `gpbt envs` lists those)"
+            ) from None
     env = _REGISTRY[canonical](**{**parsed, **options})
     if not isinstance(env, Env):
         raise TypeError(
             f"factory for {canonical!r} returned {type(env).__name__}, expected a gpbt.rl.envs.Env"
         )
     return env
+
+
+def env_from_factory(spec: str, **options: Any) -> Env:
+    """``env = "module:function"`` (options after ``?`` as for registered names): import the
+    factory from the working directory, call it with the options, and accept what it returns:
+    an :class:`Env`, a gymnax ``(env, params)`` pair, or a gymnax environment alone."""
+    base, _, query = spec.partition("?")
+    parsed = _parse_options(spec, query)
+    example = "'my_envs:make_env' (a function returning a gymnax (env, params) pair or an Env)"
+    factory = import_object(base, "env", example)
+    if not callable(factory):
+        raise TypeError(f"env = {spec!r} names a {type(factory).__name__}, not a factory function")
+    made = factory(**{**parsed, **options})
+    if isinstance(made, Env):
+        return made
+    if isinstance(made, tuple) and len(made) == 2:
+        return from_gymnax(made[0], made[1], name=base)
+    try:
+        return from_gymnax(made, name=base)
+    except TypeError as err:
+        raise TypeError(
+            f"env = {spec!r}: the factory returned {type(made).__name__}; {err}"
+        ) from None
 
 
 _GYMNAX_ALIASES = {

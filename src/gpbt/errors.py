@@ -1,0 +1,21 @@
+"""The errors a user can fix. Each message names the field, file or folder and the fix; the CLI
+prints any of them as one `gpbt: error:` line instead of a traceback, and the Python API raises
+them as ordinary exceptions (the config and store ones are also `ValueError`s, as before)."""
+
+from __future__ import annotations
+
+
+class GpbtError(Exception):
+    """Base of every error whose message tells the user what to change."""
+
+
+class ConfigError(GpbtError, ValueError):
+    """A config problem, with the field and the fix in the message."""
+
+
+class StoreError(GpbtError, ValueError):
+    """A file that is not (or no longer) a gpbt experiment store, or one this gpbt cannot read."""
+
+
+class FolderInUse(GpbtError, RuntimeError):
+    """Another live process holds the folder; the message says which and what to do."""

@@ -1,0 +1,64 @@
+"""One live writer per folder: an exclusive lock an experiment or bench folder holds while a
+run, a resume or a bench is live.
+
+The lock is `flock` on a file in the folder, so the operating system releases it when the holder
+dies however it dies (SIGKILL, power loss): a killed run can be resumed at once, and no stale lock
+file ever needs cleaning up. The file also says who holds it (pid, command, start time), which is
+what the refusal tells the second process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from gpbt.errors import FolderInUse
+
+LOCK_NAME = ".gpbt.lock"
+
+
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
+    """Hold `folder`'s lock for the duration of the block, or raise :class:`FolderInUse`."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise FolderInUse(f"{folder} is in use by {_holder(f.read())}; wait for it to end or "
+                              "stop it (a stopped run can be resumed at once with "
+                              f"`gpbt resume {folder}`)") from None  # fmt: skip
+        f.seek(0)
+        f.truncate(0)
+        f.write(json.dumps({
+            "pid": os.getpid(),
+            "what": what,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }))  # fmt: skip
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return "another process"
+    command = f" ({info['command']})" if info.get("command") else ""
+    what, since = info.get("what", "run"), info.get("since", "?")
+    return f"process {info.get('pid', '?')}{command}, a {what} since {since}"

@@ -1,0 +1,236 @@
+"""The run description: everything a config decides, validated once, then frozen.
+
+`RunSpec.from_config(raw)` is the one place a config dict is checked: the keys every engine
+shares (declared here), the keys of the chosen engine (declared by the engine itself, as
+`OPTIONS`, so its documentation, its validation and its code cannot drift apart), the search
+space, the method and its options. What comes out is a `RunSpec`: the search space as a
+`Space`, the scheduler factory (`spec.scheduler()`), the budget, the metric and the engine's own
+section, plus a read-only view of the whole validated config (what the store keeps). Engines
+take a `RunSpec` and never read a config file or import `gpbt.config`.
+
+An engine module declares:
+    OPTIONS: dict[str, Option]         its own keys, their types and defaults
+    DEFAULTS: dict[str, Any]           defaults of shared keys it decides (metric, time_attr)
+    check_config(cfg) (optional)       checks that need several keys, raising ConfigError
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpbt.core.methods import METHODS, make_scheduler
+from gpbt.errors import ConfigError
+from gpbt.options import OPTIONAL, REQUIRED, Option
+from gpbt.space import Space
+
+# engine name -> the module that declares its OPTIONS and runs it
+ENGINE_MODULES = {
+    "vector": "gpbt.engines.vector",
+    "local": "gpbt.engines.local",
+    "ray": "gpbt.integrations.ray_tune",
+}
+
+
+# Keys every engine shares. `metric` and `time_attr` get the engine's own DEFAULTS.
+COMMON_OPTIONS: dict[str, Option] = {
+    "engine": Option(str, "vector", "vector | local | ray"),
+    "name": Option(str, "", "a name for the run folder"),
+    "method": Option(str, REQUIRED, " | ".join(METHODS)),
+    "population": Option(int, REQUIRED, "members trained at once"),
+    "total_steps": Option((int, float), REQUIRED, "budget per member, in units of time_attr"),
+    "perturbation_interval": Option((int, float), REQUIRED, "time_attr units between decisions"),
+    "burn_in_period": Option((int, float), 0, "no decision before this time"),
+    "seed": Option(int, 0, "same seed => same initial population for every method"),
+    "mode": Option(str, "max", "max or min"),
+    "metric": Option(str, None, "the reported value members are ranked by"),
+    "time_attr": Option(str, None, "what time is counted in"),
+    "space": Option(dict, REQUIRED, "the search space, one entry per hyperparameter"),
+    "checkpoint_interval": Option((int, float), None, "default: every perturbation interval"),
+    "logging": Option(dict, OPTIONAL, "live TensorBoard / W&B curves (gpbt.live_log)"),
+}
+
+_EXAMPLES = {
+    "method": 'method = "gpbt-pl"',
+    "population": "population = 8",
+    "total_steps": "total_steps = 1_000_000",
+    "perturbation_interval": "perturbation_interval = 50_000",
+    "space": '[space]\nlr = { type = "float", low = 1e-5, high = 1e-3, log = true }',
+    "env": 'env = "CartPole-v1"',
+    "trainable": 'trainable = "my_module:MyTrainable"',
+}
+
+
+def engine_module(engine: str):
+    """The module of `engine` (imported on demand: validating a vector config must not import
+    Ray)."""
+    if engine not in ENGINE_MODULES:
+        raise ConfigError(f"engine = {engine!r} is not known; use one of {list(ENGINE_MODULES)}")
+    try:
+        return importlib.import_module(ENGINE_MODULES[engine])
+    except ImportError as err:
+        raise ConfigError(f"engine = {engine!r}: {err}") from None
+
+
+def engine_options(engine: str) -> dict[str, Option]:
+    return dict(engine_module(engine).OPTIONS)
+
+
+@dataclass(frozen=True)
+class RunSpec(Mapping):
+    """A validated run. Typed fields for what every engine uses; `spec[key]` reads any key of
+    the validated config (engine options included), which is also what the store records."""
+
+    engine: str
+    method: str
+    space: Space
+    population: int
+    total_steps: float
+    perturbation_interval: float
+    burn_in_period: float
+    seed: int
+    mode: str
+    metric: str
+    time_attr: str
+    checkpoint_interval: float
+    method_options: Mapping[str, Any]
+    _config: dict[str, Any] = field(repr=False)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> RunSpec:
+        """Fill defaults and check everything that can be checked without training."""
+        if isinstance(raw, RunSpec):
+            return raw
+        cfg = copy.deepcopy(dict(raw))
+        engine = cfg.get("engine", "vector")
+        module = engine_module(engine)
+        own: dict[str, Option] = module.OPTIONS
+        allowed = {**COMMON_OPTIONS, **own}
+        # Each method may have an options table named after it; other methods' tables are
+        # allowed too so one file can be switched between methods with method=... overrides.
+        unknown = sorted(k for k in cfg if k not in allowed and k not in METHODS)
+        if unknown:
+            raise ConfigError(
+                f"unknown key {unknown[0]!r} in the config for engine '{engine}'; "
+                f"allowed keys are {sorted(allowed)} plus a table per method {list(METHODS)}"
+            )
+        defaults = getattr(module, "DEFAULTS", {})
+        for key, opt in allowed.items():
+            if opt.default is OPTIONAL and key not in cfg:
+                continue
+            if key not in cfg or cfg[key] is None:
+                if opt.default is REQUIRED:
+                    raise ConfigError(
+                        f"missing required key {key!r}; add it to the config, e.g. "
+                        f"{_EXAMPLES.get(key, f'{key} = ...')}"
+                    )
+                cfg[key] = copy.deepcopy(defaults.get(key, opt.default))
+                continue
+            value = cfg[key]
+            if (isinstance(value, bool) and opt.types is not bool) or not isinstance(
+                value, opt.types
+            ):
+                names = (opt.types,) if isinstance(opt.types, type) else opt.types
+                raise ConfigError(
+                    f"key {key!r} = {value!r} has the wrong type; expected "
+                    f"{' or '.join(t.__name__ for t in names)}"
+                )
+        method = cfg["method"]
+        if method not in METHODS:
+            raise ConfigError(f"method = {method!r} is not known; use one of {list(METHODS)}")
+        for key in ("population", "total_steps", "perturbation_interval"):
+            if cfg[key] <= 0:
+                raise ConfigError(f"key {key!r} = {cfg[key]} must be > 0")
+        if cfg["perturbation_interval"] > cfg["total_steps"]:
+            raise ConfigError(
+                f"perturbation_interval ({cfg['perturbation_interval']}) is larger than "
+                f"total_steps ({cfg['total_steps']}): no member would ever be ready; lower "
+                "the interval or raise the budget"
+            )
+        if cfg["mode"] not in ("max", "min"):
+            raise ConfigError(f"mode = {cfg['mode']!r}: use 'max' or 'min'")
+        for m in METHODS:
+            if m in cfg and not isinstance(cfg[m], dict):
+                raise ConfigError(f"'{m}' must be a table of method options, e.g. [{m}]")
+        if "logging" in cfg:
+            from gpbt.live_log import check_logging
+
+            check_logging(cfg["logging"])
+        check = getattr(module, "check_config", None)
+        if check is not None:
+            check(cfg)
+        try:
+            space = Space.from_dict(cfg["space"])
+        except ValueError as err:
+            raise ConfigError(f"[space] {err}") from None
+        if cfg["checkpoint_interval"] is None:
+            cfg["checkpoint_interval"] = cfg["perturbation_interval"]
+        spec = cls(
+            engine=engine,
+            method=method,
+            space=space,
+            population=int(cfg["population"]),
+            total_steps=cfg["total_steps"],
+            perturbation_interval=cfg["perturbation_interval"],
+            burn_in_period=cfg["burn_in_period"],
+            seed=int(cfg["seed"]),
+            mode=cfg["mode"],
+            metric=cfg["metric"],
+            time_attr=cfg["time_attr"],
+            checkpoint_interval=cfg["checkpoint_interval"],
+            method_options=copy.deepcopy(cfg.get(method, {})),
+            _config=cfg,
+        )
+        try:
+            # Building the scheduler checks the method's options against the space (PB2 and
+            # unordered choices, unknown options) before anything trains.
+            spec.scheduler()
+        except ValueError as err:
+            raise ConfigError(f"[{method}] {err}") from None
+        return spec
+
+    # ------------------------------------------------------------------ what engines use
+    def scheduler(self, *, max_time: float | None = None):
+        """A fresh scheduler for this run: the one place a method is built from a config.
+        Asynchronous engines pass `max_time` (the per-member budget) so members stop there."""
+        return make_scheduler(
+            self.method,
+            self.space,
+            perturbation_interval=self.perturbation_interval,
+            seed=self.seed,
+            mode=self.mode,
+            burn_in_period=self.burn_in_period,
+            max_time=max_time,
+            options=dict(self.method_options),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated config as a plain, JSON-able dict (a copy): what the store records."""
+        return copy.deepcopy(self._config)
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """A new spec with some config keys changed, validated again."""
+        return RunSpec.from_config({**self.to_dict(), **changes})
+
+    # ------------------------------------------------------------------ read-only mapping
+    def __getitem__(self, key: str) -> Any:
+        return self._config[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._config)
+
+    def __len__(self) -> int:
+        return len(self._config)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunSpec):
+            return self._config == other._config
+        if isinstance(other, Mapping):
+            return self._config == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a config is not a dictionary key

@@ -1,0 +1,44 @@
+"""Every error the CLI can foresee ends in one `gpbt: error:` line that names the fix, never a
+traceback."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+ROOT = Path(__file__).parents[1]
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpbt: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", ["garbage", "foreign"])
+def test_resume_of_a_corrupt_or_foreign_store_is_one_line(tmp_path, content):
+    db = tmp_path / "experiment.sqlite"
+    if content == "garbage":
+        db.write_text("not a database at all")
+    else:
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TABLE results (x)")
+    before = db.read_bytes()
+    line = _one_error_line(run_cli("resume", tmp_path))
+    assert "not a gpbt experiment store" in line and "experiment.sqlite" in line
+    assert db.read_bytes() == before  # nothing written into somebody else's file
+
+
+@pytest.mark.slow
+def test_a_trainable_that_cannot_be_imported_from_here_is_one_line(tmp_path):
+    # examples/ray_quadratic.toml names examples.ray_function_trainable, importable only from
+    # the repository root; started elsewhere the run must say so, not raise a traceback
+    line = _one_error_line(
+        run_cli("run", ROOT / "examples" / "ray_quadratic.toml", "--out", tmp_path / "run",
+                cwd=tmp_path)  # fmt: skip
+    )
+    assert "no module named 'examples.ray_function_trainable'" in line
+    assert "run from the folder that holds examples/ray_function_trainable.py" in line
+    assert not (tmp_path / "run" / "experiment.sqlite").exists()

@@ -1,0 +1,165 @@
+"""A run's life as the operating system sees it: one live writer per folder, children that end
+with their parent, and kills at any moment that lose nothing."""
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import run_cli, tiny_vector, write_toml_file
+
+from gpbt.lock import FolderInUse, hold_folder
+from gpbt.store import load
+
+pytestmark = pytest.mark.slow
+
+TINY = tiny_vector()
+
+
+def _start(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpbt.cli", *map(str, args), "--no-report"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own group, so the test can always clean up
+    )
+
+
+def _reports(folder) -> int:
+    db = folder / "experiment.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _wait_for_reports(folder, n: int, proc, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while _reports(folder) < n:
+        assert proc.poll() is None, "the run ended before it was killed"
+        assert time.time() < deadline, f"no {n} reports within {timeout} s"
+        time.sleep(0.05)
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _table(folder):
+    exp = load(folder)
+    reports = exp.reports[["member", "time", "score", "config.lr", "config.clip"]]
+    decisions = exp.decisions[["time", "member", "kind", "donor", "new_config.lr"]]
+    return (
+        reports.reset_index(drop=True),
+        decisions.reset_index(drop=True),
+        exp.state("final_evaluation"),
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("whole")
+    cfg = write_toml_file(tmp / "tiny.toml", TINY)
+    result = run_cli("run", cfg, "--out", tmp / "run", "--no-report")
+    assert result.returncode == 0, result.stderr
+    return cfg, tmp / "run"
+
+
+def test_killing_the_parent_ends_every_child_and_frees_the_folder(uninterrupted, tmp_path):
+    cfg, whole = uninterrupted
+    folder = tmp_path / "run"
+    proc = _start("run", cfg, "--out", folder)
+    try:
+        _wait_for_reports(folder, 4, proc)
+        children = _descendants(proc.pid)
+        assert children, "the vector engine trains in a child process"
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only: nobody tells the children
+        proc.wait()
+        deadline = time.time() + 5
+        while any(_alive(c) for c in children) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [c for c in children if _alive(c)], "a child outlived its parent by 5 s"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # the OS released the lock with its holder: the run resumes at once, and nothing is lost
+    result = run_cli("resume", folder, "--no-report")
+    assert result.returncode == 0, result.stderr
+    for got, want in zip(_table(folder), _table(whole), strict=True):
+        assert got.equals(want) if hasattr(got, "equals") else got == want
+
+
+def test_a_second_run_or_resume_on_a_live_folder_is_refused(uninterrupted, tmp_path):
+    cfg, whole = uninterrupted
+    db = whole / "experiment.sqlite"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with hold_folder(whole, "resume"):  # this test process is the live run
+        with pytest.raises(FolderInUse):
+            with hold_folder(whole):
+                pass
+        for args in (("resume", whole), ("run", cfg, "--out", tmp_path / "fresh")):
+            folder = args[1] if args[0] == "resume" else tmp_path / "fresh"
+            with hold_folder(folder, "run") if args[0] == "run" else _nothing():
+                result = run_cli(*args, "--no-report")
+            assert result.returncode == 2
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("gpbt: error: "), result.stderr
+            assert f"is in use by process {os.getpid()}" in lines[0]
+            assert "gpbt resume" in lines[0]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # the store is untouched
+    assert not (tmp_path / "fresh" / "experiment.sqlite").exists()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(uninterrupted, tmp_path):
+    cfg, whole = uninterrupted
+    folder = tmp_path / "run"
+    rng = random.Random(11)
+    kills = 0
+    args = ("run", cfg, "--out", folder)
+    # Kill points: after a random number of reports (mid-generation store writes, a
+    # checkpoint or decisions in flight), plus a random extra delay of up to half a second.
+    for target in sorted(rng.sample(range(1, 19), 3)):
+        proc = _start(*args)
+        try:
+            if target > _reports(folder):
+                _wait_for_reports(folder, target, proc)
+            time.sleep(rng.uniform(0.0, 0.5))
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        kills += 1
+        args = ("resume", folder)
+    result = run_cli("resume", folder, "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert kills == 3
+    for got, want in zip(_table(folder), _table(whole), strict=True):
+        assert got.equals(want) if hasattr(got, "equals") else got == want
