@@ -6,7 +6,9 @@ the scores, ask the scheduler (`on_generation`), apply exploits as ONE gather al
 population axis (weights, optimiser state, normaliser statistics, env state; a copy gets a random
 stream of its own), set the new hyperparameter arrays, continue. Hyperparameters are traced
 arrays, so nothing recompiles. A copy reports its donor's score until it finishes an episode of
-its own.
+its own. How that program is laid out on the machine (lockstep or member by member, over every
+core or device) is decided once per run from the `execution` and `devices` keys
+(`gpbt.rl.execution`).
 
 Crash safety: reports and decisions reach the experiment store as they happen; every
 `checkpoint_interval` the population state, the scheduler state and the configs are written
@@ -52,6 +54,8 @@ OPTIONS: dict[str, Option] = {
     "eval_episodes": Option(int, 0, "greedy evaluation episodes after every interval"),
     "final_eval_episodes": Option(int, 32, "greedy evaluation of every member at the end"),
     "watchdog_seconds": Option((int, float), 600, "restart a generation stuck this long"),
+    "execution": Option(str, "auto", "auto | lockstep | per-member (docs/ppo.md)"),
+    "devices": Option(int, 0, "devices to train on; 0: all (on CPU one per core)"),
 }
 DEFAULTS = {"metric": "episode_return", "time_attr": "env_steps"}
 
@@ -66,6 +70,17 @@ def check_config(cfg: dict[str, Any]) -> None:
         )
     if cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
         raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
+    from gpbt.rl.execution import STRATEGIES
+
+    if cfg["execution"] not in STRATEGIES:
+        raise ConfigError(
+            f"execution = {cfg['execution']!r} is not known; use one of {list(STRATEGIES)} "
+            "(auto picks lockstep or per-member from the search space)"
+        )
+    if cfg["devices"] < 0:
+        raise ConfigError(
+            f"devices = {cfg['devices']} must be >= 0 (0 uses every device, on CPU one per core)"
+        )
 
 
 CHECKPOINT_DIR = "checkpoints"
@@ -129,7 +144,11 @@ def preflight(spec: RunSpec):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
     from gpbt.rl.agents import make_agent
+    from gpbt.rl.execution import configure_host_devices
 
+    # Before JAX starts its backend in this process: on CPU, one device per core (or the
+    # configured count), so training can be spread over every core.
+    configure_host_devices(spec.get("devices", 0))
     try:
         agent = make_agent(spec["agent"], spec["env"], spec["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
@@ -255,6 +274,7 @@ class VectorRun:
 
         started = time.perf_counter()
         generation = self.start(resume)
+        self._set_execution()
         hp = self._hp()
         compiles_at_start = self.agent.compile_count
         for g in range(generation + 1, self.generations + 1):
@@ -368,7 +388,30 @@ class VectorRun:
         return self.finish(
             compilations_during_run=self.agent.compile_count - compiles_at_start,
             wall_seconds=time.perf_counter() - started,
+            execution=self.execution,
         )
+
+    def _set_execution(self) -> None:
+        """Decide once per run how the population trains (gpbt.rl.execution): a run whose
+        space tunes a structural hyperparameter trains member by member on CPU, so that no
+        member waits for another; otherwise in lockstep. Deciding from the space, not from
+        the current configs, keeps one program for the whole run."""
+        import jax
+
+        from gpbt.rl.execution import resolve_strategy
+
+        if not hasattr(self.agent, "set_execution"):  # an agent of the protocol, not ours
+            self.execution = {"strategy": "the agent's own", "devices": None}
+            return
+        tuned = set(self.space.names) & set(self.agent.structural_hyperparameters)
+        strategy = resolve_strategy(
+            self.cfg.get("execution", "auto"),
+            structural_varies=bool(tuned),
+            platform=jax.default_backend(),
+        )
+        self.agent.set_execution(strategy, self.cfg.get("devices", 0))
+        _, devices = self.agent.execution_plan(self._hp())
+        self.execution = {"strategy": strategy, "devices": devices}
 
     def _scores(self, metrics: dict[str, np.ndarray]) -> dict[int, float]:
         """Mean return of the episodes finished this generation; a member that finished none

@@ -8,6 +8,9 @@ An agent subclasses `PopulationAgent` and provides `init`, `_train_impl`, `_eval
 defaults), `int_hyperparameters` and `max_update_steps` (the most env steps one update may
 take, so a budget never overflows int32). The contract, public and stable, is documented in
 `gpbt.rl.protocol`, which also checks an agent against it.
+How `train` lays the population out on the machine (lockstep or member by member, over how many
+devices) is `gpbt.rl.execution`'s job; an agent may name its structural hyperparameters and
+estimate each member's work for it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gpbt.rl.execution import PopulationRunner, resolve_strategy
 
 __all__ = ["PopulationAgent", "as_key", "bootstrap_truncated", "checked_hidden_sizes"]
 
@@ -68,14 +73,58 @@ class PopulationAgent:
 
     hyperparameter_names: tuple[str, ...] = ()
     int_hyperparameters: frozenset[str] = frozenset()  # traced as int32, the rest as float32
+    # Hyperparameters that shape a member's program (its loop trip counts): members that
+    # differ in one of them wait for each other in lockstep.
+    structural_hyperparameters: frozenset[str] = frozenset()
     max_update_steps: int = 0
+    # How train runs: today's single vmapped program on one device unless set_execution says
+    # otherwise (the vector engine does, from its `execution` and `devices` keys).
+    execution: str = "lockstep"
+    execution_devices: int = 1
     compile_count: int = 0  # programs traced so far (instances count their own)
 
     def _compile_entry_points(self) -> None:
         self._train_jit = jax.jit(self._train_impl)
+        self._runner = PopulationRunner(self._train_jit)
         self._gather_jit = jax.jit(self._gather_impl)
         self._eval_jit = jax.jit(self._evaluate_impl, static_argnums=2)
         self._act_jit = jax.jit(self._act_impl, static_argnums=3)
+
+    # ------------------------------------------------------------------ execution
+    def set_execution(self, strategy: str = "auto", devices: int = 0) -> None:
+        """Choose how ``train`` runs the population (see :mod:`gpbt.rl.execution`):
+        ``"lockstep"``, ``"per-member"`` or ``"auto"`` (decided per call from the members'
+        structural hyperparameters), over at most ``devices`` devices (0: all the backend has).
+        Results do not depend on the device count; they differ between lockstep and
+        per-member in the last bits of the floats (documented in docs/ppo.md)."""
+        resolve_strategy(strategy, structural_varies=False, platform="cpu")  # validates
+        if int(devices) < 0:
+            raise ValueError(f"devices must be >= 0 (0: all), got {devices}")
+        self.execution, self.execution_devices = strategy, int(devices)
+
+    def member_costs(self, hp: Mapping[str, np.ndarray], budget: np.ndarray) -> np.ndarray:
+        """A rough relative cost of training each member for its budget; only its order
+        matters (the per-member strategy starts the longest members first)."""
+        return budget.astype(np.float64)
+
+    @property
+    def device_compiles(self) -> int:
+        """Compiled copies of the training program made for devices beyond `compile_count`'s
+        traces (one per device and program shape when training is spread over devices)."""
+        return self._runner.device_compiles
+
+    def execution_plan(self, hp: Mapping[str, Any]) -> tuple[str, int]:
+        """The strategy and device count ``train`` uses for these hyperparameter arrays."""
+        host = {k: np.asarray(v) for k, v in hp.items()}
+        population = next(iter(host.values())).shape[0]
+        varies = any(np.unique(host[n]).size > 1 for n in self.structural_hyperparameters)
+        strategy = resolve_strategy(
+            self.execution, structural_varies=varies, platform=jax.default_backend()
+        )
+        devices = len(self._runner.devices(self.execution_devices))
+        if strategy == "lockstep":
+            devices = self._runner.lockstep_shards(population, devices)
+        return strategy, min(devices, population)
 
     # ------------------------------------------------------------------ what a subclass writes
     def init(self, key: Any, population: int) -> Any:
@@ -233,7 +282,19 @@ class PopulationAgent:
                 f"env_steps_per_member must be in [0, 2**31 - 1), got {budget.tolist()}"
             )
         hp = self._canonical_hp(hp, population)
-        return self._train_jit(state, hp, jnp.asarray(budget, jnp.int32))
+        budget = np.asarray(budget, np.int32)
+        if self.execution == "lockstep" and self.execution_devices == 1:
+            return self._train_jit(state, hp, jnp.asarray(budget))  # the original path
+        host = {k: np.asarray(v) for k, v in hp.items()}
+        strategy, _ = self.execution_plan(host)
+        return self._runner.train(
+            state,
+            hp,
+            budget,
+            strategy,
+            self._runner.devices(self.execution_devices),
+            self.member_costs(host, budget),
+        )
 
     # ------------------------------------------------------------------ evaluation
     def _eval_action(self, member: Any, obs: jax.Array, key: jax.Array) -> jax.Array:

@@ -81,6 +81,12 @@ What it costs
   heterogeneous population ran at ~6e3/s, because each loop level took its own maximum.
 * A smaller minibatch adds optimiser steps (one Adam update of the small network each), not
   gradient work.
+* The two costs above are lockstep's. :mod:`gpbt.rl.execution` can instead run this same
+  program over a population of 1, member by member (``set_execution("per-member")``; the
+  vector engine's ``execution = "auto"`` does so on CPU whenever the search space tunes a
+  structural hyperparameter): each member's loops then run its own trip counts, at the price
+  of vmap's batching, and the members are spread over every core. Both layouts run the same
+  steps; their floats differ in the last bits (see that module).
 
 Honest env-step budget (``time_attr`` = env steps per member)
 -----------------------------------------------------------
@@ -343,6 +349,7 @@ class PPO(PopulationAgent):
 
     hyperparameter_names: tuple[str, ...] = _FLOAT_HPS + _INT_HPS
     int_hyperparameters = frozenset(_INT_HPS)
+    structural_hyperparameters = frozenset(_INT_HPS)
 
     def __init__(self, env: Env, config: PPOConfig | None = None) -> None:
         self.env = env
@@ -447,6 +454,12 @@ class PPO(PopulationAgent):
             snapped["minibatch_size"], snapped["train_batch_size"] // unit * unit
         )
         return snapped
+
+    def member_costs(self, hp: Mapping[str, np.ndarray], budget: np.ndarray) -> np.ndarray:
+        """Rough relative work per member, for ordering only: per env step, collecting costs
+        about two forward passes of one sample (env step, policy and value) and each epoch a
+        forward and backward pass (about three)."""
+        return budget * (2.0 + 3.0 * hp["num_epochs"])
 
     # ----------------------------------------------------------------------------------------
     # Init / gather
