@@ -134,16 +134,19 @@ def sharded():
     return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.slow
 def test_per_member_gives_the_same_bits_on_any_number_of_devices(sharded):
     # 7 members over 3 devices: the queue hands members to whichever device is free, so
     # assignment varies from run to run; the results must not.
     assert sharded["per_member_same_on_1_and_3_devices"]
 
 
+@pytest.mark.slow
 def test_per_member_trains_each_member_exactly_as_alone(sharded):
     assert sharded["per_member_is_the_member_alone"] == [True, True, True]
 
 
+@pytest.mark.slow
 def test_lockstep_over_uneven_shards_matches_one_device(sharded):
     assert sharded["plan"] == ["lockstep", 3]  # 7 members: shards of 3, two padding rows
     assert sharded["lockstep_same_sharded"]
@@ -151,6 +154,7 @@ def test_lockstep_over_uneven_shards_matches_one_device(sharded):
     assert sharded["impala_env_steps"] == [40] * 5  # two 20-step updates each, pads dropped
 
 
+@pytest.mark.slow
 def test_lockstep_and_per_member_run_the_same_steps(sharded):
     for k in ("env_steps", "updates", "sgd_steps", "episodes", "total_env_steps"):
         assert sharded["counts_equal_" + k], k
@@ -160,6 +164,7 @@ def test_lockstep_and_per_member_run_the_same_steps(sharded):
     assert sharded["first_call_param_diff"] < 1e-5
 
 
+@pytest.mark.slow
 def test_one_compilation_per_program_shape(sharded):
     # per-member: one trace (a population of 1 is one shape for every member), one compiled
     # copy per device; sharded lockstep: one more shape (the shard)
