@@ -10,7 +10,7 @@ differs from the suite's cell is an error, never silently replaced. `gpbt report
 every table and plot of the bench report from DIR alone (`load_results`).
 
 suite.json: {"format": "gpbt-bench-results", "version": 1, "suite": <the suite, tasks
-expanded>, "created", "machine", "commit", "invocations": [{"at", "commit", "suite"}, ...]}.
+expanded>, "created", "machine", "commit", "invocations": [{"at", "commit", "suite", "id"}, ...]}.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import multiprocessing as mp
 import queue
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,16 @@ def _record_suite(bench: BenchStore, suite: Suite, res: ResultsFolder | None = N
         bench.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     bench.set_meta("machine", machine())
     bench.set_meta("commit", git_commit())
-    # every invocation, so a bench continued across commits says which ran when
+    # every invocation, so a bench continued across commits says which ran when; the id keeps
+    # two invocations in the same second apart when the results folder merges histories
     history = bench.get_meta("invocations") or []
     history.append(
-        {"at": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git_commit(), "suite": suite.label}
+        {
+            "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "commit": git_commit(),
+            "suite": suite.label,
+            "id": uuid.uuid4().hex[:12],
+        }
     )
     bench.set_meta("invocations", history)
 
