@@ -101,3 +101,22 @@ def check_summary(summary, engine: str, population: int) -> None:
     assert summary["best_score"] == summary.best_score  # the old dict-style access still works
     assert set(summary.to_dict()) >= {"engine", "method", "best_member", "best_score",
                                       "population_mean", "exploits", "details"}  # fmt: skip
+
+
+def explore_ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=None):
+    """An ExploreContext for a strategy's unit tests: member 0 (score 0) lost to member 1
+    (score 1) at time 10."""
+    from gpbt.core.strategies import ExploreContext
+
+    return ExploreContext(
+        space=space,
+        rng=rng,
+        time=10.0,
+        loser=0,
+        winner=1,
+        loser_config=loser_cfg,
+        winner_config=winner_cfg,
+        loser_state=loser_state or {"velocity": {}},
+        winner_score=1.0,
+        population=population or {0: (loser_cfg, 0.0), 1: (winner_cfg, 1.0)},
+    )

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import explore_ctx
 
 from gpbt.core import (
     GPBT,
@@ -17,7 +18,6 @@ from gpbt.core import (
 )
 from gpbt.core.methods import make_scheduler
 from gpbt.core.pb2 import PB2Explore
-from gpbt.core.strategies import ExploreContext
 from gpbt.space import Choice, Float, Int, Space
 
 SPACE = Space(
@@ -30,19 +30,7 @@ SPACE = Space(
 )
 
 
-def ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=None):
-    return ExploreContext(
-        space=space,
-        rng=rng,
-        time=10.0,
-        loser=0,
-        winner=1,
-        loser_config=loser_cfg,
-        winner_config=winner_cfg,
-        loser_state=loser_state or {"velocity": {}},
-        winner_score=1.0,
-        population=population or {0: (loser_cfg, 0.0), 1: (winner_cfg, 1.0)},
-    )
+ctx = explore_ctx
 
 
 # ----------------------------------------------------------------------------- PL arithmetic

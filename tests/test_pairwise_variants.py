@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import explore_ctx
 
 from gpbt.core import GPBT, Continue, Exploit, PairwiseLearning
 from gpbt.core.methods import make_scheduler
-from gpbt.core.strategies import UNIFORM_SD, ExploreContext, unit_matrix
+from gpbt.core.strategies import UNIFORM_SD, unit_matrix
 from gpbt.space import Choice, Float, Int, Space
 from gpbt.toys import MovingOptimumToy, run_toy
 
@@ -26,19 +27,7 @@ SPACE = Space(
 )
 
 
-def ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=None):
-    return ExploreContext(
-        space=space,
-        rng=rng,
-        time=10.0,
-        loser=0,
-        winner=1,
-        loser_config=loser_cfg,
-        winner_config=winner_cfg,
-        loser_state=loser_state or {"velocity": {}},
-        winner_score=1.0,
-        population=population or {0: (loser_cfg, 0.0), 1: (winner_cfg, 1.0)},
-    )
+ctx = explore_ctx
 
 
 def test_unit_matrix_matches_space_to_unit():
