@@ -75,6 +75,8 @@ SHARDED = textwrap.dedent(
     out["per_member_traces"] = agent.compile_count - traces
     out["per_member_device_copies"] = agent.device_compiles - copies
     out["per_member_same_on_1_and_3_devices"] = same(pm1, pm3)
+    # the row-slicing helper: one program, though the first call gets a fresh population
+    out["slice_programs"] = agent._runner._take._cache_size()
     agent.set_execution("lockstep", 1)
     alone, member = jax.tree.map(lambda x: x[2:3], agent.init(jax.random.key(0), P)), []
     for budget in budgets:
@@ -171,6 +173,9 @@ def test_one_compilation_per_program_shape(sharded):
     assert sharded["per_member_traces"] == 1
     assert sharded["per_member_device_copies"] == 3
     assert sharded["lockstep_sharded_traces"] == 1
+    # no hidden recompile at the second call (a fresh population is not committed to a
+    # device; the trained one is)
+    assert sharded["slice_programs"] == 1
     # exploits, config changes, other budgets: nothing new
     assert sharded["traces_after_exploits_and_new_configs"] == 0
     assert sharded["copies_after_exploits_and_new_configs"] == 0

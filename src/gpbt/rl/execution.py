@@ -186,6 +186,10 @@ class PopulationRunner:
             devices = devices[:population]
         else:
             raise ValueError(f"strategy must be 'lockstep' or 'per-member', got {strategy!r}")
+        # Commit the state to the device its outputs return to: the fresh population is not
+        # committed to any device, and slicing it would otherwise compile the row-slicing
+        # program a second time at the second generation (seen: +0.3 s there).
+        state = jax.device_put(state, devices[0])
         outputs = self._run(state, hp, tasks, list(devices))
         if strategy == "per-member":
             outputs = [outputs[k] for k in np.argsort(np.asarray(order), kind="stable")]
