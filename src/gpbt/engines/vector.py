@@ -30,6 +30,7 @@ import os
 import queue
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]
     return meta, leaves
 
 
+def _write_npz(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
+    """Write a checkpoint atomically: a temporary file, fsynced, then renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.frombuffer(meta, dtype=np.uint8), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
@@ -186,18 +198,29 @@ class VectorRun:
         every = max(1, round(spec.checkpoint_interval / self.interval))
         self.checkpoint_every = every
         self.store = ExperimentStore(self.folder)
+        # one background thread writes checkpoint files while training goes on
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpbt-checkpoint")
+        self._pending_checkpoint = None
 
     # ------------------------------------------------------------------ state on disk
     def _hp(self):
         return self.agent.hyperparameters_to_arrays([{**self.fixed, **c} for c in self.configs])
 
     def _save_checkpoint(self, generation: int) -> None:
+        """Snapshot the population now; write the file in the background.
+
+        The device arrays are copied to host memory here (the next `train` call may reuse
+        their buffers), and the scheduler state is serialised now; compressing, writing and
+        fsyncing the file happen on the writer thread while the next interval trains, so a
+        checkpoint costs the run a memory copy instead of a disk flush. The store learns of a
+        checkpoint only after its file is durable (`_record_checkpoints`), so a run killed
+        mid-write resumes from the previous one.
+        """
         import jax
 
+        self._record_checkpoints(wait=True)  # one write in flight at a time, in order
         leaves = jax.tree_util.tree_leaves(self.state)
-        path = self.folder / CHECKPOINT_DIR / f"gen{generation:06d}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        arrays = {f"leaf{i}": np.array(x, copy=True) for i, x in enumerate(leaves)}
         meta = {
             "generation": generation,
             "configs": self.configs,
@@ -205,12 +228,24 @@ class VectorRun:
             "scores": self.last_scores,
             "eval_key": int(self.eval_key_counter),
         }
-        arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        blob = json.dumps(meta).encode()
+        path = self.folder / CHECKPOINT_DIR / f"gen{generation:06d}.npz"
+        self._pending_checkpoint = (
+            generation,
+            path,
+            self._writer.submit(_write_npz, path, blob, arrays),
+        )
+
+    def _record_checkpoints(self, wait: bool) -> None:
+        """Record the checkpoint written in the background once its file is on disk (at once
+        with `wait`), then drop the files older than the newest few."""
+        if self._pending_checkpoint is None:
+            return
+        generation, path, future = self._pending_checkpoint
+        if not wait and not future.done():
+            return
+        future.result()  # a failed write raises here, in the training loop
+        self._pending_checkpoint = None
         self.store.add_checkpoint(
             generation * self.interval,
             str(path.relative_to(self.folder)),
@@ -305,9 +340,10 @@ class VectorRun:
                     scores = {i: float(eval_returns[i]) for i in range(self.population)}
             t1 = time.perf_counter()
             rows = []
+            env_steps_total = np.asarray(jax.device_get(self.state.total_env_steps))
             for i in range(self.population):
                 m = {k: float(v[i]) for k, v in metrics.items()}
-                m["env_steps_total"] = float(np.asarray(self.state.total_env_steps)[i])
+                m["env_steps_total"] = float(env_steps_total[i])
                 if eval_returns is not None:
                     m["eval_return"] = float(eval_returns[i])
                 rows.append(
@@ -325,6 +361,7 @@ class VectorRun:
             timing = dict.fromkeys(("scheduler_s", "gather_s", "store_s", "checkpoint_s"), 0.0)
             ts = time.perf_counter()
             self.store.add_reports(rows)
+            self._record_checkpoints(wait=False)  # the last interval's, if its file is written
             timing["store_s"] += time.perf_counter() - ts
             events = {i: "" for i in range(self.population)}
             n_exploits = 0
@@ -347,9 +384,7 @@ class VectorRun:
                 # A copy carries its donor's weights: until it finishes an episode of its own
                 # it reports the donor's score, not the one it lost with (which would tell PB2
                 # that the new config made the score fall).
-                self.last_scores.update(
-                    {i: scores[int(j)] for i, j in enumerate(index) if j != i}
-                )
+                self.last_scores.update({i: scores[int(j)] for i, j in enumerate(index) if j != i})
                 if n_exploits:
                     ts = time.perf_counter()
                     self.state = jax.block_until_ready(self.agent.gather(self.state, index))
@@ -385,6 +420,7 @@ class VectorRun:
                     ],
                 }
             )
+        self._record_checkpoints(wait=True)
         return self.finish(
             compilations_during_run=self.agent.compile_count - compiles_at_start,
             wall_seconds=time.perf_counter() - started,
