@@ -130,8 +130,8 @@ def alone(cls, config: dict, steps: int) -> dict:
 def engine_run(trainable, space: dict, options: dict, steps: int, folder: Path) -> dict:
     """Population 2 on 2 workers; throughput and the engine's timing statistics."""
     from gpbt.core.methods import make_scheduler
+    from gpbt.core.space import Space
     from gpbt.engines.local import LocalEngine
-    from gpbt.space import Space
 
     reports: list[float] = []
 

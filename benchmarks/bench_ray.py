@@ -134,7 +134,7 @@ def timed(cls):
 
 def initial_lrs(seed: int, population: int) -> list[float]:
     from gpbt.core.methods import make_scheduler
-    from gpbt.space import Float
+    from gpbt.core.space import Float
 
     core = make_scheduler(
         "gpbt-pl", {"lr": Float(LOW, HIGH, log=True)}, perturbation_interval=1, seed=seed
@@ -147,8 +147,8 @@ def run_tune(kind: str, seed: int, args, folder: Path) -> dict:
     from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
     from ray.tune.schedulers.pb2 import PB2
 
+    from gpbt.core.space import Float
     from gpbt.integrations.ray_tune import GPBTScheduler
-    from gpbt.space import Float
 
     lrs = initial_lrs(seed, args.population)
     stop = None
@@ -249,8 +249,8 @@ def _finish(kind, sched, grid, seed, wall):
 
 def run_local(seed: int, args, folder: Path) -> dict:
     from gpbt.core.methods import make_scheduler
+    from gpbt.core.space import Float
     from gpbt.engines.local import LocalEngine
-    from gpbt.space import Float
 
     sched = make_scheduler(
         "gpbt-pl",

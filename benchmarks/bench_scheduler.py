@@ -18,8 +18,8 @@ import numpy as np
 
 from gpbt.core.methods import make_scheduler
 from gpbt.core.pb2 import PB2Explore
+from gpbt.core.space import Choice, Float, Int, Space
 from gpbt.core.strategies import ExploreContext
-from gpbt.space import Choice, Float, Int, Space
 
 SPACE = Space(
     {

@@ -51,8 +51,10 @@ def main() -> None:
             for r in data:
                 store.add_reports([r])
             single.append((time.perf_counter() - t0) / len(data))
-    print(f"{args.reports} reports in one batch: median {statistics.median(batch):.3f} s, "
-          f"best {min(batch):.3f} s")
+    print(
+        f"{args.reports} reports in one batch: median {statistics.median(batch):.3f} s, "
+        f"best {min(batch):.3f} s"
+    )
     print(f"one report per transaction: median {1e3 * statistics.median(single):.2f} ms each")
 
 

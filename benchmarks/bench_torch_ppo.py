@@ -25,15 +25,34 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)  # one member per core is how a population would be spread
     env = make_vec_env("CartPole-v1", n_envs=16, seed=0)
-    model = PPO("MlpPolicy", env, n_steps=32, batch_size=128, n_epochs=4, learning_rate=1e-3,
-                ent_coef=0.01, seed=0, device="cpu", verbose=0)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=128,
+        n_epochs=4,
+        learning_rate=1e-3,
+        ent_coef=0.01,
+        seed=0,
+        device="cpu",
+        verbose=0,
+    )
     model.learn(2_048)  # warm-up: first allocations and imports
     start = time.perf_counter()
     model.learn(args.steps, reset_num_timesteps=False)
     elapsed = time.perf_counter() - start
-    print(json.dumps({"library": "stable-baselines3 (PyTorch)", "env": "CartPole-v1",
-                      "steps": args.steps, "env_steps_per_s": args.steps / elapsed,
-                      "torch_threads": 1, "date": time.strftime("%Y-%m-%d")}))
+    print(
+        json.dumps(
+            {
+                "library": "stable-baselines3 (PyTorch)",
+                "env": "CartPole-v1",
+                "steps": args.steps,
+                "env_steps_per_s": args.steps / elapsed,
+                "torch_threads": 1,
+                "date": time.strftime("%Y-%m-%d"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ drawn fresh every generation and never carried by a copy, as an RL return measur
 training episodes; a run's result is the TRUE score of its best member at the end, as the
 benchmark's 32-episode final evaluation):
 
-- `quadratic`: the PBT paper's toy (gpbt.toys.QuadraticToy), deterministic.
-- `moving`: gpbt.toys.MovingOptimumToy: one log learning rate whose best value drifts from
+- `quadratic`: the PBT paper's toy (gpbt.engines.toys.QuadraticToy), deterministic.
+- `moving`: gpbt.engines.toys.MovingOptimumToy: one log learning rate whose best value drifts from
   high to low; the score is the accumulated gain (20 generations here).
 - `moving7`: the same drift on 2 of 7 parameters, a fixed optimum on a third and 4 parameters
   that do not matter: the seven-hyperparameter PPO space in miniature.
@@ -42,9 +42,9 @@ import numpy as np
 from gpbt.core.decisions import Exploit
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import GPBT
+from gpbt.core.space import Float, Space
 from gpbt.core.strategies import ExploreContext, Strategy
-from gpbt.space import Float, Space
-from gpbt.toys import MovingOptimumToy, QuadraticToy
+from gpbt.engines.toys import MovingOptimumToy, QuadraticToy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "pairwise"

@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 
 import gpbt.core.pb2 as pb2
 from gpbt.core.methods import make_scheduler
-from gpbt.toys import MovingOptimumToy, QuadraticToy, run_toy
+from gpbt.engines.toys import MovingOptimumToy, QuadraticToy, run_toy
 
 
 def _uncapped(obj, theta, bounds):

@@ -23,8 +23,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from gpbt.core.space import Choice, Float
 from gpbt.integrations.ray_tune import GPBTScheduler
-from gpbt.space import Choice, Float
 
 SPACE = {
     "lr": Float(1e-4, 1e-1, log=True),

@@ -21,7 +21,7 @@ from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite
 from gpbt.config import ConfigError, validate_config
 from gpbt.core.methods import make_scheduler
-from gpbt.space import Float, Space
+from gpbt.core.space import Float, Space
 
 SUITE = {
     "name": "tiny",
@@ -298,8 +298,8 @@ def test_default_and_paper_protocol_rows_on_cartpole(tmp_path):
 @pytest.mark.slow
 def test_gpbt_run_accepts_method_default(tmp_path):
     """`gpbt run` with method = "default": trains the agent's defaults, reports, replays."""
+    from gpbt.analysis.replay import replay
     from gpbt.cli import main
-    from gpbt.replay import replay
     from gpbt.store import load
 
     cfg = tmp_path / "default.toml"

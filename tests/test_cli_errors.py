@@ -36,8 +36,9 @@ def test_a_trainable_that_cannot_be_imported_from_here_is_one_line(tmp_path):
     # examples/ray_quadratic.toml names examples.ray_function_trainable, importable only from
     # the repository root; started elsewhere the run must say so, not raise a traceback
     line = _one_error_line(
-        run_cli("run", ROOT / "examples" / "ray_quadratic.toml", "--out", tmp_path / "run",
-                cwd=tmp_path)  # fmt: skip
+        run_cli(
+            "run", ROOT / "examples" / "ray_quadratic.toml", "--out", tmp_path / "run", cwd=tmp_path
+        )  # fmt: skip
     )
     assert "no module named 'examples.ray_function_trainable'" in line
     assert "run from the folder that holds examples/ray_function_trainable.py" in line

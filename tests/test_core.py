@@ -18,7 +18,7 @@ from gpbt.core import (
 )
 from gpbt.core.methods import make_scheduler
 from gpbt.core.pb2 import PB2Explore
-from gpbt.space import Choice, Float, Int, Space
+from gpbt.core.space import Choice, Float, Int, Space
 
 SPACE = Space(
     {

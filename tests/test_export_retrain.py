@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from conftest import tiny_vector
 
+from gpbt.analysis.export import export, load_member
+from gpbt.analysis.lineage import ExperimentError, best_schedule, lineage_schedule
+from gpbt.analysis.replay import replay
+from gpbt.analysis.retrain import retrain
 from gpbt.cli import main
 from gpbt.config import validate_config
 from gpbt.engines.local import run_local
 from gpbt.engines.vector import run_vector
-from gpbt.export import export, load_member
-from gpbt.lineage import ExperimentError, best_schedule, lineage_schedule
-from gpbt.replay import replay
-from gpbt.retrain import retrain
 from gpbt.store import ExperimentStore, load
 
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)

@@ -8,7 +8,7 @@ import pytest
 
 from gpbt.core import Continue, Exploit, FixedSchedule, Stop
 from gpbt.core.methods import make_scheduler
-from gpbt.space import Choice, Float, Int, Space
+from gpbt.core.space import Choice, Float, Int, Space
 
 SPACE = Space({"lr": Float(1e-4, 1e-1, log=True), "epochs": Int(1, 8), "mb": Choice([32, 64])})
 A = {"lr": 1e-3, "epochs": 2, "mb": 32}

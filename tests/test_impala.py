@@ -149,7 +149,9 @@ def test_rmsprop_starts_its_mean_square_at_one_as_tf(breakout):
     hp = agent.hyperparameters_to_arrays([{"lr": lr, "rms_eps": eps}])
     after, _ = agent.train(st, hp, agent.batch_size)
     for ms, p0, p1 in zip(
-        jax.tree.leaves(after.rms), jax.tree.leaves(st.params), jax.tree.leaves(after.params),
+        jax.tree.leaves(after.rms),
+        jax.tree.leaves(st.params),
+        jax.tree.leaves(after.params),
         strict=True,
     ):
         ms = np.asarray(ms, np.float64)

@@ -21,8 +21,8 @@ def test_resolves_a_module_in_the_working_directory(tmp_path, monkeypatch):
         ("no_colon", "agent = 'no_colon': write it as 'module:Name', e.g. 'm:C'"),
         ("surely_missing_mod_xyz:C", "agent = 'surely_missing_mod_xyz:C': no module named"),
         (
-            "gpbt.space:Nope",
-            "agent = 'gpbt.space:Nope': module 'gpbt.space' has no attribute 'Nope'",
+            "gpbt.core.space:Nope",
+            "agent = 'gpbt.core.space:Nope': module 'gpbt.core.space' has no attribute 'Nope'",
         ),
     ],
 )
@@ -33,7 +33,7 @@ def test_bad_specs_name_the_field_and_the_fix(spec, needle):
 
 
 def test_the_local_engine_resolves_trainables_through_it():
-    with pytest.raises(ImportSpecError, match="trainable = 'gpbt.space:Nope'"):
-        load_trainable("gpbt.space:Nope")
+    with pytest.raises(ImportSpecError, match="trainable = 'gpbt.core.space:Nope'"):
+        load_trainable("gpbt.core.space:Nope")
     with pytest.raises(ValueError, match="must be a class"):
-        load_trainable("gpbt.space:to_plain")
+        load_trainable("gpbt.core.space:to_plain")

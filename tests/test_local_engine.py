@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import check_summary
 
+from gpbt.analysis.replay import replay
 from gpbt.core.methods import make_scheduler
+from gpbt.core.space import Space
 from gpbt.engines.local import CHECKPOINTS, LocalEngine, run_local
 from gpbt.engines.trainable import Trainable, TrainableError
-from gpbt.replay import replay
-from gpbt.space import Space
 from gpbt.store import ExperimentStore, load
 
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)

@@ -11,9 +11,9 @@ from conftest import explore_ctx
 
 from gpbt.core import GPBT, Continue, Exploit, PairwiseLearning
 from gpbt.core.methods import make_scheduler
+from gpbt.core.space import Choice, Float, Int, Space
 from gpbt.core.strategies import UNIFORM_SD, unit_matrix
-from gpbt.space import Choice, Float, Int, Space
-from gpbt.toys import MovingOptimumToy, run_toy
+from gpbt.engines.toys import MovingOptimumToy, run_toy
 
 SPACE = Space(
     {

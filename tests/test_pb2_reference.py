@@ -25,8 +25,8 @@ from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 
 from gpbt.core import PB2
 from gpbt.core.pb2 import PB2Explore, TimeVaryingSquaredExponential, _BatchUCB
+from gpbt.core.space import Float, Space
 from gpbt.core.strategies import ExploreContext
-from gpbt.space import Float, Space
 
 # Linear bounds only: Ray's PB2 knows [min, max] per hyperparameter and normalises linearly.
 SPACE = Space({"lr": Float(0.001, 0.1), "clip": Float(0.1, 0.5)})

@@ -27,12 +27,12 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
+from gpbt.core.space import Choice, Float  # noqa: E402
 from gpbt.integrations.ray_tune import (  # noqa: E402
     GPBTScheduler,
     check_ray_internals,
     run_ray,
 )
-from gpbt.space import Choice, Float  # noqa: E402
 from gpbt.store import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_class_trainable_sync_pairs_every_boundary(ray_cluster, tmp_path):
 
 
 def test_export_names_the_best_trials_checkpoint_and_its_lineages_schedule(ray_cluster, tmp_path):
-    from gpbt.export import export
+    from gpbt.analysis.export import export
 
     # a function trainable starts from zero or from the checkpoint it is given (the class toy
     # keeps its sum when Tune reuses its actor for another trial), and sync pairing hands

@@ -11,11 +11,11 @@ from chromium import load_page, needs_chromium
 from conftest import tiny_vector
 from PIL import Image
 
+from gpbt.analysis.report import SECTIONS, plot_hyperparameters, write_report
 from gpbt.cli import main
 from gpbt.config import validate_config
+from gpbt.core.space import Space
 from gpbt.engines.vector import run_vector
-from gpbt.report import SECTIONS, plot_hyperparameters, write_report
-from gpbt.space import Space
 from gpbt.store import ExperimentStore, load
 
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)

@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import run_cli, tiny_vector, write_toml_file
 
-from gpbt.lock import FolderInUse, hold_folder
+from gpbt.engines.lock import FolderInUse, hold_folder
 from gpbt.store import load
 
 pytestmark = pytest.mark.slow

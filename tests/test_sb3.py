@@ -24,9 +24,9 @@ import pytest
 from stable_baselines3 import PPO
 
 from gpbt.core.methods import make_scheduler
+from gpbt.core.space import Space
 from gpbt.engines.local import LocalEngine, run_local
 from gpbt.integrations.sb3 import PPOTrainable
-from gpbt.space import Space
 from gpbt.store import load
 
 torch.set_num_threads(1)

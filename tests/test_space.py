@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from gpbt.space import Choice, Float, Int, Space
+from gpbt.core.space import Choice, Float, Int, Space
 
 
 def make_space():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gpbt.core.methods import make_scheduler
-from gpbt.toys import MovingOptimumToy, QuadraticToy, run_toy
+from gpbt.engines.toys import MovingOptimumToy, QuadraticToy, run_toy
 
 SEEDS = range(50)
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import check_summary, run_cli, tiny_vector, write_toml_file
 
+from gpbt.analysis.replay import replay
+from gpbt.analysis.report import ReportError, write_report
 from gpbt.config import ConfigError, load_config, validate_config
 from gpbt.engines.vector import run_vector
-from gpbt.replay import replay
-from gpbt.report import ReportError, write_report
 from gpbt.store import load
 
 pytestmark = pytest.mark.slow

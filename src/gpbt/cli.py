@@ -54,7 +54,7 @@ def _run_engine(spec, folder: Path, resume: bool):
     """config -> spec -> engine -> summary: every engine through the same protocol
     (gpbt.engines.protocol), the live view fed by its events."""
     from gpbt.engines import run_engine
-    from gpbt.ui import LiveView
+    from gpbt.live_view import LiveView
 
     with LiveView(spec) as view:
         return run_engine(spec, folder, resume=resume, on_event=view.update)
@@ -94,12 +94,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     console = _console()
     console.print(f"[bold green]finished[/]: {folder}")
-    console.print(f"  best member: {summary.best_member} ({summary.score_basis}: "
-                  f"{summary.best_score}), population mean {summary.population_mean}")
+    console.print(
+        f"  best member: {summary.best_member} ({summary.score_basis}: "
+        f"{summary.best_score}), population mean {summary.population_mean}"
+    )
     console.print(f"  best config: {summary.best_config}")
     console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
     if not getattr(args, "no_report", False):
-        from gpbt.report import write_report
+        from gpbt.analysis.report import write_report
 
         out = write_report(folder)
         console.print(f"report: {out}")
@@ -116,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = write_bench_report(args.folder, out=args.out)
         _console().print(f"bench report written: {out / 'report.html'} (+ report.md, PNGs)")
         return 0
-    from gpbt.report import write_report
+    from gpbt.analysis.report import write_report
 
     out = write_report(args.folder, metric=args.metric, animate=not args.no_animation)
     _console().print(f"report written: {out}")
@@ -124,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gpbt.export import export
+    from gpbt.analysis.export import export
 
     manifest = export(args.folder, args.out)
     out = Path(args.out) if args.out else Path(args.folder) / "export"
@@ -144,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from gpbt.retrain import retrain
+    from gpbt.analysis.retrain import retrain
 
     summary = retrain(args.folder, seed=args.seed, out=args.out)
     result = summary["retrain"]
@@ -164,7 +166,7 @@ def _score(value) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gpbt.replay import replay
+    from gpbt.analysis.replay import replay
 
     ok, message = replay(args.folder, verbose=args.verbose)
     _console().print(message)

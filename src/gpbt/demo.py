@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpbt.core.methods import make_scheduler
-from gpbt.toys import TOYS, run_toy
+from gpbt.engines.toys import TOYS, run_toy
 
 DEMO_METHODS = [
     ("gpbt-pl", {}),

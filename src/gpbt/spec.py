@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpbt.core.methods import METHODS, make_scheduler
+from gpbt.core.space import Space
 from gpbt.errors import ConfigError
 from gpbt.options import OPTIONAL, REQUIRED, Option
-from gpbt.space import Space
 
 # engine name -> the module that declares its OPTIONS and runs it
 ENGINE_MODULES = {

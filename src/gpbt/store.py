@@ -713,9 +713,7 @@ class ExperimentStore:
         """(member, time, score) of every report in the order they were committed (what an
         asynchronous engine fed its scheduler); an invalid score comes back as NaN."""
         rows = self._query("SELECT member, time, score, score_invalid FROM reports ORDER BY rowid")
-        return [
-            (int(r[0]), r[1], math.nan if r[3] or r[2] is None else float(r[2])) for r in rows
-        ]
+        return [(int(r[0]), r[1], math.nan if r[3] or r[2] is None else float(r[2])) for r in rows]
 
     # -- decisions
 

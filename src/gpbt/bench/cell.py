@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from gpbt.bench.provenance import code_hash, git_commit
+from gpbt.core.space import Space
 from gpbt.engines.protocol import Summary
-from gpbt.space import Space
 from gpbt.store import DB_NAME, ExperimentStore
 
 Emit = Callable[[dict[str, Any]], None]
@@ -160,7 +160,7 @@ def _finite_max(values) -> float:
 
 
 def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any]:
-    """A toy (gpbt.toys) in lockstep, written to an experiment store like a vector cell.
+    """A toy (gpbt.engines.toys) in lockstep, written to an experiment store like a vector cell.
 
     Toys take milliseconds, so an interrupted toy cell is simply re-run from the start (the
     store is truncated first); the run is a pure function of the seed, so the result is the
@@ -168,7 +168,7 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
     """
     from gpbt.core.decisions import Exploit
     from gpbt.core.methods import make_scheduler
-    from gpbt.toys import TOYS
+    from gpbt.engines.toys import TOYS
 
     toy = TOYS[cfg["toy"]](**cfg["toy_options"])
     method, seed, population = cfg["method"], cfg["seed"], cfg["population"]
@@ -184,7 +184,8 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
     with ExperimentStore(folder) as store:
         store.write_config(cfg)
         store.truncate_after(-1)
-        # Same construction as gpbt.toys.run_toy: the problem instance comes from the seed alone.
+        # Same construction as gpbt.engines.toys.run_toy: the problem instance comes from the
+        # seed alone.
         env_rng = np.random.default_rng([seed, 7919])
         # a config that leaves a hyperparameter out trains with the toy's default (method
         # "default" leaves them all out), as the agents fill in theirs

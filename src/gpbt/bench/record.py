@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.space import Space
+from gpbt.core.space import Space
 
 FORMAT = "gpbt-bench-cell"
 VERSION = 1

@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpbt.analysis.render import Block, figure_html, html_page
+from gpbt.analysis.render import blocks_html as _blocks_html
+from gpbt.analysis.render import blocks_md as _blocks_md
+from gpbt.analysis.render import fmt as _fmt
 from gpbt.bench import stats
 from gpbt.bench.results import ResultsFolder, is_results_folder, load_results
 from gpbt.bench.runner import collect
 from gpbt.bench.store import BenchStore, load_bench
 from gpbt.bench.suite import Suite
-from gpbt.render import Block, figure_html, html_page
-from gpbt.render import blocks_html as _blocks_html
-from gpbt.render import blocks_md as _blocks_md
-from gpbt.render import fmt as _fmt
-from gpbt.space import Float, Int, Space
+from gpbt.core.space import Float, Int, Space
 
 SECTIONS = (
     ("summary", "Summary"),
@@ -614,7 +614,7 @@ def _task_space(suite: Suite, task: str) -> Space | None:
     for t in suite.tasks:
         if t["name"] == task:
             if "toy" in t:
-                from gpbt.toys import TOYS
+                from gpbt.engines.toys import TOYS
 
                 return TOYS[t["toy"]](**(t.get("toy_options") or {})).space
             spec = t.get("space") or suite.raw.get("config", {}).get("space")

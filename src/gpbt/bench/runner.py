@@ -150,7 +150,7 @@ def run_suite(
 
 def _exclusive(out: Path):
     """One runner per bench folder: two would train the same cells into the same stores."""
-    from gpbt.lock import hold_folder
+    from gpbt.engines.lock import hold_folder
 
     return hold_folder(out, "bench")
 

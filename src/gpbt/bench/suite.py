@@ -10,7 +10,7 @@ A suite is a TOML file (the shipped ones are in `gpbt/bench/suites/`; docs/bench
     name = "CartPole-v1"; env = "CartPole-v1"; total_steps = 20_000; perturbation_interval = 5_000
     grid = { population = [4, 8] }  # optional: one task per value ("CartPole-v1@population=4")
     score_range = [0, 500]          # optional: fixed normalisation (else min-max over the runs)
-    [[tasks]]                       # a toy task (gpbt.toys), seconds, no JAX
+    [[tasks]]                       # a toy task (gpbt.engines.toys), seconds, no JAX
     name = "quadratic"; toy = "quadratic"
     [[methods]]
     name = "gpbt-pl-sync"; method = "gpbt-pl"; options = { pairing = "sync" }
@@ -46,7 +46,7 @@ from typing import Any
 
 from gpbt.config import ConfigError, validate_config
 from gpbt.core.methods import METHODS, make_scheduler
-from gpbt.space import Space
+from gpbt.core.space import Space
 
 SUITE_KEYS = {
     "name",
@@ -386,7 +386,7 @@ def _subset_space(spec: dict | None, tune: list[str], where: str) -> dict:
 
 
 def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
-    from gpbt.toys import TOYS
+    from gpbt.engines.toys import TOYS
 
     toy = task["toy"]
     if toy not in TOYS:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpbt.core.schedulers import Member, PopulationScheduler
-from gpbt.space import Choice, Space, to_plain
+from gpbt.core.space import Choice, Space, to_plain
 
 
 class DefaultConfig(PopulationScheduler):

@@ -3,8 +3,8 @@
 Every member starts from the first entry's config and switches to entry k's config at its
 first decision point at or after entry k's time; it never copies another member's weights.
 `gpbt retrain` runs it with a population of 1 on the schedule the best member's lineage
-followed (`gpbt.lineage.lineage_schedule`), so retraining is the ordinary engine run with this
-scheduler, not a second training loop.
+followed (`gpbt.analysis.lineage.lineage_schedule`), so retraining is the ordinary engine run
+with this scheduler, not a second training loop.
 
 A change is handed to the engines as `Exploit(donor=member, config=...)`: copying a member's
 own state is keeping it, so every engine already applies it as "same weights, new
@@ -23,7 +23,7 @@ from typing import Any
 
 from gpbt.core.decisions import Continue, Decision, Exploit
 from gpbt.core.schedulers import PopulationScheduler
-from gpbt.space import Space, to_plain
+from gpbt.core.space import Space, to_plain
 
 ENTRY_KEYS = ("time", "config")
 

@@ -9,8 +9,8 @@ from typing import Any
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
+from gpbt.core.space import Space
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
-from gpbt.space import Space
 
 # "default" is the untuned reference (gpbt.core.default): the agent's defaults, no search;
 # "schedule" tunes nothing either: it follows a given hyperparameter schedule (what

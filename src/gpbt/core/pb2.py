@@ -57,8 +57,8 @@ from sklearn.gaussian_process.kernels import (
 )
 from threadpoolctl import threadpool_limits
 
+from gpbt.core.space import Choice, Space, to_plain
 from gpbt.core.strategies import ExploreContext, Strategy
-from gpbt.space import Choice, Space, to_plain
 
 
 class TimeVaryingSquaredExponential(Kernel):

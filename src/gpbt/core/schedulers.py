@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
+from gpbt.core.space import Space, to_plain
 from gpbt.core.strategies import ExploreContext, PairwiseLearning, Perturb, Strategy
-from gpbt.space import Space, to_plain
 
 PAIRINGS = ("random", "sync", "truncation", "none")
 WORST = -math.inf
@@ -393,9 +393,7 @@ class PopulationScheduler:
         # A member exploited earlier at this lockstep boundary carries its winner's weights
         # and score by now, as in the asynchronous path; its snapshot score would be the
         # weights it just gave up.
-        population = {
-            i: (dict(m.config), m.score) for i, m in self.members.items() if not m.failed
-        }
+        population = {i: (dict(m.config), m.score) for i, m in self.members.items() if not m.failed}
         old_config = dict(lm.config)
         ctx = ExploreContext(
             space=self.space,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.space import Choice, Int, Space, to_plain
+from gpbt.core.space import Choice, Int, Space, to_plain
 
 
 @dataclass

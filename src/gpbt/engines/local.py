@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gpbt.core.space import Space
 from gpbt.engines.trainable import (
     Trainable,
     TrainableError,
@@ -66,7 +67,6 @@ from gpbt.engines.trainable import (
 )
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
-from gpbt.space import Space
 
 # The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
 OPTIONS: dict[str, Option] = {
@@ -1208,6 +1208,7 @@ def _member_seed(seed: int, member: int) -> int:
 
 # =========================================================================== the CLI hook
 
+
 def run_local(
     spec,
     folder: str | os.PathLike,
@@ -1221,7 +1222,7 @@ def run_local(
     `step_timeout`, `max_failures`, `trainable_options`, `deterministic`,
     `threads_per_worker`). `checkpoint_interval` is stored, not used: the local engine
     checkpoints after every step. `on_event`, if given, gets a dict per report."""
-    from gpbt.lock import hold_folder
+    from gpbt.engines.lock import hold_folder
     from gpbt.spec import RunSpec
 
     if not isinstance(spec, RunSpec):
@@ -1249,9 +1250,7 @@ def run_local(
     with hold_folder(folder, "resume" if resume else "run"):
         # opened once the folder is ours and the engine accepted its arguments, so a refused
         # or bad run leaves no W&B run behind
-        live_log = open_live_log(
-            spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict()
-        )
+        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
         engine_obj.live_log = live_log
         try:
             return engine_obj.run(resume=resume)

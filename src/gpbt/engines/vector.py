@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from gpbt.core.decisions import Exploit
+from gpbt.core.space import Choice, Space
 from gpbt.engines.protocol import OnEvent, Summary
 from gpbt.errors import ConfigError
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
-from gpbt.space import Choice, Space
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
 
@@ -539,7 +539,7 @@ def run_vector(
     prefer it. The folder is locked while the run is live: a second run or resume on it is
     refused.
     """
-    from gpbt.lock import hold_folder
+    from gpbt.engines.lock import hold_folder
 
     spec = RunSpec.from_config(spec)
     preflight(spec)

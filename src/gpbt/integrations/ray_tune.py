@@ -6,7 +6,7 @@ core decides. So the same seeded core decides on one laptop (local engine) and o
 
     from ray import tune
     from gpbt.integrations.ray_tune import GPBTScheduler
-    from gpbt.space import Float
+    from gpbt.core.space import Float
 
     sched = GPBTScheduler("gpbt-pl", {"lr": Float(1e-4, 1e-1, log=True)},
                           time_attr="training_iteration", perturbation_interval=5,
@@ -58,11 +58,11 @@ except ImportError as _err:  # pragma: no cover - exercised only without ray ins
 from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
+from gpbt.core.space import Space, to_plain
 from gpbt.engines.protocol import Summary, population_mean
 from gpbt.imports import import_object
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import OPTIONAL, Option
-from gpbt.space import Space, to_plain
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
 
@@ -93,6 +93,7 @@ def check_config(cfg: dict[str, Any]) -> None:
             "method = 'default' runs with the vector and local engines; with Ray Tune, train "
             "the untuned agent by leaving the hyperparameters out of param_space instead"
         )
+
 
 __all__ = [
     "GPBTScheduler",
@@ -958,8 +959,8 @@ def run_ray(
     dict is validated into one). The keys are the shared ones plus `OPTIONS` above; the method's
     option table goes under its name. `on_event`, if given, gets a dict per report.
     Ray runs are resumed by Ray Tune itself (tune.Tuner.restore), not with `resume=True`."""
+    from gpbt.engines.lock import hold_folder
     from gpbt.errors import ConfigError
-    from gpbt.lock import hold_folder
 
     spec = RunSpec.from_config({"engine": "ray", **spec} if not isinstance(spec, RunSpec) else spec)
     if resume:
@@ -1135,8 +1136,6 @@ def run_rllib_experiment(
     summary = run_ray(config, args.folder)
     print(json.dumps(summary, indent=2, default=str))
     return summary
-
-
 
 
 class _ProgressCallback(ray.tune.Callback):

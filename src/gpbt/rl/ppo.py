@@ -753,9 +753,9 @@ class PPO(PopulationAgent):
                 old = jax.lax.dynamic_slice_in_dim(x, f, n, 0)
                 return jax.lax.dynamic_update_slice_in_dim(x, jnp.where(a, y, old), f, 0)
 
-            buf = jax.vmap(
-                lambda b, ch, f, a: jax.tree.map(lambda x, y: write(x, y, f, a), b, ch)
-            )(c["buf"], chunk, c["fill"], active)
+            buf = jax.vmap(lambda b, ch, f, a: jax.tree.map(lambda x, y: write(x, y, f, a), b, ch))(
+                c["buf"], chunk, c["fill"], active
+            )
             return {
                 **c,
                 "state": st,

@@ -3,7 +3,7 @@
 Writes into `OUT` (default `FOLDER/export/`):
 
 - `schedule.json`: the final best member, its lineage and the hyperparameters its weights
-  trained with, one entry per interval (see `gpbt.lineage`); all three engines.
+  trained with, one entry per interval (see `gpbt.analysis.lineage`); all three engines.
 - the best member's final weights in the agent's own format:
   vector engine: `member.npz` (`gpbt.rl.member` format), loaded by `load_member(OUT)` into a
   `JaxMember` with `.act(obs)` and `.evaluate()`;
@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gpbt.lineage import ExperimentError, best_schedule, require_reports
+from gpbt.analysis.lineage import ExperimentError, best_schedule, require_reports
 from gpbt.store import load
 
 __all__ = ["export", "load_member", "run_member"]
@@ -108,7 +108,7 @@ def export(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> d
             agent=jm.meta["agent"],
             env=jm.meta["env"],
             config=jm.config,
-            load="from gpbt.export import load_member; m = load_member(OUT); m.act(obs)",
+            load="from gpbt.analysis.export import load_member; m = load_member(OUT); m.act(obs)",
         )
         if jm.meta["time"] < last:
             manifest["note"] = (
@@ -150,7 +150,9 @@ def _export_local(exp, member: int, out: Path) -> dict[str, Any]:
         "trainable": cfg.get("trainable"),
         "trainable_options": cfg.get("trainable_options") or {},
         "config": st.get("config"),
-        "load": "from gpbt.export import load_member; t = load_member(OUT)  # setup + restore",
+        "load": (
+            "from gpbt.analysis.export import load_member; t = load_member(OUT)  # setup + restore"
+        ),
     }
 
 
@@ -200,8 +202,8 @@ def load_member(path: str | os.PathLike):
 
         return JaxMember.load(path / manifest["weights"])
     if manifest["engine"] == "local":
+        from gpbt.core.space import Space
         from gpbt.engines.trainable import load_trainable
-        from gpbt.space import Space
 
         cls = load_trainable(manifest["trainable"])
         config = Space.nest(manifest["config"] or {}, into=manifest["trainable_options"])

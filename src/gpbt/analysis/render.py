@@ -4,8 +4,8 @@ A section's content is a list of blocks, `("text", str)`, `("bullets", [str])` o
 `("table", DataFrame)`, so a report's `.md` and `.html` always say the same thing. Text may use
 the little Markdown `inline` understands (**bold**, `code`). Figures are embedded as base64
 (PNG plots, GIF animations) and the page checks on load that every one decoded, so a browser
-test sees a broken image as a console error. Used by the experiment report (`gpbt.report`) and
-the benchmark report (`gpbt.bench.report`).
+test sees a broken image as a console error. Used by the experiment report
+(`gpbt.analysis.report`) and the benchmark report (`gpbt.bench.report`).
 """
 
 from __future__ import annotations

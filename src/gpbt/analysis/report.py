@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpbt.lineage import (
+from gpbt.analysis.lineage import (
     ExperimentError,
     best_member,
     best_schedule,
@@ -24,8 +24,8 @@ from gpbt.lineage import (
     plain_time,
     require_reports,
 )
-from gpbt.render import Block, blocks_html, blocks_md, figure_html, fmt, html_page
-from gpbt.space import Choice, Float, Int, Space
+from gpbt.analysis.render import Block, blocks_html, blocks_md, figure_html, fmt, html_page
+from gpbt.core.space import Choice, Float, Int, Space
 from gpbt.store import load
 
 SECTIONS = (
@@ -248,7 +248,7 @@ def _episode(exp, out: Path) -> tuple[list[Block], list[tuple[str, str]]]:
     name = resolve_env_name(env)[0]
     if not can_animate(name):
         return [("text", f"No animation: gpbt draws MinAtar and classic control, not {env}.")], []
-    from gpbt.export import run_member
+    from gpbt.analysis.export import run_member
 
     best = best_member(exp)
     try:

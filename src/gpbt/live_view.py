@@ -70,10 +70,13 @@ class LiveView:
             return
         if self.plain and event["type"] == "generation":
             best = max(event["members"], key=lambda m: _finite(m["score"]))
-            print(f"generation {event['generation']}/{event['generations']}  "
-                  f"t={event['time']:,}  best member {best['member']} score "
-                  f"{best['score']:.2f}  exploits {event['exploits']}  "
-                  f"train {event['train_s']:.1f}s", flush=True)
+            print(
+                f"generation {event['generation']}/{event['generations']}  "
+                f"t={event['time']:,}  best member {best['member']} score "
+                f"{best['score']:.2f}  exploits {event['exploits']}  "
+                f"train {event['train_s']:.1f}s",
+                flush=True,
+            )
         if self.live is not None:
             if self.last:
                 self.progress.update(self.task, completed=self.last["time"])

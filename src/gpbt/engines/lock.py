@@ -19,9 +19,7 @@ from pathlib import Path
 
 from gpbt.errors import FolderInUse
 
-LOCK_NAME = ".gpbt.lock"
-
-
+LOCK_NAME = ".gpbt.engines.lock"
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import math
 import os
 from pathlib import Path
 
-from gpbt.lineage import ExperimentError, best_member, best_schedule, require_reports
+from gpbt.analysis.lineage import ExperimentError, best_member, best_schedule, require_reports
 from gpbt.store import DB_NAME, ExperimentStore, load
 
 __all__ = ["retrain", "retrain_config"]

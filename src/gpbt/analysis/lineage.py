@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import GpbtError
-from gpbt.space import Choice, Int, Space
 
 __all__ = [
     "Best",

@@ -22,7 +22,7 @@ import numpy as np
 
 from gpbt.core.decisions import Exploit, Stop
 from gpbt.core.schedulers import PopulationScheduler
-from gpbt.space import Float, Space
+from gpbt.core.space import Float, Space
 
 
 class QuadraticToy:
