@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gpbt.core.decisions import Exploit
+from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore, load
 
@@ -27,18 +27,19 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _mismatch(t, m: int, d, rec: dict | None) -> str | None:
-    """The first way a replayed decision differs from the logged one, or None."""
+def _mismatch(t, m: int, d: dict, rec: dict | None) -> str | None:
+    """The first way a replayed decision record `d` differs from the logged one, or None."""
     if rec is None:
-        return f"t={t:g} member {m}: decision {d.kind} is missing from the log"
-    if rec["kind"] != d.kind:
-        return f"t={t:g} member {m}: replay says {d.kind}, the log says {rec['kind']}"
-    if isinstance(d, Exploit):
-        if rec["donor"] != d.donor:
+        return f"t={t:g} member {m}: decision {d['kind']} is missing from the log"
+    if rec["kind"] != d["kind"]:
+        return f"t={t:g} member {m}: replay says {d['kind']}, the log says {rec['kind']}"
+    if d["kind"] == "exploit":
+        if rec["donor"] != d["donor"]:
             return (
-                f"t={t:g} member {m}: replay copies member {d.donor}, the log says {rec['donor']}"
+                f"t={t:g} member {m}: replay copies member {d['donor']}, "
+                f"the log says {rec['donor']}"
             )
-        for k, v in d.config.items():
+        for k, v in d["new_config"].items():
             if not _same(v, rec["new_config"][k]):
                 return (
                     f"t={t:g} member {m}: new {k} = {v} in replay, "
@@ -98,7 +99,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
         for m, t, score in order:
             d = sched.on_report(m, t, score)
             if d.record is not None:  # not at a boundary: the engine logs nothing either
-                yield t, m, d
+                yield t, m, d.record.to_dict()
 
     return _compare(derived(), logged, len(records), len(order), verbose)
 
@@ -110,8 +111,8 @@ def _compare(derived, logged: dict, n_logged: int, n_reports: int, verbose: bool
         problem = _mismatch(t, m, d, logged.get((float(t), m)))
         if problem:
             return False, problem
-        if isinstance(d, Exploit):
-            lines.append(f"t={t:g}: member {m} copied {d.donor} -> {d.config}")
+        if d["kind"] == "exploit":
+            lines.append(f"t={t:g}: member {m} copied {d['donor']} -> {d['new_config']}")
         checked += 1
     return _verdict(checked, n_logged, n_reports, lines, verbose)
 
@@ -150,13 +151,36 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     problem = _check_initial(initial, reports, config_cols)
     if problem:
         return False, problem
-    times = sorted(reports["time"].unique())[:-1]  # no decisions after the last generation
+    # The recorded scores through the same lockstep loop as the run: no decision after the
+    # last generation, exploits in the same order.
+    times = [float(t) for t in sorted(reports["time"].unique())]
+    derived: list[tuple] = []
 
-    def derived():
-        for t in times:
-            at_t = reports[reports["time"] == t]
-            scores = {int(r["member"]): float(r["score"]) for _, r in at_t.iterrows()}
-            for m, d in sched.on_generation(float(t), scores).items():
-                yield t, m, d
+    def on_event(event: dict) -> None:
+        derived.extend((event["time"], int(r["member"]), r) for r in event["decisions"])
 
-    return _compare(derived(), logged, len(records), len(reports), verbose)
+    Lockstep(sched, RecordedScores(reports), times, emit=on_event).run(initial)
+    return _compare(derived, logged, len(records), len(reports), verbose)
+
+
+class RecordedScores:
+    """A lockstep population that replays its stored scores instead of training: exploits and
+    configs change nothing, since the scores that followed them are already recorded."""
+
+    def __init__(self, reports) -> None:
+        self.by_time = {
+            t: {int(r["member"]): float(r["score"]) for _, r in rows.iterrows()}
+            for t, rows in reports.groupby("time")
+        }
+
+    def train(self, generation: int, until) -> Trained:
+        return Trained(self.by_time[until])
+
+    def copy_members(self, index) -> None:
+        pass
+
+    def set_configs(self, configs) -> None:
+        pass
+
+    def save(self, generation: int, configs) -> None:
+        pass

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,15 +159,16 @@ def _finite_max(values) -> float:
 
 
 def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any]:
-    """A toy (gpbt.engines.toys) in lockstep, written to an experiment store like a vector cell.
+    """A toy (gpbt.engines.toys) through the lockstep loop, written to an experiment store like
+    a vector cell.
 
     Toys take milliseconds, so an interrupted toy cell is simply re-run from the start (the
     store is truncated first); the run is a pure function of the seed, so the result is the
     same as an uninterrupted one.
     """
-    from gpbt.core.decisions import Exploit
     from gpbt.core.methods import make_scheduler
-    from gpbt.engines.toys import TOYS
+    from gpbt.engines.lockstep import Lockstep
+    from gpbt.engines.toys import TOYS, ToyPopulation
 
     toy = TOYS[cfg["toy"]](**cfg["toy_options"])
     method, seed, population = cfg["method"], cfg["seed"], cfg["population"]
@@ -184,20 +184,15 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
     with ExperimentStore(folder) as store:
         store.write_config(cfg)
         store.truncate_after(-1)
-        # Same construction as gpbt.engines.toys.run_toy: the problem instance comes from the
-        # seed alone.
-        env_rng = np.random.default_rng([seed, 7919])
-        # a config that leaves a hyperparameter out trains with the toy's default (method
-        # "default" leaves them all out), as the agents fill in theirs
-        configs = [{**toy.defaults, **c} for c in sched.initial_population(population)]
-        states = [toy.init_state(env_rng) for _ in range(population)]
-        member_rngs = [np.random.default_rng([seed, i]) for i in range(population)]
+        members = ToyPopulation(toy, population, seed)
+        configs = [members.complete(c) for c in sched.initial_population(population)]
+        members.set_configs(configs)
         store.set_state(
             "bench_initial",
             {
                 "configs": configs,
                 "configs_hash": _fingerprint_configs(configs),
-                "state_hash": hashlib.sha256(np.stack(states).tobytes()).hexdigest()[:16],
+                "state_hash": hashlib.sha256(np.stack(members.states).tobytes()).hexdigest()[:16],
                 "effective": configs,
                 "code_hash": code_hash(),
                 "commit": git_commit(),
@@ -205,57 +200,31 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         )
         emit({"type": "initialised", "generation": 0})
         timings = []
-        generations = math.ceil(toy.steps / toy.interval)
-        g = 0
-        for t in range(1, toy.steps + 1):
-            t0 = time.perf_counter()
-            states = [toy.step(s, configs[i], t, member_rngs[i]) for i, s in enumerate(states)]
-            if not (t % toy.interval == 0 or t == toy.steps):
-                continue
-            g += 1
-            train_s = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            scores = {i: toy.score(s) for i, s in enumerate(states)}
-            store.add_reports(
-                [
-                    {"member": i, "time": t, "score": scores[i], "config": configs[i]}
-                    for i in range(population)
-                ]
-            )
-            n_exploits, sched_s = 0, 0.0
-            if t < toy.steps:
-                ts = time.perf_counter()
-                decisions = sched.on_generation(t, scores)
-                sched_s = time.perf_counter() - ts
-                store.add_decisions(
-                    [d.record.to_dict() for d in decisions.values() if d.record is not None]
-                )
-                snapshot = [s.copy() for s in states]
-                for i, d in decisions.items():
-                    if isinstance(d, Exploit):
-                        states[i] = snapshot[d.donor].copy()
-                        configs[i] = {**toy.defaults, **d.config}
-                        n_exploits += 1
+
+        def on_event(event: dict) -> None:
             timings.append(
-                {
-                    "generation": g,
-                    "train_s": train_s,
-                    "manage_s": time.perf_counter() - t1,
-                    "scheduler_s": sched_s,
-                    "gather_s": 0.0,
-                    "exploits": n_exploits,
-                }
+                {"generation": event["generation"], **{k: event[k] for k in _TIMING_KEYS}}
+                | {"exploits": event["exploits"]}
             )
             emit(
                 {
                     "type": "generation",
-                    "generation": g,
-                    "generations": generations,
-                    "best": max(scores.values()),
+                    "generation": event["generation"],
+                    "generations": event["generations"],
+                    "best": max(m["score"] for m in event["members"]),
                 }
             )
+
+        configs = Lockstep(
+            sched,
+            members,
+            members.times(),
+            store=store,
+            emit=on_event,
+            complete=members.complete,
+        ).run(configs)
         store.set_state("bench_timings", timings)
-        final = [toy.score(s) for s in states]
+        final = [toy.score(s) for s in members.states]
         store.set_state("final_evaluation", {"episodes": 1, "returns": final})
         best = int(np.argmax(final))
         decisions = store.decisions()

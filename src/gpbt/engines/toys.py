@@ -7,9 +7,10 @@
 - `MovingOptimumToy`: progress per step is largest when the hyperparameter sits near an optimum
   that drifts during training (as a good learning rate decays), so a schedule beats any constant.
 
-Each member's state is a small numpy array that an exploit copies, like weights. Each toy has
-`defaults`, the untuned values that a config leaving a hyperparameter out trains with (as an
-agent's default hyperparameters do), which the "default" method relies on.
+Each member's state is a small numpy array that an exploit copies, like weights; a population
+of them trains through the same lockstep loop as the vector engine (`ToyPopulation`). Each toy
+has `defaults`, the untuned values that a config leaving a hyperparameter out trains with (as
+an agent's default hyperparameters do), which the "default" method relies on.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.core.decisions import Exploit, Stop
 from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Float, Space
+from gpbt.engines.lockstep import Lockstep, Trained
 
 
 class QuadraticToy:
@@ -79,6 +80,52 @@ class MovingOptimumToy:
 TOYS = {"quadratic": QuadraticToy, "moving-optimum": MovingOptimumToy}
 
 
+class ToyPopulation:
+    """A population of one toy in lockstep (gpbt.engines.lockstep.Population).
+
+    The initial states and the toy's own noise come from `seed` alone, so two methods with the
+    same seed face the same problem instance (common random numbers); each member draws its
+    noise from a stream of its own, which stays with the member (not its weights) on a copy.
+    """
+
+    def __init__(self, toy, population: int, seed: int):
+        self.toy = toy
+        env_rng = np.random.default_rng([seed, 7919])
+        self.states = [toy.init_state(env_rng) for _ in range(population)]
+        self.rngs = [np.random.default_rng([seed, i]) for i in range(population)]
+        self.configs: list[dict[str, Any]] = []
+        self.t = 0  # toy steps taken
+
+    def complete(self, config: dict[str, Any]) -> dict[str, Any]:
+        # a config that leaves a hyperparameter out trains with the toy's default (method
+        # "default" leaves them all out), as the agents fill in theirs
+        return {**self.toy.defaults, **config}
+
+    def train(self, generation: int, until: int) -> Trained:
+        while self.t < until:
+            self.t += 1
+            self.states = [
+                self.toy.step(s, self.configs[i], self.t, self.rngs[i])
+                for i, s in enumerate(self.states)
+            ]
+        return Trained({i: self.toy.score(s) for i, s in enumerate(self.states)})
+
+    def copy_members(self, index: np.ndarray) -> None:
+        snapshot = [s.copy() for s in self.states]
+        self.states = [snapshot[int(j)].copy() for j in index]
+
+    def set_configs(self, configs: list[dict[str, Any]]) -> None:
+        self.configs = list(configs)
+
+    def save(self, generation: int, configs: list[dict[str, Any]]) -> None:
+        """Toys take milliseconds: an interrupted one is re-run from the start instead."""
+
+    def times(self) -> list[int]:
+        """The end of each generation: every `interval` steps, and the last step."""
+        toy = self.toy
+        return [t for t in range(1, toy.steps + 1) if t % toy.interval == 0 or t == toy.steps]
+
+
 @dataclass
 class ToyResult:
     best_score: float
@@ -89,35 +136,25 @@ class ToyResult:
 
 
 def run_toy(toy, scheduler: PopulationScheduler, population: int, seed: int) -> ToyResult:
-    """Train a population in lockstep on `toy`, asking `scheduler` at every interval.
-
-    The initial states and the toy's own noise come from `seed` alone, so two methods with the
-    same seed face the same problem instance (common random numbers).
-    """
-    env_rng = np.random.default_rng([seed, 7919])
-    configs = scheduler.initial_population(population)
-    states = [toy.init_state(env_rng) for _ in range(population)]
-    member_rngs = [np.random.default_rng([seed, i]) for i in range(population)]
+    """Train a population in lockstep on `toy`, asking `scheduler` at every interval; no store.
+    `diversity` is the population's config diversity at the start and after each generation."""
+    members = ToyPopulation(toy, population, seed)
+    configs = [members.complete(c) for c in scheduler.initial_population(population)]
+    members.set_configs(configs)
     records: list[dict] = []
     diversity = [scheduler.space.diversity(configs)]
     exploits = 0
-    for t in range(1, toy.steps + 1):
-        states = [toy.step(s, configs[i], t, member_rngs[i]) for i, s in enumerate(states)]
-        if t % toy.interval == 0 or t == toy.steps:
-            scores = {i: toy.score(s) for i, s in enumerate(states)}
-            decisions = scheduler.on_generation(t, scores)
-            snapshot = [s.copy() for s in states]
-            for i, d in decisions.items():
-                if d.record is not None:
-                    records.append(d.record.to_dict())
-                if isinstance(d, Exploit):
-                    states[i] = snapshot[d.donor].copy()
-                    configs[i] = d.config
-                    exploits += 1
-                elif isinstance(d, Stop):
-                    pass
-            diversity.append(scheduler.space.diversity(configs))
-    final = [toy.score(s) for s in states]
+
+    def on_event(event: dict) -> None:
+        nonlocal exploits
+        records.extend(event["decisions"])
+        exploits += event["exploits"]
+        diversity.append(scheduler.space.diversity([m["config"] for m in event["members"]]))
+
+    Lockstep(scheduler, members, members.times(), emit=on_event, complete=members.complete).run(
+        configs
+    )
+    final = [toy.score(s) for s in members.states]
     return ToyResult(
         best_score=max(final),
         final_scores=final,

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.core.decisions import Exploit
 from gpbt.core.space import Choice, Space
+from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import OnEvent, Summary
 from gpbt.errors import ConfigError
 from gpbt.live_log import LiveLog, open_live_log
@@ -236,16 +236,19 @@ class VectorRun:
             self._writer.submit(_write_npz, path, blob, arrays),
         )
 
-    def _record_checkpoints(self, wait: bool) -> None:
+    def _record_checkpoints(self, wait: bool, quiet: bool = False) -> None:
         """Record the checkpoint written in the background once its file is on disk (at once
-        with `wait`), then drop the files older than the newest few."""
+        with `wait`), then drop the files older than the newest few. A failed write raises
+        here, in the training loop; `quiet` (an exception is already on its way) skips it."""
         if self._pending_checkpoint is None:
             return
         generation, path, future = self._pending_checkpoint
         if not wait and not future.done():
             return
-        future.result()  # a failed write raises here, in the training loop
         self._pending_checkpoint = None
+        if quiet and future.exception() is not None:
+            return
+        future.result()
         self.store.add_checkpoint(
             generation * self.interval,
             str(path.relative_to(self.folder)),
@@ -305,127 +308,88 @@ class VectorRun:
         return 0
 
     def run(self, resume: bool = False) -> Summary:
-        import jax
-
         started = time.perf_counter()
         generation = self.start(resume)
         self._set_execution()
-        hp = self._hp()
+        self._hp_arrays = self._hp()
         compiles_at_start = self.agent.compile_count
-        for g in range(generation + 1, self.generations + 1):
-            t0 = time.perf_counter()
-            t_now = g * self.interval if g < self.generations else self.total
-            # Each member trains up to t_now in its own total: a member whose whole updates
-            # overshot the last interval's end trains that much less in this one, so over a
-            # run every member gets the same env steps to within one of its batches.
-            done = np.asarray(jax.device_get(self.state.total_env_steps), np.int64)
-            steps = np.maximum(t_now - done, 0)
-            if os.environ.get("GPBT_TEST_HANG_AT") == str(g):
-                marker = self.folder / "hang-once"
-                if not marker.exists():
-                    marker.write_text("hung")
-                    time.sleep(3600)  # simulates a stuck XLA call for the watchdog test
-            self.state, metrics = self.agent.train(self.state, hp, steps)
-            metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-            train_s = time.perf_counter() - t0
-            scores = self._scores(metrics)
-            eval_returns = None
-            if self.cfg["eval_episodes"] > 0:
-                eval_returns = np.asarray(
-                    self.agent.evaluate(
-                        self.state, jax.random.key(10_000 + g), self.cfg["eval_episodes"]
-                    )
-                )
-                if self.cfg["metric"] == "eval_return":
-                    scores = {i: float(eval_returns[i]) for i in range(self.population)}
-            t1 = time.perf_counter()
-            rows = []
-            env_steps_total = np.asarray(jax.device_get(self.state.total_env_steps))
-            for i in range(self.population):
-                m = {k: float(v[i]) for k, v in metrics.items()}
-                m["env_steps_total"] = float(env_steps_total[i])
-                if eval_returns is not None:
-                    m["eval_return"] = float(eval_returns[i])
-                rows.append(
-                    {
-                        "member": i,
-                        "time": t_now,
-                        "score": scores[i],
-                        "metrics": m,
-                        "config": self.configs[i],
-                    }
-                )
-            # The generation event carries where management time went (scheduler, exploit
-            # gather, store writes, checkpoint), so a benchmark reads it instead of timing
-            # the engine's parts from outside.
-            timing = dict.fromkeys(("scheduler_s", "gather_s", "store_s", "checkpoint_s"), 0.0)
-            ts = time.perf_counter()
-            self.store.add_reports(rows)
-            self._record_checkpoints(wait=False)  # the last interval's, if its file is written
-            timing["store_s"] += time.perf_counter() - ts
-            events = {i: "" for i in range(self.population)}
-            n_exploits = 0
-            records: list[dict] = []
-            if g < self.generations:
-                ts = time.perf_counter()
-                decisions = self.scheduler.on_generation(t_now, scores)
-                timing["scheduler_s"] = time.perf_counter() - ts
-                ts = time.perf_counter()
-                records = [d.record.to_dict() for d in decisions.values() if d.record is not None]
-                self.store.add_decisions(records)
-                timing["store_s"] += time.perf_counter() - ts
-                index = np.arange(self.population)
-                for i, d in decisions.items():
-                    if isinstance(d, Exploit):
-                        index[i] = d.donor
-                        self.configs[i] = d.config
-                        events[i] = f"copied {d.donor}"
-                        n_exploits += 1
-                # A copy carries its donor's weights: until it finishes an episode of its own
-                # it reports the donor's score, not the one it lost with (which would tell PB2
-                # that the new config made the score fall).
-                self.last_scores.update({i: scores[int(j)] for i, j in enumerate(index) if j != i})
-                if n_exploits:
-                    ts = time.perf_counter()
-                    self.state = jax.block_until_ready(self.agent.gather(self.state, index))
-                    timing["gather_s"] = time.perf_counter() - ts
-                    hp = self._hp()
-            if g % self.checkpoint_every == 0 or g == self.generations:
-                ts = time.perf_counter()
-                self._save_checkpoint(g)
-                timing["checkpoint_s"] = time.perf_counter() - ts
-            manage_s = time.perf_counter() - t1
-            self.emit(
-                {
-                    "type": "generation",
-                    "generation": g,
-                    "generations": self.generations,
-                    "time": t_now,
-                    "total": self.total,
-                    "train_s": train_s,
-                    "manage_s": manage_s,
-                    **timing,
-                    "exploits": n_exploits,
-                    # what was written to the store, for live loggers (TensorBoard, W&B)
-                    "reports": rows,
-                    "decisions": records,
-                    "members": [
-                        {
-                            "member": i,
-                            "score": scores[i],
-                            "config": self.configs[i],
-                            "event": events[i],
-                        }
-                        for i in range(self.population)
-                    ],
-                }
-            )
+        times = [g * self.interval for g in range(1, self.generations)] + [self.total]
+        try:
+            Lockstep(
+                self.scheduler,
+                self,
+                times,
+                store=self.store,
+                emit=self.emit,
+                checkpoint_every=self.checkpoint_every,
+            ).run(self.configs, first=generation + 1)
+        except BaseException:
+            # Interrupted (Ctrl-C, an error): the checkpoint being written is finished and
+            # recorded first, so a resume starts from the newest generation it covers.
+            self._record_checkpoints(wait=True, quiet=True)
+            raise
         self._record_checkpoints(wait=True)
         return self.finish(
             compilations_during_run=self.agent.compile_count - compiles_at_start,
             wall_seconds=time.perf_counter() - started,
             execution=self.execution,
         )
+
+    # ------------------------------------------------------------------ the population
+    # (gpbt.engines.lockstep.Population: the lockstep loop calls these)
+    def train(self, generation: int, until: int) -> Trained:
+        import jax
+
+        # Each member trains up to `until` in its own total: a member whose whole updates
+        # overshot the last interval's end trains that much less in this one, so over a
+        # run every member gets the same env steps to within one of its batches.
+        done = np.asarray(jax.device_get(self.state.total_env_steps), np.int64)
+        steps = np.maximum(until - done, 0)
+        if os.environ.get("GPBT_TEST_HANG_AT") == str(generation):
+            marker = self.folder / "hang-once"
+            if not marker.exists():
+                marker.write_text("hung")
+                time.sleep(3600)  # simulates a stuck XLA call for the watchdog test
+        self.state, metrics = self.agent.train(self.state, self._hp_arrays, steps)
+        metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+        scores = self._scores(metrics)
+        eval_returns = None
+        if self.cfg["eval_episodes"] > 0:
+            eval_returns = np.asarray(
+                self.agent.evaluate(
+                    self.state, jax.random.key(10_000 + generation), self.cfg["eval_episodes"]
+                )
+            )
+            if self.cfg["metric"] == "eval_return":
+                scores = {i: float(eval_returns[i]) for i in range(self.population)}
+        self._generation_scores = scores
+        env_steps_total = np.asarray(jax.device_get(self.state.total_env_steps))
+        rows = []
+        for i in range(self.population):
+            m = {k: float(v[i]) for k, v in metrics.items()}
+            m["env_steps_total"] = float(env_steps_total[i])
+            if eval_returns is not None:
+                m["eval_return"] = float(eval_returns[i])
+            rows.append(m)
+        return Trained(scores, rows)
+
+    def copy_members(self, index: np.ndarray) -> None:
+        import jax
+
+        # A copy carries its donor's weights: until it finishes an episode of its own it
+        # reports the donor's score, not the one it lost with (which would tell PB2 that the
+        # new config made the score fall).
+        scores = self._generation_scores
+        self.last_scores.update({i: scores[int(j)] for i, j in enumerate(index) if j != i})
+        self.state = jax.block_until_ready(self.agent.gather(self.state, index))
+
+    def set_configs(self, configs: list[dict[str, Any]]) -> None:
+        self.configs = list(configs)
+        self._hp_arrays = self._hp()
+
+    def save(self, generation: int, configs: list[dict[str, Any]]) -> None:
+        self.configs = list(configs)
+        self._save_checkpoint(generation)
 
     def _set_execution(self) -> None:
         """Decide once per run how the population trains (gpbt.rl.execution): a run whose
