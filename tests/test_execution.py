@@ -310,6 +310,6 @@ def test_watchdog_restarts_a_hung_sharded_lockstep_run(tmp_path):
     result = run_cli("run", cfg_path, "--out", folder, "--no-report", env=env, timeout=900)
     assert result.returncode == 0, result.stderr
     restarts = load(folder).state("restarts")
-    assert [e["reason"] for e in restarts["events"]] == ["no progress"]
+    assert [e["reason"] for e in restarts["events"]] == ["no progress for 20 s"]
     assert load(folder).state("summary")["details"]["execution"]["strategy"] == "lockstep"
     assert table(folder).equals(table(reference))

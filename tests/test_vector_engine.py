@@ -226,7 +226,7 @@ def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
     result = run_cli("run", str(cfg_path), "--out", str(folder), "--no-report", env=env)
     assert result.returncode == 0, result.stderr
     restarts = load(folder).state("restarts")
-    assert [e["reason"] for e in restarts["events"]] == ["no progress"]
+    assert [e["reason"] for e in restarts["events"]] == ["no progress for 20 s"]
     assert report_table(folder).equals(report_table(reference[0]))
 
 

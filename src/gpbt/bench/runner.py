@@ -16,19 +16,17 @@ vector engine re-runs from there deterministically, so the result is what an uni
 gives).
 
 Cells run one after another in ONE worker process (spawned, so the parent never imports JAX):
-compiled agents are shared between cells, which saves seconds per cell. The parent supervises
-it like `run_vector` supervises its child: a worker that reports no progress for
-`watchdog_seconds` (a rare XLA hang on small CPU machines) or dies is restarted, and the cell it
-was on resumes from its checkpoint; a cell that fails repeatedly is marked failed and the bench
-goes on with the others.
+compiled agents are shared between cells, which saves seconds per cell. The parent watches it
+with the same supervisor as `gpbt run` (gpbt.engines.supervisor): a worker that reports no
+progress for `watchdog_seconds` (a rare XLA hang on small CPU machines) or dies is restarted,
+and the cell it was on resumes from its checkpoint; a cell that fails repeatedly is marked
+failed and the bench goes on with the others.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
-import multiprocessing as mp
-import queue
 import time
 import traceback
 import uuid
@@ -44,7 +42,7 @@ from gpbt.bench.record import cell_record
 from gpbt.bench.results import ResultsFolder, frames_from_records
 from gpbt.bench.store import BenchStore
 from gpbt.bench.suite import Cell, Suite, load_suite
-from gpbt.engines.vector import INIT_WATCHDOG_S as STARTUP_WATCHDOG
+from gpbt.engines.supervisor import Watchdog, watch_child
 from gpbt.store import load
 
 MAX_CELL_ATTEMPTS = 3
@@ -270,14 +268,20 @@ def _worker(cells: list[dict], out: str, events) -> None:
 
 
 def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog, export) -> None:
-    ctx = mp.get_context("spawn")  # never fork a process that may hold JAX state
+    """Run the cells in one watched worker (gpbt.engines.supervisor); when the worker dies or
+    hangs, start a new one on the cells still to do, the interrupted one resuming from its
+    checkpoint, and give up on a cell after MAX_CELL_ATTEMPTS tries."""
     by_key = {c.key: c for c in todo}
     remaining = list(todo)
     attempts = {c.key: 0 for c in todo}
     finished = 0
     total = len(todo)
+
+    def cell_watchdog(key) -> float:
+        return watchdog or by_key[key].config.get("watchdog_seconds", 600)
+
+    dog = Watchdog(watchdog or 600)
     while remaining:
-        events = ctx.Queue()
         payload = [
             {
                 "task": c.task,
@@ -289,84 +293,65 @@ def _run_supervised(todo, out: Path, bench: BenchStore, say, on_event, watchdog,
             }
             for c in remaining
         ]
-        proc = ctx.Process(target=_worker, args=(payload, str(out), events), daemon=True)
-        proc.start()
         current = None
-        initialised = False
-        last = time.monotonic()
-        problem = None
+
+        def handle(ev: dict) -> None:
+            nonlocal current, remaining, finished
+            if on_event is not None:
+                on_event(ev)
+            kind = ev["type"]
+            key = tuple(ev["cell"])
+            if kind == "cell_start":
+                current = key
+                attempts[key] += 1
+                # each cell starts over: importing and building its population first
+                dog.restart(cell_watchdog(key))
+                bench.set_status(key, "running", attempt=True)
+            elif kind == "cell_done":
+                finished += 1
+                bench.set_status(key, "done", wall_s=ev["wall"])
+                export(by_key[key])
+                remaining = [c for c in remaining if c.key != key]
+                say(_cell_line(by_key[key], ev["summary"], ev["wall"], finished, total))
+                current = None
+            elif kind == "cell_error":
+                remaining = [c for c in remaining if c.key != key]
+                bench.set_status(key, "failed", error=ev["message"])
+                say(f"[red]cell failed[/] {key}: {ev['message']}")
+                say(ev["traceback"])
+                current = None
+            elif kind == "resumed":
+                say(f"  {key[0]} | {key[1]} | seed {key[2]}: resumed at gen {ev['generation']}")
+
         try:
-            while True:
-                limit = watchdog or (
-                    by_key[current].config.get("watchdog_seconds", 600) if current else 600
-                )
-                if current is not None and not initialised:
-                    # Hangs seen on small CPU machines (all threads idle in a futex) came while
-                    # a cell built its initial population; that step takes seconds, so a
-                    # stuck start is detected after STARTUP_WATCHDOG, not the full limit.
-                    limit = min(limit, STARTUP_WATCHDOG)
-                try:
-                    ev = events.get(timeout=1.0)
-                except queue.Empty:
-                    if not proc.is_alive():
-                        problem = f"the worker process died (exit code {proc.exitcode})"
-                        break
-                    if time.monotonic() - last > limit:
-                        problem = f"no progress for {limit:.0f} s"
-                        break
-                    continue
-                last = time.monotonic()
-                if on_event is not None:
-                    on_event(ev)
-                kind = ev["type"]
-                if kind == "worker_done":
-                    break
-                key = tuple(ev["cell"])
-                if kind == "initialised":
-                    initialised = True
-                elif kind == "cell_start":
-                    initialised = False
-                    current = key
-                    attempts[key] += 1
-                    bench.set_status(key, "running", attempt=True)
-                elif kind == "cell_done":
-                    finished += 1
-                    bench.set_status(key, "done", wall_s=ev["wall"])
-                    export(by_key[key])
-                    remaining = [c for c in remaining if c.key != key]
-                    say(_cell_line(by_key[key], ev["summary"], ev["wall"], finished, total))
-                    current = None
-                elif kind == "cell_error":
-                    remaining = [c for c in remaining if c.key != key]
-                    bench.set_status(key, "failed", error=ev["message"])
-                    say(f"[red]cell failed[/] {key}: {ev['message']}")
-                    say(ev["traceback"])
-                    current = None
-                elif kind == "resumed":
-                    say(f"  {key[0]} | {key[1]} | seed {key[2]}: resumed at gen {ev['generation']}")
+            end = watch_child(
+                _worker,
+                (payload, str(out)),
+                watchdog=dog,
+                on_event=handle,
+                final=("worker_done",),
+                what="worker process",
+            )
         except KeyboardInterrupt:
-            proc.kill()
-            proc.join()
             if current is not None:
                 bench.set_status(current, "interrupted")
             say("[yellow]interrupted[/]: run the same command again to continue")
             raise
-        if problem is None:
-            proc.join(timeout=30)
+        if end.problem is None:
+            if on_event is not None:
+                on_event(end.final)
             break
-        proc.kill()
-        proc.join()
         if current is None:
             if not remaining:
                 break
             current = remaining[0].key
             attempts[current] += 1
-        say(f"[yellow]worker restarted[/] ({problem}) during {current}")
+        say(f"[yellow]worker restarted[/] ({end.problem}) during {current}")
         if attempts[current] >= MAX_CELL_ATTEMPTS:
-            bench.set_status(current, "failed", error=problem)
+            bench.set_status(current, "failed", error=end.problem)
             remaining = [c for c in remaining if c.key != current]
         else:
-            bench.set_status(current, "interrupted", error=problem)
+            bench.set_status(current, "interrupted", error=end.problem)
 
 
 # ---------------------------------------------------------------------------------------------

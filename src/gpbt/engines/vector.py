@@ -27,7 +27,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import queue
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ import numpy as np
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import OnEvent, Summary
+from gpbt.engines.supervisor import Watchdog, watch_child
 from gpbt.errors import ConfigError
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
@@ -87,12 +87,6 @@ def check_config(cfg: dict[str, Any]) -> None:
 CHECKPOINT_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
 MAX_WATCHDOG_RESTARTS = 3
-STARTUP_ALLOWANCE_S = 600
-# Seconds for a training process to import JAX and build (or load) its population. The rare
-# all-threads-idle hang seen on small CPU machines (XLA/MLIR, inside the first lowering) strikes
-# there; that step takes seconds, so a stuck start is restarted after this, not after the
-# compile allowance. The bench's cell worker uses the same limit.
-INIT_WATCHDOG_S = 240.0
 
 
 def _enable_compilation_cache() -> None:
@@ -531,50 +525,24 @@ def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -
 
 
 def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:
-    ctx = mp.get_context("spawn")  # never fork a process that may have initialised JAX
+    """Train in a watched child (gpbt.engines.supervisor); restart it from the last checkpoint
+    when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart."""
     restarts = 0
     while True:
-        events = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(spec, str(folder), resume, events), daemon=True)
-        proc.start()
-        last = time.monotonic()
-        # Until the child has its population it is importing JAX and initialising, which
-        # takes seconds (INIT_WATCHDOG_S catches the hang that strikes there); until its
-        # first generation it is compiling, which takes far longer than a generation on a
-        # loaded machine; only after that does the watchdog hold it to `watchdog_seconds`.
-        limit = INIT_WATCHDOG_S
-        outcome = None
-        while outcome is None:
-            try:
-                event = events.get(timeout=1.0)
-            except queue.Empty:
-                if not proc.is_alive():
-                    outcome = {
-                        "type": "error",
-                        "kind": "crash",
-                        "message": f"the training process died (exit code {proc.exitcode})",
-                    }
-                elif time.monotonic() - last > limit:
-                    outcome = {"type": "hang"}
-                continue
-            last = time.monotonic()
-            if event["type"] == "initialised":
-                limit = spec["watchdog_seconds"] + STARTUP_ALLOWANCE_S
-            if event["type"] == "generation":
-                limit = spec["watchdog_seconds"]
-            if event["type"] in ("done", "error"):
-                outcome = event
-            else:
-                on_event(event)
-        if outcome["type"] == "done":
-            proc.join(timeout=30)
+        end = watch_child(
+            _child,
+            (spec, str(folder), resume),
+            watchdog=Watchdog(spec["watchdog_seconds"]),
+            on_event=on_event,
+            final=("done", "error"),
+        )
+        outcome = end.final or {}
+        if outcome.get("type") == "done":
             return outcome["summary"]
-        proc.kill()
-        proc.join()
-        if outcome["type"] == "error" and outcome["kind"] == "config":
+        if outcome.get("kind") == "config":
             raise ConfigError(outcome["message"])
         restarts += 1
-        reason = "no progress" if outcome["type"] == "hang" else outcome["message"]
+        reason = end.problem or outcome["message"]
         with ExperimentStore(folder) as store:
             log = store.get_state("restarts") or {"events": []}
             log["events"].append({"reason": reason, "at": time.time()})
