@@ -1,0 +1,48 @@
+"""The experiment store: one SQLite file per experiment folder.
+
+An experiment folder holds ``experiment.sqlite`` (this package's file) next to whatever the
+engines put there (checkpoint directories). The file is written while the run goes, so that a
+run killed at any moment, even by SIGKILL, leaves a readable record of everything up to its
+last completed batch, and so that ``gpbt.load(folder)`` works on a running experiment.
+
+Durability model
+    Every public write method is one SQLite transaction (WAL journal, ``synchronous=NORMAL``):
+    a batch of reports or decisions appears whole or not at all. NORMAL is enough against a
+    killed process; only a power loss can drop the last few committed batches, never corrupt
+    the file.
+
+Resume contract
+    A resumed run restarts from its latest checkpoint at time ``T`` and re-generates reports
+    and decisions after ``T``. Before it re-runs anything, the engine calls
+    ``store.truncate_after(T)``, which deletes reports, decisions and checkpoint entries with
+    ``time > T`` in one transaction, so nothing from the abandoned future survives next to
+    its replay. As a second line of defence, writes are idempotent: a report is keyed by
+    ``(member, time)`` and a decision by ``(time, member)``; re-adding either replaces the
+    stored row (a decision keeps its ``seq``).
+
+DataFrame columns
+    ``reports()``: ``member, time, score, score_invalid, wall_time``, then ``metric.<name>``
+    per metric and ``config.<name>`` per hyperparameter. ``decisions()``: ``seq, time,
+    member, kind, method, partner, donor, member_score, partner_score, wall_time``, then
+    ``old_config.<name>``, ``new_config.<name>``, ``velocity.<name>`` and ``extra.<key>``.
+    The first ``.`` separates the group from the name; nested dicts inside a group are
+    joined with ``/`` (``config.optimizer/lr``), so a column name splits unambiguously.
+
+Scores
+    A NaN, infinite or missing score is a fact about the run worth keeping, not an error:
+    it is stored with ``score_invalid = 1``; NaN and missing are stored as NULL (SQLite has
+    no NaN) and read back as NaN, infinities are kept as they are.
+"""
+
+from gpbt.store.reader import Experiment, load
+from gpbt.store.schema import DB_NAME, SCHEMA_VERSION, SchemaVersionError
+from gpbt.store.writer import ExperimentStore
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "Experiment",
+    "ExperimentStore",
+    "SchemaVersionError",
+    "load",
+]
