@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from gpbt.store.codec import _flatten, _flatten_into, _loads
-from gpbt.store.lineage import _py
 
 
 def _reports_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -96,15 +95,6 @@ def _checkpoints_frame(checkpoints: list[dict[str, Any]]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=["time", "path", "members", "created"])
     return pd.DataFrame.from_records(records)
-
-
-def _latest_time(reports: pd.DataFrame, decisions: pd.DataFrame, member: int) -> Any:
-    times = [
-        df.loc[df["member"] == member, "time"].max()
-        for df in (reports, decisions)
-        if (df["member"] == member).any()
-    ]
-    return _py(max(times)) if times else None
 
 
 def _export(

@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from gpbt.store.codec import _checkpoint_record, _member, _time_value
+from gpbt.store.codec import _checkpoint_record
 from gpbt.store.frames import (
     _checkpoints_frame,
     _decisions_frame,
     _export,
-    _latest_time,
     _reports_frame,
 )
-from gpbt.store.lineage import _lineage
+from gpbt.store.lineage import Lineage
 from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
     _DECISION_SELECT,
@@ -47,6 +46,7 @@ class Experiment:
         decisions: pd.DataFrame,
         checkpoints: list[dict[str, Any]],
         states: dict[str, Any],
+        lineage: Lineage,
     ) -> None:
         self.folder = folder
         self.config = config
@@ -54,6 +54,7 @@ class Experiment:
         self.decisions = decisions
         self.checkpoints = checkpoints
         self.states = states
+        self._lineage = lineage
 
     @property
     def latest_checkpoint(self) -> dict[str, Any] | None:
@@ -64,12 +65,7 @@ class Experiment:
 
     def lineage(self, member: int, time: int | float | None = None) -> list[tuple[Any, int]]:
         """See :meth:`ExperimentStore.lineage`."""
-        member = _member(member, "member")
-        d = self.decisions
-        ex = d[(d["kind"] == "exploit") & d["donor"].notna()]
-        exploits = zip(ex["time"], ex["seq"], ex["member"], ex["donor"], strict=True)
-        latest = None if time is not None else _latest_time(self.reports, d, member)
-        return _lineage(exploits, member, None if time is None else _time_value(time), latest)
+        return self._lineage.of(member, time)
 
     def export(self, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
         """See :meth:`ExperimentStore.export`."""
@@ -99,6 +95,7 @@ def _snapshot(conn: sqlite3.Connection, folder: Path) -> Experiment:
         decisions = conn.execute(_DECISION_SELECT).fetchall()
         checkpoints = conn.execute(f"{_CHECKPOINT_SELECT} ORDER BY time, id").fetchall()
         states = conn.execute("SELECT key, value FROM state").fetchall()
+        lineage = Lineage.read(conn)
     return Experiment(
         folder=folder,
         config=None if config is None else json.loads(config[0]),
@@ -106,6 +103,7 @@ def _snapshot(conn: sqlite3.Connection, folder: Path) -> Experiment:
         decisions=_decisions_frame(decisions),
         checkpoints=[_checkpoint_record(r) for r in checkpoints],
         states={k: json.loads(v) for k, v in states},
+        lineage=lineage,
     )
 
 

@@ -28,7 +28,7 @@ from gpbt.store.codec import (
     _time_value,
 )
 from gpbt.store.frames import _decisions_frame, _reports_frame
-from gpbt.store.lineage import _lineage
+from gpbt.store.lineage import Lineage
 from gpbt.store.reader import _snapshot_store
 from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
@@ -327,22 +327,11 @@ class ExperimentStore:
         copied from donor1 at t1, which had copied them from donor2 at t2 < t1, ... back to
         the initial member (the last entry) that trained them from scratch.
         """
-        member = _member(member, "member")
         with self._lock:
             conn = self._connection()
             with _transaction(conn, "DEFERRED"):
-                exploits = conn.execute(
-                    "SELECT time, seq, member, donor FROM decisions "
-                    "WHERE kind = 'exploit' AND donor IS NOT NULL"
-                ).fetchall()
-                latest = None
-                if time is None:
-                    latest = conn.execute(
-                        "SELECT max(t) FROM (SELECT max(time) AS t FROM reports WHERE member = ?"
-                        " UNION ALL SELECT max(time) FROM decisions WHERE member = ?)",
-                        (member, member),
-                    ).fetchone()[0]
-        return _lineage(exploits, member, None if time is None else _time_value(time), latest)
+                graph = Lineage.read(conn)
+        return graph.of(member, time)
 
     # -- checkpoints
 
