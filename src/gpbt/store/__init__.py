@@ -34,9 +34,13 @@ Scores
     no NaN) and read back as NaN, infinities are kept as they are.
 """
 
-from gpbt.store.reader import Experiment, load
+from typing import TYPE_CHECKING, Any
+
 from gpbt.store.schema import DB_NAME, SCHEMA_VERSION, SchemaVersionError
 from gpbt.store.writer import ExperimentStore
+
+if TYPE_CHECKING:
+    from gpbt.store.reader import Experiment, load
 
 __all__ = [
     "DB_NAME",
@@ -46,3 +50,22 @@ __all__ = [
     "SchemaVersionError",
     "load",
 ]
+
+
+# The reader builds pandas DataFrames, so it is imported on first use of these names: importing
+# the package to write (engines, worker processes) must not import pandas (PEP 562).
+_LAZY = {"Experiment": "gpbt.store.reader", "load": "gpbt.store.reader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

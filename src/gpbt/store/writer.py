@@ -11,9 +11,7 @@ import time as _time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from gpbt.store.codec import (
     _as_record,
@@ -27,9 +25,7 @@ from gpbt.store.codec import (
     _score,
     _time_value,
 )
-from gpbt.store.frames import _decisions_frame, _reports_frame
 from gpbt.store.lineage import Lineage
-from gpbt.store.reader import _snapshot_store
 from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
     _DECISION_SELECT,
@@ -41,6 +37,11 @@ from gpbt.store.schema import (
     _connect,
     _transaction,
 )
+
+# pandas is imported only by the methods that return DataFrames (from frames.py, on first
+# call): an engine or worker process that only writes never pays its 0.3-0.5 s import.
+if TYPE_CHECKING:
+    import pandas as pd
 
 _REPORT_KEYS = frozenset({"member", "time", "score", "metrics", "config"})
 _DECISION_COLUMNS = (
@@ -215,6 +216,8 @@ class ExperimentStore:
 
     def reports(self) -> pd.DataFrame:
         """All reports, ordered by (time, member); see :mod:`gpbt.store` for columns."""
+        from gpbt.store.frames import _reports_frame
+
         return _reports_frame(
             self._query(
                 "SELECT member, time, score, score_invalid, wall_time, metrics, config "
@@ -296,6 +299,8 @@ class ExperimentStore:
 
     def decisions(self) -> pd.DataFrame:
         """All decisions in seq order; see :mod:`gpbt.store` for columns."""
+        from gpbt.store.frames import _decisions_frame
+
         return _decisions_frame(self._query(_DECISION_SELECT))
 
     def decision_records(self) -> list[dict[str, Any]]:
@@ -400,6 +405,8 @@ class ExperimentStore:
 
         Returns the written paths by name. Parquet needs pyarrow (``gpbt[parquet]``).
         """
+        from gpbt.store.reader import _snapshot_store
+
         return _snapshot_store(self).export(folder, format)
 
 
