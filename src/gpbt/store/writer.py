@@ -435,8 +435,11 @@ def _same_json(a: Any, b: Any) -> bool:
 
 
 def _gpbt_version() -> str:
+    # From the installed distribution's metadata, not gpbt.__version__: the store sits below
+    # the package's top level and must not import upwards into it. Only new files need it.
+    from importlib import metadata
+
     try:
-        from gpbt import __version__
-    except ImportError:
+        return metadata.version("gpbt")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
         return "unknown"
-    return str(__version__)
