@@ -425,6 +425,44 @@ def test_ten_thousand_reports_in_one_batch_read_back_exactly(store):
     assert (df["metric.ret"] == df["score"]).all() and (df["metric.loss/v"] == 0.2).all()
 
 
+WRITE_ONLY = textwrap.dedent(
+    """
+    import sys
+    import gpbt.store
+    from gpbt.store import ExperimentStore
+
+    with ExperimentStore(sys.argv[1]) as store:
+        store.write_config({"seed": 0})
+        store.add_reports(
+            [{"member": 0, "time": 1, "score": 1.0, "metrics": {"loss": 0.5}, "config": {"lr": 1}}]
+        )
+        store.add_decisions(
+            [{"time": 1, "member": 0, "kind": "exploit", "donor": 1, "new_config": {"lr": 2}}]
+        )
+        store.add_checkpoint(1, "ckpt/1", members=[0])
+        store.set_state("engine", {"time": 1})
+        store.lineage(0)
+    print(sorted(m for m in sys.modules if m.split(".")[0] == "pandas"))
+    """
+)
+
+
+def test_writing_does_not_import_pandas(tmp_path):
+    # Engines and local-engine worker processes import the store only to write; pandas would
+    # add a few hundred milliseconds to each start. A fresh interpreter, since this one has
+    # pandas loaded already.
+    out = subprocess.run(
+        [sys.executable, "-c", WRITE_ONLY, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"the writer imported pandas: {out.stdout}"
+    exp = load(tmp_path)  # and what it wrote reads back
+    assert len(exp.reports) == 1 and exp.decisions["kind"].tolist() == ["exploit"]
+
+
 WRITER = textwrap.dedent(
     """
     import sys

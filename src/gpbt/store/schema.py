@@ -1,0 +1,145 @@
+"""The SQLite file itself: its tables, schema version, connections and transactions.
+
+Everything that knows the file layout (table definitions, the column order of the queries that
+read rows back) or talks to ``sqlite3`` directly lives here; the writer and the reader build on it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gpbt.errors import StoreError
+
+DB_NAME = "experiment.sqlite"
+SCHEMA_VERSION = 1
+DECISION_KINDS = ("continue", "exploit", "stop")
+
+_FOLDER_HELP = (
+    f"a gpbt experiment folder contains {DB_NAME} (reports, decisions, checkpoint index), "
+    "written by a gpbt run or by gpbt.store.ExperimentStore(folder)"
+)
+
+_SCHEMA = (
+    """CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    # `time` has no declared type on purpose: a typed column would coerce 5.0 to 5 (NUMERIC)
+    # or 5 to 5.0 (REAL), and step counts should come back as the ints they were written as.
+    """CREATE TABLE reports (
+        member INTEGER NOT NULL,
+        time NOT NULL,
+        score REAL,
+        score_invalid INTEGER NOT NULL,
+        metrics TEXT NOT NULL,
+        config TEXT NOT NULL,
+        wall_time REAL NOT NULL,
+        PRIMARY KEY (member, time)
+    )""",
+    "CREATE INDEX reports_by_time ON reports (time)",
+    # `seq` is the rowid without AUTOINCREMENT: after truncate_after() the re-issued decisions
+    # get the same numbers the abandoned ones had, so a replayed run numbers identically.
+    """CREATE TABLE decisions (
+        seq INTEGER PRIMARY KEY,
+        time NOT NULL,
+        member INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('continue', 'exploit', 'stop')),
+        method TEXT,
+        partner INTEGER,
+        donor INTEGER,
+        member_score REAL,
+        partner_score REAL,
+        old_config TEXT,
+        new_config TEXT,
+        velocity TEXT,
+        extra TEXT,
+        wall_time REAL NOT NULL,
+        UNIQUE (time, member)
+    )""",
+    """CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        time NOT NULL,
+        path TEXT NOT NULL,
+        members TEXT,
+        meta TEXT,
+        created REAL NOT NULL,
+        UNIQUE (time, path)
+    )""",
+    """CREATE TABLE state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated REAL NOT NULL
+    )""",
+)
+
+_DECISION_SELECT = (
+    "SELECT seq, time, member, kind, method, partner, donor, member_score, partner_score, "
+    "wall_time, old_config, new_config, velocity, extra FROM decisions ORDER BY seq"
+)
+
+_CHECKPOINT_SELECT = "SELECT time, path, members, meta, created FROM checkpoints"
+
+
+class SchemaVersionError(StoreError, RuntimeError):
+    """The file was written by a newer gpbt whose schema this version cannot read safely."""
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
+    # isolation_level=None: transactions are opened explicitly, so a batch is exactly one
+    # transaction regardless of the sqlite3 module's implicit-transaction rules.
+    conn = sqlite3.connect(
+        os.fspath(path), timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        if write:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA user_version").fetchone()  # fails here on a non-SQLite file
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if "not a database" in str(e):
+            raise StoreError(
+                f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
+            ) from e
+        raise
+    return conn
+
+
+def _check_version(conn: sqlite3.Connection, path: Path, *, allow_empty: bool) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} uses experiment-store schema version {version}, but this gpbt reads "
+            f"versions up to {SCHEMA_VERSION}; upgrade gpbt to open it (it was not modified)"
+        )
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables or not allow_empty:
+            raise StoreError(
+                f"{path} is an SQLite file but not a gpbt experiment store "
+                f"(no gpbt schema version); {_FOLDER_HELP}"
+            )
+    return version
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead
+    # of one failing with SQLITE_BUSY halfway through a batch.
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
