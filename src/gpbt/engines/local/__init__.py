@@ -10,43 +10,57 @@ CLI, tests, user code) for a module split by job:
 How a run proceeds, member time, durability and checkpoints: see `engine.py`'s docstring.
 """
 
-# Re-exports only, so "imported but unused" is the point here.
-# ruff: noqa: F401
+from __future__ import annotations
 
-# Every top-level name the single-file module had stays importable from here, the private
-# ones included (tests and gpbt.analysis reach some of them).
-from gpbt.engines.local.engine import (
-    _STATE_VERSION,
-    CHECKPOINTS,
-    DEFAULTS,
-    OPTIONS,
-    RUNTIME_KEYS,
-    STATE_KEY,
-    LocalEngine,
-    _is_number,
-    _Member,
-    _member_seed,
-    log,
-    run_local,
-)
-from gpbt.engines.local.pools import (
-    _THREAD_VARS,
-    _Event,
-    _kill,
-    _Proc,
-    _ProcessPool,
-    _SimulatedPool,
-)
-from gpbt.engines.local.worker import (
-    _folder_bytes,
-    _Live,
-    _quiet_cleanup,
-    _Runner,
-    _worker_main,
-)
-from gpbt.engines.trainable import (
-    Trainable,
-    TrainableError,
-)
+import importlib
+from typing import Any
+
+from gpbt.engines.trainable import Trainable, TrainableError
+
+# Every worker process imports this package on its way to `worker._worker_main` (spawn pickles
+# the target by module path), so nothing here may load the engine: it imports the scheduler
+# core and the store (pandas), which would make starting or replacing a worker slow. The names
+# are therefore loaded from their submodule on first access (PEP 562). Every top-level name of
+# the former single-file module stays importable from here, the private ones included (tests
+# and gpbt.analysis reach some of them).
+_HOME = {
+    **dict.fromkeys(
+        (
+            "CHECKPOINTS",
+            "DEFAULTS",
+            "OPTIONS",
+            "RUNTIME_KEYS",
+            "STATE_KEY",
+            "_STATE_VERSION",
+            "LocalEngine",
+            "_Member",
+            "_is_number",
+            "_member_seed",
+            "log",
+            "run_local",
+        ),
+        "engine",
+    ),
+    **dict.fromkeys(
+        ("_THREAD_VARS", "_Event", "_Proc", "_ProcessPool", "_SimulatedPool", "_kill"), "pools"
+    ),
+    **dict.fromkeys(
+        ("_Live", "_Runner", "_folder_bytes", "_quiet_cleanup", "_worker_main"), "worker"
+    ),
+}
 
 __all__ = ["LocalEngine", "run_local", "Trainable", "TrainableError"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        # gpbt.spec probes optional hooks such as check_config with getattr(..., None)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})

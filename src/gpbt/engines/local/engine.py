@@ -46,15 +46,21 @@ import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from gpbt.core.decisions import Decision
+from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Space
 from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
+from gpbt.engines.lock import hold_folder
+from gpbt.engines.protocol import Summary, population_mean
 from gpbt.engines.trainable import TrainableError, load_trainable, trainable_name
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
+from gpbt.spec import RunSpec
+from gpbt.store import ExperimentStore
 
 # The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
 OPTIONS: dict[str, Option] = {
@@ -67,16 +73,6 @@ OPTIONS: dict[str, Option] = {
     "threads_per_worker": Option(int, 0, "torch/BLAS threads per worker; 0 = the engine picks"),
 }
 DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "timesteps_total"}
-
-# Worker processes import this package to reach `worker._worker_main`, and the package imports
-# this module; the scheduler core (which pulls in scikit-learn for PB2) and the store (pandas)
-# are therefore imported only where the main process needs them, so that starting or replacing
-# a worker stays cheap.
-if TYPE_CHECKING:
-    from gpbt.core.decisions import Decision
-    from gpbt.core.schedulers import PopulationScheduler
-    from gpbt.store import ExperimentStore
-
 
 log = logging.getLogger("gpbt.local")
 
@@ -218,8 +214,6 @@ class LocalEngine:
     # ------------------------------------------------------------------ lifecycle
     def run(self, resume: bool = False):
         """Run (or, with `resume=True`, continue) the experiment; return its `Summary`."""
-        from gpbt.store import ExperimentStore
-
         t0, c0 = _time.monotonic(), _time.process_time()
         self.store = ExperimentStore(self.folder)
         try:
@@ -233,8 +227,6 @@ class LocalEngine:
                     raise
                 self.pool.close()
             self._sweep()
-            from gpbt.engines.protocol import Summary
-
             summary = self.summary(wall_seconds=_time.monotonic() - t0)
             summary["main_cpu_seconds"] = _time.process_time() - c0
             return Summary.from_dict(summary)
@@ -702,8 +694,6 @@ class LocalEngine:
                     "median": statistics.median(v),
                     "max": max(v),
                 }
-        from gpbt.engines.protocol import population_mean
-
         return {
             "engine": "local",
             "folder": str(self.folder),
@@ -763,9 +753,6 @@ def run_local(
     `step_timeout`, `max_failures`, `trainable_options`, `deterministic`,
     `threads_per_worker`). `checkpoint_interval` is stored, not used: the local engine
     checkpoints after every step. `on_event`, if given, gets a dict per report."""
-    from gpbt.engines.lock import hold_folder
-    from gpbt.spec import RunSpec
-
     if not isinstance(spec, RunSpec):
         spec = RunSpec.from_config({"engine": "local", **spec})
     if spec.engine != "local":

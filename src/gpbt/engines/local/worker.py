@@ -2,7 +2,8 @@
 runs it on a (cached) trainable, checkpoints it and sends the metrics back.
 
 The main process starts workers with `_worker_main` (`gpbt.engines.local.worker._worker_main`);
-the deterministic mode runs the same `_Runner` in-process.
+the deterministic mode runs the same `_Runner` in-process. Every worker process imports this
+module, so it imports only what a worker uses: never the store, pandas or the scheduler core.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from gpbt.engines.children import die_with_parent
 from gpbt.engines.trainable import TrainableError, clean_metrics, load_trainable
 
 # The engine's logger name, kept so logging configured for "gpbt.local" still applies here.
@@ -159,8 +161,6 @@ def _folder_bytes(path: str) -> int:
 def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
     # A worker orphaned by a killed runner would otherwise finish its step and write into the
     # experiment folder while the resumed run is using it.
-    from gpbt.engines.children import die_with_parent
-
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     for p in reversed(sys_path):
