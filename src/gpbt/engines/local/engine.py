@@ -1,4 +1,5 @@
-"""The asynchronous local engine: any Python trainable, N worker processes, crash-safe resume.
+"""The asynchronous local engine as the main process runs it: scheduling, the store,
+checkpoints and the summary (any Python trainable, N worker processes, crash-safe resume).
 
 How a run proceeds
     Every member trains in steps. After each `step()` its worker saves a checkpoint and sends the
@@ -35,38 +36,31 @@ Checkpoints
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
-import multiprocessing as mp
 import os
-import pickle
 import secrets
 import shutil
-import signal
 import statistics
-import sys
 import time as _time
-import traceback
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import wait as _mp_wait
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from gpbt.core.decisions import Decision
+from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Space
-from gpbt.engines.trainable import (
-    Trainable,
-    TrainableError,
-    clean_metrics,
-    load_trainable,
-    trainable_name,
-)
+from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
+from gpbt.engines.lock import hold_folder
+from gpbt.engines.protocol import Summary, population_mean
+from gpbt.engines.trainable import TrainableError, load_trainable, trainable_name
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
+from gpbt.spec import RunSpec
+from gpbt.store import ExperimentStore
 
 # The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
 OPTIONS: dict[str, Option] = {
@@ -79,16 +73,6 @@ OPTIONS: dict[str, Option] = {
     "threads_per_worker": Option(int, 0, "torch/BLAS threads per worker; 0 = the engine picks"),
 }
 DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "timesteps_total"}
-
-# Worker processes import this module to reach `_worker_main`; the scheduler core (which pulls
-# in scikit-learn for PB2) and the store (pandas) are imported only where the main process
-# needs them, so that starting or replacing a worker stays cheap.
-if TYPE_CHECKING:
-    from gpbt.core.decisions import Decision
-    from gpbt.core.schedulers import PopulationScheduler
-    from gpbt.store import ExperimentStore
-
-__all__ = ["LocalEngine", "run_local", "Trainable", "TrainableError"]
 
 log = logging.getLogger("gpbt.local")
 
@@ -119,453 +103,6 @@ class _Member:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# =========================================================================== in the worker
-
-
-@dataclass
-class _Live:
-    obj: Any
-    epoch: int
-    steps: int
-
-
-class _Runner:
-    """Runs members' steps inside one worker, keeping recently run trainables alive so that a
-    member that stays on its worker (the usual case) never goes through its checkpoint."""
-
-    def __init__(self, cls: type, cache_size: int):
-        self.cls = cls
-        self.cache_size = max(1, int(cache_size))
-        self.cache: OrderedDict[int, _Live] = OrderedDict()
-
-    def run(self, task: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        member = task["member"]
-        t_recv = _time.monotonic()
-        phase = "setup/restore"
-        live = self.cache.pop(member, None)
-        obj = None if live is None else live.obj
-        try:
-            how = "cached"
-            if live is None or (live.epoch, live.steps) != (task["epoch"], task["steps"]):
-                obj, how, phase = self._prepare(live, task)
-            t_start = _time.monotonic()
-            c_start = _time.process_time()
-            phase = "step"
-            raw = obj.step()
-            t_end = _time.monotonic()
-            metrics, dropped = clean_metrics(raw, member)
-            phase = "save"
-            target = task["save_to"]
-            tmp = target + ".tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(tmp)
-            obj.save(tmp)
-            os.replace(tmp, target)
-            t_saved = _time.monotonic()
-            cpu = _time.process_time() - c_start
-            nbytes = _folder_bytes(target)
-        except BaseException as e:
-            if isinstance(e, KeyboardInterrupt | SystemExit):
-                raise
-            if obj is not None:
-                _quiet_cleanup(obj)
-            return "error", {
-                "member": member,
-                "phase": phase,
-                "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(),
-                "fatal": isinstance(e, TrainableError),
-            }
-        self.cache[member] = _Live(obj, task["epoch"], task["steps"] + 1)
-        while len(self.cache) > self.cache_size:
-            _, old = self.cache.popitem(last=False)
-            _quiet_cleanup(old.obj)
-        return "result", {
-            "member": member,
-            "metrics": metrics,
-            "dropped": dropped,
-            "how": how,
-            "t_recv": t_recv,
-            "t_start": t_start,
-            "t_end": t_end,
-            "prepare_s": t_start - t_recv,
-            "step_s": t_end - t_start,
-            "save_s": t_saved - t_end,
-            "cpu_s": cpu,  # step + save, this worker process's CPU time
-            "bytes": nbytes,
-        }
-
-    def _prepare(self, live: _Live | None, task: dict[str, Any]) -> tuple[Any, str, str]:
-        """Bring the member's state into a live trainable: (object, how, phase done last)."""
-        ckpt, config = task["ckpt"], task["config"]
-        if live is not None and ckpt is not None:
-            obj = live.obj
-            if live.epoch == task["epoch"]:
-                # Same hyperparameters, an older state of this member: load its latest.
-                obj.restore(ckpt)
-                return obj, "restored", "restore"
-            # Weights first, hyperparameters second, so the new values are the ones that stay.
-            obj.restore(ckpt)
-            if obj.reset_config(config):
-                obj.config = config
-                return obj, "reset", "reset_config"
-            _quiet_cleanup(obj)
-        elif live is not None:
-            _quiet_cleanup(live.obj)
-        obj = self.cls()
-        obj.config = config
-        obj.member = task["member"]
-        obj.seed = task["seed"]
-        obj.setup(config)
-        if ckpt is None:
-            return obj, "setup", "setup"
-        obj.restore(ckpt)
-        return obj, "rebuilt", "restore"
-
-    def drop(self, member: int) -> None:
-        live = self.cache.pop(member, None)
-        if live is not None:
-            _quiet_cleanup(live.obj)
-
-    def close(self) -> None:
-        while self.cache:
-            _, live = self.cache.popitem()
-            _quiet_cleanup(live.obj)
-
-
-def _quiet_cleanup(obj: Any) -> None:
-    try:
-        cleanup = getattr(obj, "cleanup", None)
-        if callable(cleanup):
-            cleanup()
-    except Exception:  # a broken cleanup must not take the worker down with it
-        log.debug("cleanup() raised", exc_info=True)
-
-
-def _folder_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
-
-
-def _worker_main(conn, blob: bytes, sys_path: list[str], threads: int, cache_size: int) -> None:
-    # A worker orphaned by a killed runner would otherwise finish its step and write into the
-    # experiment folder while the resumed run is using it.
-    from gpbt.engines.children import die_with_parent
-
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    for p in reversed(sys_path):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    try:
-        spec = pickle.loads(blob)
-        cls = load_trainable(spec)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-    except BaseException as e:
-        conn.send(
-            ("fatal", {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
-        )
-        return
-    runner = _Runner(cls, cache_size)
-    conn.send(("ready", {"pid": os.getpid()}))
-    try:
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                break
-            if msg[0] == "run":
-                conn.send(runner.run(msg[1]))
-            elif msg[0] == "drop":
-                runner.drop(msg[1])
-            elif msg[0] == "close":
-                break
-    finally:
-        runner.close()
-
-
-# =========================================================================== executors
-
-
-@dataclass
-class _Event:
-    kind: str  # result | error | timeout | died
-    worker: int
-    member: int
-    payload: dict[str, Any] = field(default_factory=dict)
-    task: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Proc:
-    process: Any
-    conn: Any
-    ready: bool = False
-    task: dict[str, Any] | None = None
-    deadline: float | None = None
-
-
-class _ProcessPool:
-    """Worker processes (spawned, so torch/JAX threads in the parent cannot deadlock them)."""
-
-    def __init__(
-        self,
-        n: int,
-        trainable: type | str,
-        *,
-        threads: int,
-        cache_size: int,
-        step_timeout: float | None,
-    ):
-        try:
-            self.blob = pickle.dumps(trainable)
-        except Exception as e:
-            raise ValueError(
-                f"trainable {trainable_name(trainable)!r} cannot be sent to worker processes "
-                f"({e}); define the class at the top level of an importable module"
-            ) from e
-        self.n, self.threads, self.cache_size = n, threads, cache_size
-        self.step_timeout = step_timeout
-        self.ctx = mp.get_context("spawn")
-        self.workers: list[_Proc | None] = [None] * n
-        self.last_worker: dict[int, int] = {}
-        self.startup_deaths = 0
-        for i in range(n):
-            self._start(i)
-
-    def _start(self, i: int) -> None:
-        parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(
-            target=_worker_main,
-            args=(child, self.blob, list(sys.path), self.threads, self.cache_size),
-            name=f"gpbt-worker-{i}",
-        )
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-        os.environ.update({k: str(self.threads) for k in _THREAD_VARS})
-        try:
-            process.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        child.close()
-        self.workers[i] = _Proc(process, parent)
-
-    def now(self) -> float:
-        return _time.monotonic()
-
-    def idle(self) -> list[int]:
-        return [i for i, w in enumerate(self.workers) if w and w.ready and w.task is None]
-
-    def busy(self) -> int:
-        return sum(1 for w in self.workers if w and w.task is not None)
-
-    def submit(self, i: int, task: dict[str, Any]) -> None:
-        w = self.workers[i]
-        w.conn.send(("run", task))
-        w.task = task
-        w.deadline = None if self.step_timeout is None else _time.monotonic() + self.step_timeout
-        self.last_worker[task["member"]] = i
-
-    def drop(self, member: int) -> None:
-        i = self.last_worker.pop(member, None)
-        w = None if i is None else self.workers[i]
-        if w is not None and w.ready:
-            try:
-                w.conn.send(("drop", member))
-            except OSError:
-                pass
-
-    def wait(self) -> list[_Event]:
-        now = _time.monotonic()
-        deadlines = [w.deadline for w in self.workers if w and w.deadline is not None]
-        # Wake at least once a second so Ctrl-C and hung steps are noticed promptly.
-        timeout = 1.0 if not deadlines else max(0.0, min(min(deadlines) - now, 1.0))
-        conns = {w.conn: i for i, w in enumerate(self.workers) if w}
-        sentinels = {w.process.sentinel: i for i, w in enumerate(self.workers) if w}
-        ready = _mp_wait(list(conns) + list(sentinels), timeout)
-        events: list[_Event] = []
-        lost: set[int] = set()
-        for i in sorted({conns[o] for o in ready if o in conns}):
-            events.extend(self._receive(i, lost))
-        for i in sorted({sentinels[o] for o in ready if o in sentinels}):
-            if i in lost:
-                continue
-            w = self.workers[i]
-            while w.conn.poll():  # a last message sent just before exiting
-                events.extend(self._receive(i, lost))
-                if i in lost:
-                    break
-            if i not in lost:
-                lost.add(i)
-                code = w.process.exitcode
-                events.extend(self._lost(i, "died", f"the worker process exited (code {code})"))
-        now = _time.monotonic()
-        for i, w in enumerate(self.workers):
-            if i not in lost and w and w.deadline is not None and now >= w.deadline:
-                events.extend(
-                    self._lost(i, "timeout", f"the step took longer than {self.step_timeout} s")
-                )
-        return events
-
-    def _receive(self, i: int, lost: set[int]) -> list[_Event]:
-        w = self.workers[i]
-        try:
-            kind, payload = w.conn.recv()
-        except (EOFError, OSError):
-            lost.add(i)
-            return self._lost(i, "died", "the worker process exited")
-        if kind == "ready":
-            w.ready = True
-            self.startup_deaths = 0
-            return []
-        if kind == "fatal":
-            raise TrainableError(
-                f"a worker could not load the trainable: {payload['error']}\n{payload['traceback']}"
-            )
-        task, w.task, w.deadline = w.task, None, None
-        return [_Event(kind, i, payload["member"], payload, task or {})]
-
-    def _lost(self, i: int, kind: str, message: str) -> list[_Event]:
-        """Kill worker i, start a replacement; the member it was running (if any) faulted."""
-        w = self.workers[i]
-        task = w.task
-        _kill(w.process)
-        w.conn.close()
-        if not w.ready:
-            # A worker that dies before it could even load the trainable would be replaced
-            # forever; a few in a row means the environment is broken, not a member.
-            self.startup_deaths += 1
-            if self.startup_deaths >= 3:
-                raise RuntimeError(
-                    f"worker processes keep dying while starting ({message}); check that "
-                    "the trainable's module imports cleanly in a fresh Python process"
-                )
-        for m, j in list(self.last_worker.items()):
-            if j == i:
-                del self.last_worker[m]
-        self._start(i)
-        if task is None:
-            return []
-        return [_Event(kind, i, task["member"], {"error": message}, task)]
-
-    def close(self, abort: bool = False) -> None:
-        for w in self.workers:
-            if w is None:
-                continue
-            if not abort and w.process.is_alive():
-                try:
-                    w.conn.send(("close",))
-                except OSError:
-                    pass
-        deadline = _time.monotonic() + (0 if abort else 10)
-        for w in self.workers:
-            if w is None:
-                continue
-            w.process.join(max(0.0, deadline - _time.monotonic()))
-            _kill(w.process)
-            w.conn.close()
-        self.workers = [None] * self.n
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def _kill(process) -> None:
-    if process.is_alive():
-        process.kill()
-    process.join(5)
-
-
-class _SimulatedPool:
-    """The deterministic mode: N virtual workers in this process and a simulated clock.
-
-    A task runs to completion when submitted, but its result is delivered at
-    `now + duration`, in the order of simulated finishing time (ties: submission order); a
-    duration above `step_timeout` is a hang: the virtual worker "dies", losing its live
-    trainables as a real one would. Event order therefore depends only on seeds and durations.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        trainable: type,
-        *,
-        cache_size: int,
-        step_timeout: float | None,
-        duration: Callable[[dict[str, Any], dict[str, Any]], float],
-    ):
-        self.n = n
-        self.cls = trainable
-        self.cache_size = cache_size
-        self.step_timeout = step_timeout
-        self.duration = duration
-        self.runners = [_Runner(trainable, cache_size) for _ in range(n)]
-        self.clock = 0.0
-        self.heap: list[tuple[float, int, _Event]] = []
-        self.busy_workers: set[int] = set()
-        self.seq = 0
-        self.last_worker: dict[int, int] = {}
-
-    def now(self) -> float:
-        return self.clock
-
-    def idle(self) -> list[int]:
-        return [i for i in range(self.n) if i not in self.busy_workers]
-
-    def busy(self) -> int:
-        return len(self.busy_workers)
-
-    def submit(self, i: int, task: dict[str, Any]) -> None:
-        kind, payload = self.runners[i].run(task)
-        if kind == "result":
-            d = float(self.duration(task, payload["metrics"]))
-        else:
-            d = 0.0
-        event = _Event(kind, i, task["member"], payload, task)
-        if self.step_timeout is not None and d > self.step_timeout:
-            d = self.step_timeout
-            event = _Event(
-                "timeout",
-                i,
-                task["member"],
-                {"error": f"the step took longer than {self.step_timeout} s (simulated)"},
-                task,
-            )
-            self.runners[i].close()
-            self.runners[i] = _Runner(self.cls, self.cache_size)
-        self.seq += 1
-        heapq.heappush(self.heap, (self.clock + max(d, 0.0), self.seq, event))
-        self.busy_workers.add(i)
-        self.last_worker[task["member"]] = i
-
-    def drop(self, member: int) -> None:
-        i = self.last_worker.pop(member, None)
-        if i is not None:
-            self.runners[i].drop(member)
-
-    def wait(self) -> list[_Event]:
-        if not self.heap:
-            return []
-        t, _, event = heapq.heappop(self.heap)
-        self.clock = t
-        self.busy_workers.discard(event.worker)
-        return [event]
-
-    def close(self, abort: bool = False) -> None:
-        for r in self.runners:
-            r.close()
 
 
 # =========================================================================== the engine
@@ -677,8 +214,6 @@ class LocalEngine:
     # ------------------------------------------------------------------ lifecycle
     def run(self, resume: bool = False):
         """Run (or, with `resume=True`, continue) the experiment; return its `Summary`."""
-        from gpbt.store import ExperimentStore
-
         t0, c0 = _time.monotonic(), _time.process_time()
         self.store = ExperimentStore(self.folder)
         try:
@@ -692,8 +227,6 @@ class LocalEngine:
                     raise
                 self.pool.close()
             self._sweep()
-            from gpbt.engines.protocol import Summary
-
             summary = self.summary(wall_seconds=_time.monotonic() - t0)
             summary["main_cpu_seconds"] = _time.process_time() - c0
             return Summary.from_dict(summary)
@@ -1161,8 +694,6 @@ class LocalEngine:
                     "median": statistics.median(v),
                     "max": max(v),
                 }
-        from gpbt.engines.protocol import population_mean
-
         return {
             "engine": "local",
             "folder": str(self.folder),
@@ -1222,9 +753,6 @@ def run_local(
     `step_timeout`, `max_failures`, `trainable_options`, `deterministic`,
     `threads_per_worker`). `checkpoint_interval` is stored, not used: the local engine
     checkpoints after every step. `on_event`, if given, gets a dict per report."""
-    from gpbt.engines.lock import hold_folder
-    from gpbt.spec import RunSpec
-
     if not isinstance(spec, RunSpec):
         spec = RunSpec.from_config({"engine": "local", **spec})
     if spec.engine != "local":
