@@ -367,7 +367,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster, ca
     with pytest.raises(ValueError, match="needs 3 CPU"):
         _check_trial_fits(ToyTrainable, {}, {"cpu": 3}, local=True)
     # A remote cluster may autoscale: only a warning, with the same fix.
-    with caplog.at_level("WARNING", logger="gpbt.integrations.ray_tune"):
+    with caplog.at_level("WARNING", logger="gpbt.engines.ray"):
         _check_trial_fits("PPO", big, None, local=False)
     assert "needs 5 CPU" in caplog.text and "autoscaling cluster may still add" in caplog.text
 
