@@ -22,11 +22,8 @@ from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLe
 from ray.rllib.env.wrappers.atari_wrappers import wrap_atari_for_new_api_stack
 
 from gpbt.core.space import Float
-from gpbt.integrations.ray_tune import (
-    rllib_experiment_arguments,
-    rllib_fixed_config,
-    run_rllib_experiment,
-)
+from gpbt.engines.ray import rllib_fixed_config
+from gpbt.engines.ray_rllib import rllib_experiment_arguments, run_rllib_experiment
 
 # PAPER.md: RMSProp epsilon [0.01, 0.5], entropy coeff [0.001, 0.1], lr [1e-5, 1e-2].
 PAPER_SPACE = {

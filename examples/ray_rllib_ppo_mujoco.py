@@ -18,11 +18,8 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
 from gpbt.core.space import Choice, Float, Int
-from gpbt.integrations.ray_tune import (
-    rllib_experiment_arguments,
-    rllib_fixed_config,
-    run_rllib_experiment,
-)
+from gpbt.engines.ray import rllib_fixed_config
+from gpbt.engines.ray_rllib import rllib_experiment_arguments, run_rllib_experiment
 
 # PAPER.md: GAE lambda [0.9, 1], clip [0.1, 0.5], lr [1e-5, 1e-3], train batch size
 # [1000, 60000], gamma [0.95, 1], SGD epochs [5, 15], minibatch size {16..256}.

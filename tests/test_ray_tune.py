@@ -180,6 +180,46 @@ def test_internals_present():
     check_ray_internals()
 
 
+def test_the_old_module_path_keeps_every_name_and_the_integration_never_imports_the_engine():
+    # gpbt.integrations.ray_tune was one module until the Ray engine moved to gpbt.engines.ray;
+    # scripts and docs name the old path. The engine imports the integration, so the names it
+    # took along are forwarded lazily: importing the integration (as a Ray worker unpickling a
+    # GPBTScheduler does) must not import the engine.
+    code = textwrap.dedent(
+        """
+        import sys
+        import gpbt.integrations.ray_tune as rt
+        print(sorted(m for m in sys.modules if m.startswith("gpbt.engines.ray")))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+    import gpbt.engines.ray as engine
+    import gpbt.engines.ray_rllib as rllib_scripts
+    import gpbt.integrations.ray_tune as rt
+
+    for name in ("OPTIONS", "DEFAULTS", "check_config", "run_ray", "rllib_param_space",
+                 "rllib_fixed_config", "trial_resources", "_check_trial_fits"):  # fmt: skip
+        assert getattr(rt, name) is getattr(engine, name)
+    for name in ("RLLIB_METRIC", "RLLIB_TIME_ATTR", "rllib_experiment_arguments",
+                 "run_rllib_experiment"):  # fmt: skip
+        assert getattr(rt, name) is getattr(rllib_scripts, name)
+    for name in rt.__all__:
+        assert getattr(rt, name) is not None
+    assert "run_ray" in dir(rt)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        rt.nope  # noqa: B018
+
+
+def test_the_scheduler_pickles_by_its_module_path():
+    # Tune pickles the scheduler with the Tuner; it must travel by reference to its own module,
+    # importable wherever gpbt is installed, never to __main__.
+    blob = ray.cloudpickle.dumps(GPBTScheduler("gpbt-pl", SPACE, perturbation_interval=2))
+    assert b"gpbt.integrations.ray_tune.scheduler" in blob and b"__main__" not in blob
+    assert type(ray.cloudpickle.loads(blob)) is GPBTScheduler
+
+
 def test_bad_arguments_fail_early():
     with pytest.raises(ValueError, match="not known"):
         GPBTScheduler("nope", SPACE)
@@ -367,7 +407,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster, ca
     with pytest.raises(ValueError, match="needs 3 CPU"):
         _check_trial_fits(ToyTrainable, {}, {"cpu": 3}, local=True)
     # A remote cluster may autoscale: only a warning, with the same fix.
-    with caplog.at_level("WARNING", logger="gpbt.integrations.ray_tune"):
+    with caplog.at_level("WARNING", logger="gpbt.engines.ray"):
         _check_trial_fits("PPO", big, None, local=False)
     assert "needs 5 CPU" in caplog.text and "autoscaling cluster may still add" in caplog.text
 

@@ -31,7 +31,7 @@ from gpbt.options import OPTIONAL, REQUIRED, Option
 ENGINE_MODULES = {
     "vector": "gpbt.engines.vector",
     "local": "gpbt.engines.local",
-    "ray": "gpbt.integrations.ray_tune",
+    "ray": "gpbt.engines.ray",
 }
 
 
