@@ -1,7 +1,7 @@
 """What every engine promises: `run(spec, folder, *, resume=False, on_event=None) -> Summary`.
 
 The three engines (`gpbt.engines.vector.run_vector`, `gpbt.engines.local.run_local`,
-`gpbt.integrations.ray_tune.run_ray`) take the same `RunSpec`, write the same experiment store
+`gpbt.engines.ray.run_ray`) take the same `RunSpec`, write the same experiment store
 into `folder` (holding the folder's lock while they run), call `on_event(dict)` as the run goes
 (each event has a "type": "generation", "report", "resumed", "initialised", ...) and return the
 same `Summary`. The CLI, the bench and a notebook call them the same way.
