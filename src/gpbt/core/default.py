@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpbt.core.schedulers import Member, PopulationScheduler
+from gpbt.core.schedulers import Member, RandomSearch
 from gpbt.core.space import Choice, Space, to_plain
 
 
-class DefaultConfig(PopulationScheduler):
+class DefaultConfig(RandomSearch):
     """No search, no exploit: `initial_population(n)` is n copies of `values`."""
 
     method = "default"
@@ -31,22 +31,10 @@ class DefaultConfig(PopulationScheduler):
         space: Space | dict,
         *,
         values: Mapping[str, Any] | None = None,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        max_time: float | None = None,
+        **schedule: Any,
     ):
-        super().__init__(
-            space,
-            None,
-            pairing="none",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            max_time=max_time,
-        )
+        # the rest (perturbation_interval, burn_in_period, mode, seed, max_time) as RandomSearch
+        super().__init__(space, **schedule)
         self.values = _check_values(self.space, values or {})
 
     def initial_population(self, n: int) -> list[dict[str, Any]]:

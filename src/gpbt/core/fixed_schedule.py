@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpbt.core.decisions import Continue, Decision, Exploit
-from gpbt.core.schedulers import PopulationScheduler
+from gpbt.core.schedulers import RandomSearch
 from gpbt.core.space import Space, to_plain
 
 ENTRY_KEYS = ("time", "config")
@@ -66,7 +66,7 @@ def check_entries(space: Space, entries: Any) -> list[tuple[float, dict[str, Any
     return out
 
 
-class FixedSchedule(PopulationScheduler):
+class FixedSchedule(RandomSearch):
     """Follow `entries` (`[{"time": t, "config": {...}}, ...]`, the first at time 0)."""
 
     method = "schedule"
@@ -75,23 +75,10 @@ class FixedSchedule(PopulationScheduler):
         self,
         space: Space | dict,
         entries: Sequence[Mapping[str, Any]],
-        *,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        max_time: float | None = None,
+        **schedule: Any,
     ):
-        super().__init__(
-            space,
-            None,
-            pairing="none",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            max_time=max_time,
-        )
+        # the rest (perturbation_interval, burn_in_period, mode, seed, max_time) as RandomSearch
+        super().__init__(space, **schedule)
         self.entries = check_entries(self.space, entries)
         self._times = [t for t, _ in self.entries]
 
