@@ -6,8 +6,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,24 @@ def explore_ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=
         winner_score=1.0,
         population=population or {0: (loser_cfg, 0.0), 1: (winner_cfg, 1.0)},
     )
+
+
+def count_reports(folder) -> int:
+    """Reports in a (possibly live) experiment folder's store, read without the store's code."""
+    db = Path(folder) / "experiment.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_reports(folder, n: int, proc, timeout: float = 300) -> None:
+    """Wait until the run `proc` (a Popen) has written `n` reports, failing if it ends first."""
+    deadline = time.time() + timeout
+    while count_reports(folder) < n:
+        assert proc.poll() is None, "the run ended before it was killed"
+        assert time.time() < deadline, f"no {n} reports within {timeout} s"
+        time.sleep(0.05)

@@ -6,14 +6,12 @@ import copy
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
-from conftest import run_cli, tiny_vector, write_toml_file
+from conftest import run_cli, tiny_vector, wait_for_reports, write_toml_file
 
 from gpbt.config import ConfigError, validate_config
 from gpbt.engines.vector import run_vector
@@ -273,17 +271,7 @@ def test_per_member_run_killed_and_resumed_on_every_core_matches_the_reference(
          "--no-report"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    deadline, db = time.time() + 600, folder / "experiment.sqlite"
-    while time.time() < deadline:
-        if db.exists():
-            with sqlite3.connect(db) as c:
-                try:
-                    n = c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-                except sqlite3.OperationalError:
-                    n = 0
-            if n >= 8:  # two generations in: a checkpoint behind us
-                break
-        time.sleep(0.05)
+    wait_for_reports(folder, 8, proc, timeout=600)  # two generations in
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 8 <= len(load(folder).reports) < 16

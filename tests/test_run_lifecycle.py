@@ -5,13 +5,12 @@ import hashlib
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import run_cli, tiny_vector, write_toml_file
+from conftest import count_reports, run_cli, tiny_vector, wait_for_reports, write_toml_file
 
 from gpbt.engines.lock import FolderInUse, hold_folder
 from gpbt.store import load
@@ -28,25 +27,6 @@ def _start(*args):
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own group, so the test can always clean up
     )
-
-
-def _reports(folder) -> int:
-    db = folder / "experiment.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db) as c:
-            return c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def _wait_for_reports(folder, n: int, proc, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while _reports(folder) < n:
-        assert proc.poll() is None, "the run ended before it was killed"
-        assert time.time() < deadline, f"no {n} reports within {timeout} s"
-        time.sleep(0.05)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -89,7 +69,7 @@ def test_killing_the_parent_ends_every_child_and_frees_the_folder(uninterrupted,
     folder = tmp_path / "run"
     proc = _start("run", cfg, "--out", folder)
     try:
-        _wait_for_reports(folder, 4, proc)
+        wait_for_reports(folder, 4, proc)
         children = _descendants(proc.pid)
         assert children, "the vector engine trains in a child process"
         os.kill(proc.pid, signal.SIGKILL)  # the parent only: nobody tells the children
@@ -150,8 +130,8 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(uninterr
     for target in sorted(rng.sample(range(1, 19), 3)):
         proc = _start(*args)
         try:
-            if target > _reports(folder):
-                _wait_for_reports(folder, target, proc)
+            if target > count_reports(folder):
+                wait_for_reports(folder, target, proc)
             time.sleep(rng.uniform(0.0, 0.5))
         finally:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -6,12 +6,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_summary, run_cli, tiny_vector, write_toml_file
+from conftest import check_summary, run_cli, tiny_vector, wait_for_reports, write_toml_file
 
 from gpbt.analysis.replay import replay
 from gpbt.analysis.report import ReportError, write_report
@@ -190,18 +189,7 @@ def test_killed_run_resumes_with_nothing_lost(reference, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 300
-    db = folder / "experiment.sqlite"
-    while time.time() < deadline:
-        if db.exists():
-            with sqlite3.connect(db) as c:
-                try:
-                    n = c.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-                except sqlite3.OperationalError:
-                    n = 0
-            if n >= 8:  # two generations in: at least one checkpoint behind us
-                break
-        time.sleep(0.05)
+    wait_for_reports(folder, 8, proc, timeout=300)  # two generations in
     os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its training child, no warning
     proc.wait()
     before = load(folder).reports
