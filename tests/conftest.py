@@ -143,3 +143,30 @@ def wait_for_reports(folder, n: int, proc, timeout: float = 300) -> None:
         assert proc.poll() is None, "the run ended before it was killed"
         assert time.time() < deadline, f"no {n} reports within {timeout} s"
         time.sleep(0.05)
+
+
+# A trainable for the local engine whose "weights" are one number growing by lr per step, so who
+# trained what is arithmetic. Tests write it (and their own subclasses) into a small module at
+# test time: a worker process then imports only that module and gpbt.engines, not pytest.
+TOY_TRAINABLE = """import json, math, os, time
+from pathlib import Path
+from gpbt.engines.trainable import Trainable
+
+class Toy(Trainable):
+    def setup(self, config):
+        self.w, self.t = 0.0, 0
+    def step(self):
+        time.sleep(self.config.get("sleep", 0.0))
+        self.w += self.config["lr"]
+        self.t += 1
+        return {"steps": self.t, "score": self.w, "timesteps_total": self.t,
+                "episode_reward_mean": self.w}
+    def save(self, d):
+        with open(os.path.join(d, "s.json"), "w") as f:
+            json.dump([self.w, self.t], f)
+    def restore(self, d):
+        with open(os.path.join(d, "s.json")) as f:
+            self.w, self.t = json.load(f)
+    def reset_config(self, config):
+        return True
+"""

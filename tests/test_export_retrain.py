@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_vector
+from conftest import TOY_TRAINABLE, tiny_vector
 
 from gpbt.analysis.export import export, load_member
 from gpbt.analysis.lineage import ExperimentError, best_schedule, lineage_schedule
@@ -145,27 +145,7 @@ def test_retrain_follows_the_schedule_without_exploits(vector_run, tmp_path):
 
 # ----------------------------------------------------------------------------- local engine
 
-TOY = '''
-import json, os
-from gpbt.engines.trainable import Trainable
-
-class Toy(Trainable):
-    """The weights are one number that grows by lr per step: who trained what is arithmetic."""
-    def setup(self, config):
-        self.w, self.t = 0.0, 0
-    def step(self):
-        self.w += self.config["lr"]
-        self.t += 1
-        return {"steps": self.t, "score": self.w}
-    def save(self, d):
-        with open(os.path.join(d, "s.json"), "w") as f:
-            json.dump([self.w, self.t], f)
-    def restore(self, d):
-        with open(os.path.join(d, "s.json")) as f:
-            self.w, self.t = json.load(f)
-    def reset_config(self, config):
-        return True
-'''
+TOY = TOY_TRAINABLE
 
 LOCAL = {
     "engine": "local",

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import check_summary
+from conftest import TOY_TRAINABLE, check_summary
 
 from gpbt.analysis.replay import replay
 from gpbt.core.methods import make_scheduler
@@ -441,29 +441,9 @@ def test_nan_counts_as_the_worst_score(fault_run):
 
 # Trainables that run in worker processes live in a small module written at test time: a
 # worker then imports only it and gpbt.engines, not this test file with pytest and pandas.
-TRAINABLES = '''
-import json, math, os, time
-from pathlib import Path
-from gpbt.engines.trainable import Trainable
-
-class Toy(Trainable):
-    def setup(self, config):
-        self.w, self.t = 0.0, 0
-    def step(self):
-        time.sleep(self.config.get("sleep", 0.0))
-        self.w += self.config["lr"]
-        self.t += 1
-        return {"steps": self.t, "score": self.w, "timesteps_total": self.t,
-                "episode_reward_mean": self.w}
-    def save(self, d):
-        with open(os.path.join(d, "s.json"), "w") as f:
-            json.dump([self.w, self.t], f)
-    def restore(self, d):
-        with open(os.path.join(d, "s.json")) as f:
-            self.w, self.t = json.load(f)
-    def reset_config(self, config):
-        return True
-
+TRAINABLES = (
+    TOY_TRAINABLE
+    + '''
 class Faulty(Toy):
     """Misbehaves by member id, as trainable_options["faults"] says; "once" faults leave a
     marker file so the restarted member (possibly in a new process) behaves."""
@@ -491,6 +471,7 @@ class Faulty(Toy):
             out["episode_reward_mean"] = math.nan
         return out
 '''
+)
 
 
 def kill_config():
