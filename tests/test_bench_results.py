@@ -171,6 +171,34 @@ def test_report_rebuilds_from_the_results_alone_with_the_same_tables(tmp_path):
     assert "| default | 4 |" in b["Headline: aggregate scores"]
 
 
+def test_a_bench_cut_short_leaves_results_that_report_what_is_done(tmp_path):
+    # A long suite is committed cell by cell and may stop any time (a session ends): the
+    # results folder must be reportable before its last cell, with the finished cells only.
+    done = []
+
+    def stop_after_five(event):
+        if event["type"] == "initialised":
+            done.append(tuple(event["cell"]))
+            if len(done) == 6:  # five cells finished, the sixth starting
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(
+            suite(),
+            tmp_path / "bench",
+            supervise=False,
+            progress=False,
+            results=tmp_path / "results",
+            on_event=stop_after_five,
+        )
+    res = tmp_path / "results"
+    assert len(list(res.rglob("seed*.json"))) == 5 and (res / "suite.json").is_file()
+    bench = load_results(res)
+    assert len(bench.results) == 5
+    report = (write_bench_report(res, reps=50, out=tmp_path / "report") / "report.md").read_text()
+    assert "Rebuilt from the results folder" in report
+
+
 def test_a_later_run_skips_what_the_results_hold_and_adds_seeds_and_methods(tmp_path):
     run(suite(), tmp_path)
     first = {p.name: p.read_text() for p in (tmp_path / "results").rglob("seed*.json")}

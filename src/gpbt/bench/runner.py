@@ -176,6 +176,10 @@ def _record_suite(bench: BenchStore, suite: Suite, res: ResultsFolder | None = N
         }
     )
     bench.set_meta("invocations", history)
+    if res is not None:
+        # suite.json now, not only when the bench ends: a long suite is committed cell by cell
+        # across sessions, and `gpbt report RESULTS` must read it before the last cell is done
+        res.write_meta({k: bench.get_meta(k) for k in _META})
 
 
 def _printer(enabled: bool):
