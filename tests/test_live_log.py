@@ -283,7 +283,7 @@ def test_ray_engine_logs_what_the_tune_scheduler_writes_to_the_store(
     tmp_path, wandb_dir, monkeypatch
 ):
     pytest.importorskip("ray")
-    from gpbt.integrations.ray_tune import run_ray
+    from gpbt.engines.ray import run_ray
 
     (tmp_path / "climb_tune.py").write_text(
         textwrap.dedent(

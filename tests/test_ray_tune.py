@@ -28,11 +28,8 @@ ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
 from gpbt.core.space import Choice, Float  # noqa: E402
-from gpbt.integrations.ray_tune import (  # noqa: E402
-    GPBTScheduler,
-    check_ray_internals,
-    run_ray,
-)
+from gpbt.engines.ray import run_ray  # noqa: E402
+from gpbt.integrations.ray_tune import GPBTScheduler, check_ray_internals  # noqa: E402
 from gpbt.store import load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,6 +242,18 @@ def test_function_trainable_async_exploits_restore_and_new_config(ray_cluster, t
     for m in range(4):
         assert first.loc[m, "config.lr"] == pytest.approx(init[m]["lr"])
     assert exp.config["engine"] == "ray" and exp.config["method"] == "gpbt-pl"
+    # what the scheduler lets a caller read (the Ray engine's progress and summary use it):
+    # each member's last report, and the best of them
+    last = exp.reports.sort_values("time").groupby("member")["score"].last()
+    assert sched.latest_scores() == pytest.approx(last.to_dict())
+    member, trial_id, score = sched.best()
+    assert score == pytest.approx(last.max()) and member == int(last.idxmax())
+    assert isinstance(trial_id, str) and sched.member_of(object()) is None
+    assert (sched.method, sched.time_attr, sched.metric) == (
+        "gpbt-pl",
+        "training_iteration",
+        "score",
+    )
 
 
 def test_class_trainable_sync_pairs_every_boundary(ray_cluster, tmp_path):
@@ -379,7 +388,7 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
 
 def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
     pytest.importorskip("ray.rllib")
-    from gpbt.integrations.ray_tune import rllib_param_space
+    from gpbt.engines.ray import rllib_param_space
 
     d = rllib_param_space(
         "PPO", "CartPole-v1", {"num_env_runners": 1}, ["lr", "train_batch_size_per_learner"]
@@ -394,7 +403,7 @@ def test_rllib_param_space_leaves_the_searched_names_to_the_scheduler():
 
 def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster, caplog):
     pytest.importorskip("ray.rllib")
-    from gpbt.integrations.ray_tune import _check_trial_fits, rllib_param_space, trial_resources
+    from gpbt.engines.ray import _check_trial_fits, rllib_param_space, trial_resources
 
     small = rllib_param_space("PPO", "CartPole-v1", {"num_env_runners": 0}, ["lr"])
     assert trial_resources("PPO", small) == {"CPU": 1.0}

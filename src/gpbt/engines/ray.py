@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
 import sys
 import time as _time
@@ -21,7 +20,7 @@ from typing import Any
 
 # The integration before ray itself: without Ray its import guard says how to install it,
 # which `gpbt run` shows; importing ray first would give a bare ModuleNotFoundError.
-from gpbt.integrations.ray_tune.scheduler import GPBTScheduler, _number
+from gpbt.integrations.ray_tune.scheduler import GPBTScheduler
 
 # isort: split
 import ray
@@ -301,42 +300,35 @@ class _ProgressCallback(ray.tune.Callback):
         self._scheduler, self._progress = scheduler, progress
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        state = self._scheduler._by_trial.get(trial)
-        if state is None:
+        member = self._scheduler.member_of(trial)
+        if member is None:
             return
         self._progress(
             {
-                "member": state.member,
+                "member": member,
                 "trial_id": trial.trial_id,
-                "time": result.get(self._scheduler._time_attr),
-                "score": result.get(self._scheduler._metric),
-                "config": self._scheduler.core.config(state.member),
+                "time": result.get(self._scheduler.time_attr),
+                "score": result.get(self._scheduler.metric),
+                "config": self._scheduler.core.config(member),
             }
         )
 
 
 def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> dict[str, Any]:
-    sign = 1.0 if scheduler._mode == "max" else -1.0
-    best = None
-    for s in scheduler._by_member.values():
-        score = _number(s.score)
-        if score is None or math.isnan(score):
-            continue
-        if best is None or sign * score > sign * best[1]:
-            best = (s, score)
+    best = scheduler.best()
     errors = [r.error for r in results if r.error is not None]
-    scores = {m: _number(s.score) for m, s in scheduler._by_member.items()}
+    scores = scheduler.latest_scores()
     return {
         "engine": "ray",
-        "method": scheduler._method,
+        "method": scheduler.method,
         "folder": str(folder),
-        "population": len(scheduler._by_member),
-        "best_member": None if best is None else best[0].member,
-        "best_trial": None if best is None else best[0].trial.trial_id,
-        "best_score": None if best is None else best[1],
-        "score_basis": f"last reported {scheduler._metric}",
+        "population": len(scores),
+        "best_member": None if best is None else best[0],
+        "best_trial": None if best is None else best[1],
+        "best_score": None if best is None else best[2],
+        "score_basis": f"last reported {scheduler.metric}",
         "population_mean": population_mean(scores),
-        "best_config": None if best is None else scheduler.core.config(best[0].member),
+        "best_config": None if best is None else scheduler.core.config(best[0]),
         "exploits": scheduler.num_exploits,
         "finished": not errors,
         "decisions": scheduler.num_decisions,

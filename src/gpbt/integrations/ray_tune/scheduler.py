@@ -203,6 +203,38 @@ class GPBTScheduler(TrialScheduler):
     def synchronous(self) -> bool:
         return bool(self.core.synchronous)
 
+    # ------------------------------------------------------------------ what a caller may read
+    # (the `gpbt run` Ray engine's progress and summary; nothing outside reads the internals)
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def time_attr(self) -> str:
+        return self._time_attr
+
+    def member_of(self, trial) -> int | None:
+        """The population member a trial is, or None for a trial this scheduler never saw."""
+        state = self._by_trial.get(trial)
+        return None if state is None else state.member
+
+    def latest_scores(self) -> dict[int, float | None]:
+        """Each member's last reported metric as a number (None: none yet, or not numeric)."""
+        return {m: _number(s.score) for m, s in self._by_member.items()}
+
+    def best(self) -> tuple[int, str, float] | None:
+        """(member, trial id, score) of the best last-reported score under the mode (NaN and
+        missing scores never win); None before any member has reported one."""
+        sign = 1.0 if self._mode == "max" else -1.0
+        best = None
+        for s in self._by_member.values():
+            score = _number(s.score)
+            if score is None or math.isnan(score):
+                continue
+            if best is None or sign * score > sign * best[2]:
+                best = (s.member, s.trial.trial_id, score)
+        return best
+
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         if (self._metric and metric) or (self._mode and mode and self._mode != mode):
             return False
