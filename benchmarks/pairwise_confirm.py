@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -289,6 +290,57 @@ def evaluate(long: list[SuiteData], holdout: list[SuiteData], latency: dict | No
     return {"claim": claim, "primary": primary, "holdout": held, "reported": reported}
 
 
+# ------------------------------------------------------------------- the decision logs
+def decision_stats(bench_root: Path, suite_names: tuple[str, ...]) -> pd.DataFrame:
+    """Reported, not deciding: per suite and method, the exploit rate and, for the variant,
+    the share of parameters an exploit escaped (drew afresh; its velocity is then exactly 0).
+
+    Read from the cells' own stores in the bench folders (`gpbt bench --out`), which keep
+    every decision; the committed records keep only the counts. Opened read-only, so a
+    running bench is not disturbed."""
+    rows = []
+    for suite_name in suite_names:
+        for db in sorted((bench_root / suite_name).glob("*/*/seed*/experiment.sqlite")):
+            method = db.parent.parent.name
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                kinds = conn.execute("SELECT kind, velocity FROM decisions").fetchall()
+            params = escaped = 0
+            for kind, velocity in kinds:
+                if kind == "exploit" and velocity:
+                    values = json.loads(velocity).values()
+                    params += len(values)
+                    escaped += sum(1 for v in values if v == 0)
+            rows.append({"suite": suite_name, "method": method, "decisions": len(kinds),
+                         "exploits": sum(1 for k, _ in kinds if k == "exploit"),
+                         "params": params, "escaped": escaped})  # fmt: skip
+    if not rows:
+        return pd.DataFrame()
+    per_cell = pd.DataFrame(rows)
+    out = per_cell.groupby(["suite", "method"], sort=False).sum(numeric_only=True).reset_index()
+    out["cells"] = per_cell.groupby(["suite", "method"], sort=False).size().to_numpy()
+    out["exploit_rate"] = out["exploits"] / out["decisions"]
+    out["escaped_share"] = np.where(
+        out["params"] > 0, out["escaped"] / out["params"].clip(1), np.nan
+    )
+    return out
+
+
+def decision_markdown(stats: pd.DataFrame) -> str:
+    lines = [
+        "Decision logs (reported, not deciding): exploits per decision, and for pairwise "
+        "updates the share of parameters an exploit set with zero velocity (the escape's draws):",
+        "",
+        "| suite | method | cells | decisions | exploit rate | escaped share |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in stats.itertuples():
+        lines.append(
+            f"| {r.suite} | {r.method} | {r.cells} | {r.decisions} | {r.exploit_rate:.3f} "
+            f"| {_num(r.escaped_share)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------- output
 def _num(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.3g}"
@@ -327,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(RESULTS), help="folder holding one folder per suite")
     p.add_argument("--latency", help="JSON written by benchmarks/bench_scheduler.py --out (T6)")
+    p.add_argument(
+        "--bench-root",
+        help="folder holding the suites' bench folders (gpbt bench --out), for the decision logs",
+    )
     p.add_argument("--md", help="write the markdown here too")
     p.add_argument("--json", help="write every target as JSON here")
     args = p.parse_args(argv)
@@ -338,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         latency,
     )
     text = markdown(outcome)
+    if args.bench_root:
+        stats = decision_stats(Path(args.bench_root), LONG_SUITES + HOLDOUT_SUITES)
+        if len(stats):
+            text += "\n" + decision_markdown(stats)
     print(text)
     if args.md:
         Path(args.md).write_text(text + "\n")

@@ -127,3 +127,47 @@ def test_suites_without_results_count_every_registered_cell_as_missing(tmp_path)
     assert {r.verdict for r in out["holdout"]} == {"not run"}
     text = confirm.markdown(out)
     assert "| T7 pop 4 | P(gpbt-pl-escape > pbt) |" in text and "0/40" in text
+
+
+def _toy_cell(root: Path, method: str, seed: int = 0) -> Path:
+    """One cell's real store, as a bench folder lays it out, filled by the lockstep loop."""
+    from gpbt.core.methods import make_scheduler
+    from gpbt.engines.lockstep import Lockstep
+    from gpbt.engines.toys import QuadraticToy, ToyPopulation
+    from gpbt.store.writer import ExperimentStore
+
+    toy = QuadraticToy(steps=80, interval=4)  # 20 generations
+    folder = root / "long-impala" / "Game@population=4" / method / f"seed{seed}"
+    scheduler = make_scheduler(method, toy.space, perturbation_interval=toy.interval, seed=seed)
+    members = ToyPopulation(toy, 4, seed)
+    configs = [members.complete(c) for c in scheduler.initial_population(4)]
+    members.set_configs(configs)
+    with ExperimentStore(folder) as store:
+        Lockstep(scheduler, members, members.times(), store=store).run(configs)
+    return folder / "experiment.sqlite"
+
+
+def test_decision_logs_give_the_exploit_rate_and_the_share_of_escaped_parameters(tmp_path):
+    import json
+    import sqlite3
+
+    for method in ("pbt", "gpbt-pl", "gpbt-pl-escape"):
+        db = _toy_cell(tmp_path, method)
+    stats = confirm.decision_stats(tmp_path, ("long-impala",)).set_index("method")
+    # PBT at population 4 replaces its bottom quarter: one exploit in every four decisions,
+    # 19 decision rounds (none after the last generation)
+    assert stats.loc["pbt", "decisions"] == 4 * 19
+    assert stats.loc["pbt", "exploit_rate"] == 0.25
+    assert math.isnan(stats.loc["pbt", "escaped_share"])  # PBT's exploits carry no velocity
+    assert stats.loc["gpbt-pl", "escaped"] == 0  # the paper's update never zeroes a velocity
+    # the variant's share, counted here straight from its store
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT velocity FROM decisions WHERE kind = 'exploit'").fetchall()
+    values = [v for (text,) in rows for v in json.loads(text).values()]
+    assert stats.loc["gpbt-pl-escape", "params"] == len(values) > 0
+    escaped = sum(v == 0 for v in values)
+    assert escaped > 0  # the toy's pairs converge, so the escape fires
+    assert stats.loc["gpbt-pl-escape", "escaped_share"] == escaped / len(values)
+    assert "| long-impala | pbt | 1 | 76 | 0.250 | - |" in confirm.decision_markdown(
+        confirm.decision_stats(tmp_path, ("long-impala",))
+    )
