@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from gpbt.bench.results import ResultsFolder, load_results
-from gpbt.bench.stats import diversity_summary, probability_of_improvement_ci
+from gpbt.bench.stats import diversity_summary, per_task, probability_of_improvement_ci
 from gpbt.bench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,12 +119,9 @@ def load_suite_data(suite_name: str, results_root: Path = RESULTS) -> SuiteData:
 
 # --------------------------------------------------------------------------- the targets
 def _scores(results: pd.DataFrame, method: str, tasks: list[str]) -> dict[str, np.ndarray]:
-    sub = results[(results["method"] == method) & results["task"].isin(tasks)]
-    return {
-        t: g.sort_values("seed")[SCORE].to_numpy(dtype=float)
-        for t, g in sub.groupby("task", sort=True)
-        if np.isfinite(g[SCORE].to_numpy(dtype=float)).all()
-    }
+    """Per task, the runs' scores by seed (gpbt.bench.stats.per_task), tasks with a NaN left out."""
+    scores = per_task(results[results["task"].isin(tasks)], method, SCORE)
+    return {t: x for t, x in scores.items() if np.isfinite(x).all()}
 
 
 def _count(data: list[SuiteData], methods: tuple[str, ...], population: int | None):
