@@ -100,6 +100,11 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     )
     console.print(f"  best config: {summary.best_config}")
     console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
+    from gpbt.analysis.ranges import experiment_edge_hits
+    from gpbt.store import load
+
+    for hit in experiment_edge_hits(load(folder)):
+        console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
     if not getattr(args, "no_report", False):
         from gpbt.analysis.report import write_report
 

@@ -33,6 +33,7 @@ __all__ = [
     "best_member",
     "best_schedule",
     "experiment_space",
+    "last_configs",
     "lineage_schedule",
     "plain_time",
     "require_reports",
@@ -122,6 +123,15 @@ def _config_of(row: pd.Series, columns: list[str], space: Space | None) -> dict[
             value = next((v for v in param.values if v == value), value)
         config[name] = value
     return config
+
+
+def last_configs(exp) -> dict[int, dict[str, Any]]:
+    """Each member's config in its last report: what it trained with at the end."""
+    reports = exp.reports
+    space = experiment_space(exp)
+    columns = [c for c in reports.columns if c.startswith("config.")]
+    last = reports.sort_values(["member", "time"]).groupby("member").tail(1)
+    return {int(row["member"]): _config_of(row, columns, space) for _, row in last.iterrows()}
 
 
 def lineage_schedule(exp, member: int) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ on a log axis where the search space is log), `lineage.png` (the ancestry of the
 member), `episode.gif` (vector-engine runs on MinAtar or classic control: the best member's
 greedy episode), and the same sections twice: `summary.md` and `report.html`, one
 self-contained page (rendered headings and tables, figures embedded as base64, no network).
+A hyperparameter the best member ended against an edge of its range is named in the summary and
+under the schedule (gpbt.analysis.ranges).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gpbt.analysis.lineage import (
     plain_time,
     require_reports,
 )
+from gpbt.analysis.ranges import experiment_edge_hits
 from gpbt.analysis.render import Block, blocks_html, blocks_md, figure_html, fmt, html_page
 from gpbt.core.space import Choice, Float, Int, Space
 from gpbt.store import load
@@ -303,6 +306,8 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
         "lineage of the best member (oldest first): "
         + " -> ".join(f"member {h['member']} ({h['from']:g}-{h['to']:g})" for h in held),
     ]
+    edges = experiment_edge_hits(exp)
+    summary += [f"range edge: {hit.sentence()}" for hit in edges]
     if exp.state("retrain"):
         r = exp.state("retrain")
         summary.append(
@@ -323,6 +328,7 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
                 "schedule to schedule.json, `gpbt retrain` trains a fresh member on it).",
             ),
             ("table", _schedule_table(entries)),
+            *([("bullets", [f"range edge: {hit.sentence()}" for hit in edges])] if edges else []),
         ],
         "lineage": [
             (
