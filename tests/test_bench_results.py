@@ -169,6 +169,11 @@ def test_report_rebuilds_from_the_results_alone_with_the_same_tables(tmp_path):
     assert "4/4 (task, seed) groups" in b["Fairness audit"]
     assert "| quadratic | 0 | 3 | True | default | True | True | True |" in b["Fairness audit"]
     assert "| default | 4 |" in b["Headline: aggregate scores"]
+    # the range-edges table: every searching row, none for the default row (nothing searched)
+    edges = b["Hyperparameter schedules found"]
+    assert "Range edges: in how many runs" in edges
+    assert "| task | method | runs | h0 | h1 |" in edges
+    assert edges.count("| quadratic |") == 2 and "| quadratic | default |" not in edges
 
 
 def test_a_bench_cut_short_leaves_results_that_report_what_is_done(tmp_path):

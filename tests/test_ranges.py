@@ -113,3 +113,41 @@ def test_run_end_prints_the_edge(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "range edge: `lr` ended at the bottom of its range (1e-05) in the best member and" in out
     assert "in 1 of 3 members: better values may lie below it" in out
+
+
+def test_bench_report_counts_the_runs_whose_best_ended_on_an_edge():
+    import json
+
+    import pandas as pd
+
+    from gpbt.bench.report import range_edges
+    from gpbt.bench.suite import load_suite
+
+    suite = load_suite("long-ppo")  # lr in [1e-5, 1e-3] (log), num_epochs in [2, 8]
+    task = "Breakout-MinAtar@population=4"
+    mid = {"clip": 0.3, "gae_lambda": 0.95, "gamma": 0.97, "lr": 1e-4, "minibatch_size": 128,
+           "num_epochs": 5, "train_batch_size": 700}  # fmt: skip
+    seven = ",".join(sorted(mid))
+
+    def run(method, tuned, **change):
+        return {"task": task, "method": method, "tuned": tuned,
+                "best_config": json.dumps({**mid, **change})}  # fmt: skip
+
+    results = pd.DataFrame(
+        [
+            run("pbt", seven, lr=1e-3, num_epochs=2),
+            run("pbt", seven, lr=9.8e-4),  # 0.4% of the log range below the top
+            run("pbt", seven, num_epochs=8),
+            run("pbt-paper-protocol", "clip,gae_lambda,lr,train_batch_size", gamma=0.95),
+            run("default", "", lr=1e-3),  # nothing searched: no row
+        ]
+    )
+    table = range_edges(results, suite).set_index("method")
+    assert list(table.index) == ["pbt", "pbt-paper-protocol"]
+    assert table.loc["pbt", "runs"] == 3
+    assert table.loc["pbt", "lr"] == "high 2"
+    assert table.loc["pbt", "num_epochs"] == "low 1 high 1"
+    assert table.loc["pbt", "clip"] == "-"
+    # a hyperparameter the row does not search is not blamed on it, even at an edge
+    assert table.loc["pbt-paper-protocol", "gamma"] == "untuned"
+    assert table.loc["pbt-paper-protocol", "lr"] == "-"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpbt.analysis.ranges import at_edge
 from gpbt.analysis.render import Block, figure_html, html_page
 from gpbt.analysis.render import blocks_html as _blocks_html
 from gpbt.analysis.render import blocks_md as _blocks_md
@@ -360,6 +361,33 @@ def reference_rows(results: pd.DataFrame, suite: Suite) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
+def range_edges(results: pd.DataFrame, suite: Suite) -> pd.DataFrame:
+    """Per task and method, for each tuned hyperparameter: in how many runs the final best
+    member ended at the low or high edge of its range (gpbt.analysis.ranges decides "at").
+    A method that keeps ending on one edge is pressing against the range, not choosing inside
+    it: the range, not the method, may be what limits the score."""
+    rows = []
+    for (task, method), runs in results.groupby(["task", "method"], sort=False):
+        space = _task_space(suite, task)
+        tuned = [t for t in str(runs["tuned"].iloc[0]).split(",") if t]
+        if space is None or not tuned:
+            continue  # nothing searched (the default row)
+        configs = [space.flat(json.loads(c)) for c in runs["best_config"]]
+        row: dict[str, object] = {"task": task, "method": method, "runs": len(configs)}
+        for name in space.names:
+            if name not in tuned:
+                row[name] = "untuned"
+                continue
+            sides = [at_edge(space.params[name], c.get(name)) for c in configs]
+            low, high = sides.count("low"), sides.count("high")
+            row[name] = (
+                " ".join([f"low {low}" if low else "", f"high {high}" if high else ""]).strip()
+                or "-"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_bench_report(folder: str | Path, reps: int = 2000, out: str | Path | None = None) -> Path:
     """The report of a bench folder, or of a results folder alone (gpbt.bench.results), into
     `out` (default `FOLDER/report`)."""
@@ -607,6 +635,19 @@ def render_report(bench, suite: Suite, out: Path, reps: int = 2000) -> Path:
             "actually trained with, following its exploits back in time.",
         )
     ]
+    edges = range_edges(results, suite)
+    if len(edges):
+        sections["schedules"] += [
+            (
+                "text",
+                "Range edges: in how many runs the final best member ended at the low or high "
+                "edge of each tuned hyperparameter's range (a float within 2% of it in the unit "
+                "cube, an integer on it; - none). A method that keeps ending on one edge is "
+                "limited by the range, which no method can leave; the random row shows how "
+                "often an edge comes by chance.",
+            ),
+            ("table", edges),
+        ]
     return _write(out, suite, sections, figures)
 
 
