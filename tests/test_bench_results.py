@@ -18,6 +18,7 @@ import pytest
 from gpbt.bench.report import write_bench_report
 from gpbt.bench.results import ResultsFolder, load_results
 from gpbt.bench.runner import run_suite
+from gpbt.bench.store import load_bench
 from gpbt.bench.suite import build_suite
 from gpbt.config import ConfigError, validate_config
 from gpbt.core.methods import make_scheduler
@@ -51,7 +52,7 @@ def sections(md: str) -> dict[str, str]:
     return out
 
 
-def run(s, tmp_path: Path, name: str = "bench", results: Path | None = None):
+def run(s, tmp_path: Path, name: str = "bench", results: Path | None = None, **options):
     ran = []
     out = run_suite(
         s,
@@ -60,6 +61,7 @@ def run(s, tmp_path: Path, name: str = "bench", results: Path | None = None):
         progress=False,
         results=results if results is not None else tmp_path / "results",
         on_event=lambda e: ran.append(tuple(e["cell"])) if e["type"] == "initialised" else None,
+        **options,
     )
     return out, ran
 
@@ -222,6 +224,27 @@ def test_a_later_run_skips_what_the_results_hold_and_adds_seeds_and_methods(tmp_
     assert ran == []
 
 
+def test_tasks_runs_part_of_a_suite_and_a_later_run_on_another_machine_the_rest(tmp_path):
+    s = suite()
+    bench, ran = run(s, tmp_path, tasks=["quad*"])
+    assert len(ran) == 6 and {task for task, _, _ in ran} == {"quadratic"}
+    cells = load_bench(bench).cells.set_index("task")["status"]
+    assert set(cells["quadratic"]) == {"done"} and set(cells["moving-optimum"]) == {"pending"}
+    assert {p.parent.parent.name for p in (tmp_path / "results").rglob("seed*.json")} == {
+        "quadratic"
+    }
+    # elsewhere, from the results alone: the rest runs, the finished task is skipped
+    _, ran = run(s, tmp_path, name="elsewhere")
+    assert len(ran) == 6 and {task for task, _, _ in ran} == {"moving-optimum"}
+    assert len(load_results(tmp_path / "results").results) == 12
+    # a pattern that names no task is one clear error listing the suite's tasks
+    with pytest.raises(ConfigError) as err:
+        run(s, tmp_path, name="third", tasks=["Quad*"])
+    assert str(err.value) == (
+        "--tasks 'Quad*' matches no task of suite tiny; its tasks: quadratic, moving-optimum"
+    )
+
+
 def test_bad_results_are_one_clear_error(tmp_path):
     s = suite(seeds=1, tasks=[{"toy": "quadratic"}])
     run(s, tmp_path)
@@ -275,6 +298,10 @@ def test_estimate_times_one_cell_per_task_and_runs_nothing_else(tmp_path):
     assert total["cells"] == 12
     assert total["hours"] == pytest.approx(table["hours"].iloc[:-1].sum())
     assert not (tmp_path / "bench").exists()
+    # --tasks: only the matching tasks are measured and counted
+    part = estimate_suite(suite(), generations=2, tasks=["moving-*"]).set_index("task")
+    assert list(part.index) == ["moving-optimum", "all tasks"]
+    assert part.loc["all tasks", "cells"] == 6
 
 
 # --------------------------------------------------------------------------- a real agent

@@ -43,3 +43,12 @@ def test_a_trainable_that_cannot_be_imported_from_here_is_one_line(tmp_path):
     assert "no module named 'examples.ray_function_trainable'" in line
     assert "run from the folder that holds examples/ray_function_trainable.py" in line
     assert not (tmp_path / "run" / "experiment.sqlite").exists()
+
+
+def test_bench_tasks_that_name_no_task_is_one_line(tmp_path):
+    line = _one_error_line(
+        run_cli("bench", "smoke", "--tasks", "Breakout-*", "--out", tmp_path / "b", cwd=tmp_path)
+    )
+    assert line.startswith("gpbt: error: --tasks 'Breakout-*' matches no task of suite smoke")
+    assert "its tasks: " in line
+    assert not (tmp_path / "b").exists()  # refused before the bench folder is made

@@ -185,10 +185,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.estimate:
         from gpbt.bench.estimate import print_estimate
 
-        print_estimate(args.suite, seeds=args.seeds, generations=args.estimate_generations)
+        print_estimate(
+            args.suite, seeds=args.seeds, generations=args.estimate_generations, tasks=args.tasks
+        )
         return 0
 
-    out = run_suite(args.suite, out=args.out, seeds=args.seeds, results=args.results)
+    out = run_suite(
+        args.suite, out=args.out, seeds=args.seeds, results=args.results, tasks=args.tasks
+    )
     cells = load_bench(out).cells
     # a bench with failed cells is not a finished bench: say so in the exit status
     return 1 if (cells["status"] == "failed").any() else 0
@@ -269,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run nothing: time a few generations of one cell per task, extrapolate the hours",
     )
     ben.add_argument("--estimate-generations", type=int, default=3, metavar="N")
+    ben.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="PATTERN",
+        help="only the tasks whose names match (shell patterns, e.g. 'Freeway-*' "
+        "'*@population=8'); the others stay pending for a later run, here or elsewhere",
+    )
     ben.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="every method on the toy problems (seconds, no engine)")

@@ -40,8 +40,10 @@ def estimate_suite(
     generations: int = 3,
     say: Callable[[str], None] = lambda text: None,
     available: Callable | None = None,
+    tasks: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per task (and a last row "all tasks"); see the module docstring.
+    """One row per task (and a last row "all tasks"); see the module docstring. `tasks`:
+    shell-style patterns, to measure only the matching tasks.
 
     `available(cell)` says why a cell cannot run on this install (None: it can); by default
     the bench runner's own check (IMPALA or brax missing)."""
@@ -53,7 +55,7 @@ def estimate_suite(
     agents: dict = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpbt-estimate-") as tmp:
-        for task in suite.task_names():
+        for task in suite.match_tasks(tasks) if tasks else suite.task_names():
             of_task = [c for c in cells if c.task == task]
             cell = of_task[0]
             cfg = dict(cell.config)
@@ -125,7 +127,9 @@ def estimate_suite(
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
-def print_estimate(spec, seeds: int | None = None, generations: int = 3) -> pd.DataFrame:
+def print_estimate(
+    spec, seeds: int | None = None, generations: int = 3, tasks: list[str] | None = None
+) -> pd.DataFrame:
     """`gpbt bench SUITE --estimate`: measure, then print the table (plain text, so it reads
     the same in a log file)."""
     from gpbt.bench.suite import load_suite
@@ -136,7 +140,9 @@ def print_estimate(spec, seeds: int | None = None, generations: int = 3) -> pd.D
         f"({len(suite.tasks)} tasks, {len(suite.cells())} cells in the suite)",
         flush=True,
     )
-    table = estimate_suite(suite, generations, say=lambda text: print(text, flush=True))
+    table = estimate_suite(
+        suite, generations, say=lambda text: print(text, flush=True), tasks=tasks
+    )
     cols = ["task", "population", "cells", "generations_per_cell", "s_per_generation",
             "eval_s", "compile_s", "hours"]  # fmt: skip
     view = table[[c for c in cols if c in table]].copy()

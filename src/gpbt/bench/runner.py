@@ -70,9 +70,12 @@ def run_suite(
     on_event: Callable[[dict], None] | None = None,
     watchdog_seconds: float | None = None,
     results: str | Path | None = None,
+    tasks: list[str] | None = None,
 ) -> Path:
     """Run the suite's pending cells into `out`, collect the tables; returns the bench folder.
 
+    `tasks`: shell-style patterns; only the matching tasks' cells run, the rest stay pending
+    (a later run without them, here or on another machine, runs those and skips these).
     `supervise=False` runs the cells in this process (tests); `only` restricts to some cells;
     `on_event` sees every progress event (tests use it to interrupt a run on purpose).
     `results`: a results folder (gpbt.bench.results): cells with a record there are done, and
@@ -82,6 +85,12 @@ def run_suite(
         suite = load_suite(suite, seeds=seeds)
     out = Path(out) if out else Path("runs") / f"bench-{suite.label.replace(':', '-')}"
     say = _printer(progress)
+    if tasks:
+        chosen, outer = set(suite.match_tasks(tasks)), only
+
+        def only(c: Cell) -> bool:
+            return c.task in chosen and (outer is None or outer(c))
+
     cells = suite.cells()
     res = ResultsFolder(results, suite) if results is not None else None
     out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +130,7 @@ def run_suite(
             f"({len(suite.tasks)} tasks x {len(suite.methods)} methods x {len(suite.seeds)} "
             f"seeds), {len(todo)} to run, {skipped} skipped -> {out}"
             + (f"; {from_results} done in {res.folder}" if res is not None else "")
+            + (f"; only the tasks {', '.join(suite.match_tasks(tasks))}" if tasks else "")
         )
         if skipped:
             reasons = bench.cells().query("status == 'skipped'")["error"].unique()

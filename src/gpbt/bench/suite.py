@@ -37,6 +37,7 @@ their initial weights and code.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
 import tomllib
@@ -118,6 +119,18 @@ class Suite:
 
     def task_names(self) -> list[str]:
         return [t["name"] for t in self.tasks]
+
+    def match_tasks(self, patterns: list[str]) -> list[str]:
+        """The task names matching any of the shell-style `patterns` ('Freeway-*',
+        '*@population=8'), in the suite's order; a pattern that matches none is an error."""
+        names = self.task_names()
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ConfigError(
+                    f"--tasks {pattern!r} matches no task of suite {self.label}; its tasks: "
+                    + ", ".join(names)
+                )
+        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
     def method_names(self) -> list[str]:
         return [m["name"] for m in self.methods]
