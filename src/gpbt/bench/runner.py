@@ -107,8 +107,8 @@ def run_suite(
         todo: list[Cell] = []
         skipped = from_results = 0
         for c in cells:
-            if only is not None and not only(c):
-                continue
+            # what is done is marked done whatever `only` selects, so the folder's status
+            # (and its report) tells the whole suite's state
             folder = out / c.relpath
             record = res.matching(c) if res is not None else None
             if record is not None:
@@ -118,6 +118,8 @@ def run_suite(
             if cell_done(folder):
                 bench.set_status(c.key, "done")
                 export(c)  # a cell finished before this bench wrote results
+                continue
+            if only is not None and not only(c):
                 continue
             why = _available(c)
             if why:
