@@ -124,6 +124,25 @@ def explore_ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=
     )
 
 
+def toy_cell_store(folder, method: str, seed: int = 0, steps: int = 80, interval: int = 4):
+    """One bench cell's real store at `folder` (as a bench folder lays it out), filled by the
+    lockstep loop on the quadratic toy at population 4: steps / interval generations; returns
+    the folder."""
+    from gpbt.core.methods import make_scheduler
+    from gpbt.engines.lockstep import Lockstep
+    from gpbt.engines.toys import QuadraticToy, ToyPopulation
+    from gpbt.store.writer import ExperimentStore
+
+    toy = QuadraticToy(steps=steps, interval=interval)
+    scheduler = make_scheduler(method, toy.space, perturbation_interval=toy.interval, seed=seed)
+    members = ToyPopulation(toy, 4, seed)
+    configs = [members.complete(c) for c in scheduler.initial_population(4)]
+    members.set_configs(configs)
+    with ExperimentStore(folder) as store:
+        Lockstep(scheduler, members, members.times(), store=store).run(configs)
+    return Path(folder)
+
+
 def count_reports(folder) -> int:
     """Reports in a (possibly live) experiment folder's store, read without the store's code."""
     db = Path(folder) / "experiment.sqlite"

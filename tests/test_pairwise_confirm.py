@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import toy_cell_store
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(
@@ -131,19 +132,8 @@ def test_suites_without_results_count_every_registered_cell_as_missing(tmp_path)
 
 def _toy_cell(root: Path, method: str, seed: int = 0) -> Path:
     """One cell's real store, as a bench folder lays it out, filled by the lockstep loop."""
-    from gpbt.core.methods import make_scheduler
-    from gpbt.engines.lockstep import Lockstep
-    from gpbt.engines.toys import QuadraticToy, ToyPopulation
-    from gpbt.store.writer import ExperimentStore
-
-    toy = QuadraticToy(steps=80, interval=4)  # 20 generations
     folder = root / "long-impala" / "Game@population=4" / method / f"seed{seed}"
-    scheduler = make_scheduler(method, toy.space, perturbation_interval=toy.interval, seed=seed)
-    members = ToyPopulation(toy, 4, seed)
-    configs = [members.complete(c) for c in scheduler.initial_population(4)]
-    members.set_configs(configs)
-    with ExperimentStore(folder) as store:
-        Lockstep(scheduler, members, members.times(), store=store).run(configs)
+    toy_cell_store(folder, method, seed, steps=80)  # 20 generations
     return folder / "experiment.sqlite"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import toy_cell_store
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(
@@ -80,23 +81,14 @@ def test_exploit_table_says_which_way_selection_moved_lr():
 
 
 def _cell(root: Path, method: str, seed: int) -> None:
-    """One cell's real store as a bench folder lays it out, filled by the lockstep loop on the
-    quadratic toy, with the final evaluation the bench writes."""
-    from gpbt.core.methods import make_scheduler
-    from gpbt.engines.lockstep import Lockstep
-    from gpbt.engines.toys import QuadraticToy, ToyPopulation
+    """A bench cell's real store on the quadratic toy (10 generations), with the final
+    evaluation the bench writes."""
     from gpbt.store.writer import ExperimentStore
 
-    toy = QuadraticToy(steps=40, interval=4)  # 10 generations
-    folder = root / "suite" / "Game@population=4" / method / f"seed{seed}"
-    scheduler = make_scheduler(method, toy.space, perturbation_interval=toy.interval, seed=seed)
-    members = ToyPopulation(toy, 4, seed)
-    configs = [members.complete(c) for c in scheduler.initial_population(4)]
-    members.set_configs(configs)
+    folder = toy_cell_store(root / "suite" / "Game@population=4" / method / f"seed{seed}",
+                            method, seed, steps=40)  # fmt: skip
     with ExperimentStore(folder) as store:
-        Lockstep(scheduler, members, members.times(), store=store).run(configs)
-        last = store_scores(folder)
-        store.set_state("final_evaluation", {"episodes": 1, "returns": last})
+        store.set_state("final_evaluation", {"episodes": 1, "returns": store_scores(folder)})
 
 
 def store_scores(folder: Path) -> list[float]:
