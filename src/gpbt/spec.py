@@ -51,6 +51,7 @@ COMMON_OPTIONS: dict[str, Option] = {
     "space": Option(dict, REQUIRED, "the search space, one entry per hyperparameter"),
     "checkpoint_interval": Option((int, float), None, "default: every perturbation interval"),
     "logging": Option(dict, OPTIONAL, "live TensorBoard / W&B curves (gpbt.live_log)"),
+    "start_points": Option(list, OPTIONAL, "configs members 0, 1, ... start at instead of a draw"),
 }
 
 _EXAMPLES = {
@@ -185,12 +186,26 @@ class RunSpec(Mapping):
             method_options=copy.deepcopy(cfg.get(method, {})),
             _config=cfg,
         )
+        points = cfg.get("start_points") or []
+        if points and engine == "ray":
+            raise ConfigError(
+                "start_points: the ray engine's members are Ray Tune trials, sampled by Ray; "
+                "give start points to Ray Tune (points_to_evaluate of its search algorithm)"
+            )
+        if len(points) > spec.population:
+            raise ConfigError(
+                f"start_points has {len(points)} entries for population {spec.population}; "
+                "give at most one per member"
+            )
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
-            # unordered choices, unknown options) before anything trains.
+            # unordered choices, unknown options) and the start points before anything trains.
             spec.scheduler()
         except ValueError as err:
-            raise ConfigError(f"[{method}] {err}") from None
+            # the core's start_points messages name their entry already
+            raise ConfigError(
+                str(err) if str(err).startswith("start_points") else f"[{method}] {err}"
+            ) from None
         return spec
 
     # ------------------------------------------------------------------ what engines use
@@ -206,6 +221,7 @@ class RunSpec(Mapping):
             burn_in_period=self.burn_in_period,
             max_time=max_time,
             options=dict(self.method_options),
+            start_points=self._config.get("start_points"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -180,6 +180,7 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         perturbation_interval=toy.interval,
         seed=seed,
         options=cfg.get(method, {}),
+        start_points=cfg.get("start_points"),
     )
     with ExperimentStore(folder) as store:
         store.write_config(cfg)

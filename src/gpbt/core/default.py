@@ -44,6 +44,13 @@ class DefaultConfig(RandomSearch):
             self.add_member(i, self.values)
         return [dict(self.values) for _ in range(n)]
 
+    def start_at(self, points) -> None:
+        raise ValueError(
+            "method 'default' trains every member at the same values and never searches; "
+            "start_points are for the methods that search (give [default] values = {...} "
+            "to change what it trains)"
+        )
+
     def add_member(self, member: int, config: dict[str, Any]) -> None:
         """Every member gets `values`, whatever an engine proposes: this method never searches."""
         self.members[member] = Member(config=dict(self.values), strategy_state={})

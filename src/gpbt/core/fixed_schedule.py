@@ -82,6 +82,9 @@ class FixedSchedule(RandomSearch):
         self.entries = check_entries(self.space, entries)
         self._times = [t for t, _ in self.entries]
 
+    def start_at(self, points) -> None:
+        raise ValueError("a fixed schedule starts every member at its first entry; no start_points")
+
     def initial_population(self, n: int) -> list[dict[str, Any]]:
         if n < 1:
             raise ValueError(f"population={n}: need at least 1 member")

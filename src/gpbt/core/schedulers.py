@@ -17,6 +17,7 @@ NaN and infinite scores are the worst possible score.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,7 @@ class PopulationScheduler:
             self.method = method
         self.rng = np.random.default_rng(seed)
         self.members: dict[int, Member] = {}
+        self.start_points: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ population
     @property
@@ -128,9 +130,39 @@ class PopulationScheduler:
         if n < 1:
             raise ValueError(f"population={n}: need at least 1 member (2 or more to exploit)")
         configs = [_clean(self.space.sample(self.rng)) for _ in range(n)]
+        if len(self.start_points) > n:
+            raise ValueError(
+                f"start_points has {len(self.start_points)} entries for a population of {n}; "
+                "give at most one per member"
+            )
+        # drawn first, overridden after: the members past the start points start where they
+        # would have without them (same seed, same draws)
+        for i, point in enumerate(self.start_points):
+            configs[i].update(point)
         for i, c in enumerate(configs):
             self.add_member(i, c)
         return [dict(c) for c in configs]
+
+    def start_at(self, points: list[Mapping[str, Any]]) -> None:
+        """Members 0, 1, ... start at these configs in `initial_population` (Ray Tune's
+        `points_to_evaluate`); a point may give only some names, the rest are drawn as usual.
+        Every value must lie in the space."""
+        if not isinstance(points, list | tuple):
+            raise ValueError(
+                f"start_points must be a list of tables, e.g. [{{lr = 1e-3}}], got {points!r}"
+            )
+        checked = []
+        for i, point in enumerate(points):
+            if not isinstance(point, Mapping) or not point:
+                raise ValueError(
+                    f"start_points[{i}] = {point!r}: give a table of hyperparameter values, "
+                    "e.g. {lr = 1e-3, clip = 0.2}"
+                )
+            try:
+                checked.append(_clean(self.space.validate(point, partial=True)))
+            except ValueError as err:
+                raise ValueError(f"start_points[{i}]: {err}") from None
+        self.start_points = checked
 
     def add_member(self, member: int, config: dict[str, Any]) -> None:
         """Register a member with a given config (engines that bring their own start points)."""
@@ -480,6 +512,7 @@ class PopulationScheduler:
             "synch": self.synch,
             # only when set, so a stored run of the paper's method restores as before
             **({"copy_margin": self.copy_margin} if self.copy_margin else {}),
+            **({"start_points": [dict(p) for p in self.start_points]} if self.start_points else {}),
             "strategy": None if self.strategy is None else self.strategy.name,
             "strategy_options": {} if self.strategy is None else self.strategy.options(),
             "space": self.space.to_dict(),

@@ -316,8 +316,9 @@ class Space:
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
         return {name: p.sample(rng) for name, p in self.params.items()}
 
-    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the flat config, or raise ValueError naming the offending parameter."""
+    def validate(self, config: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+        """Return the flat config, or raise ValueError naming the offending parameter.
+        `partial`: the config may leave names out (a start point); those it gives must fit."""
         flat = self.flat(config)
         unknown = sorted(set(flat) - set(self.params))
         if unknown:
@@ -326,6 +327,8 @@ class Space:
                 f"parameters are {list(self.names)}"
             )
         for name, p in self.params.items():
+            if name not in flat and partial:
+                continue
             if name not in flat:
                 raise ValueError(
                     f"parameter '{name}' is missing from the config; give it a "
