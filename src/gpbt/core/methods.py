@@ -38,41 +38,14 @@ def make_scheduler(
     options: dict[str, Any] | None = None,
     start_points: list[dict[str, Any]] | None = None,
 ) -> PopulationScheduler:
-    """The scheduler of `method` (options below); `start_points`: configs (or parts of them)
-    that members 0, 1, ... start at instead of a draw (`PopulationScheduler.start_at`)."""
-    scheduler = _build_scheduler(
-        method,
-        space,
-        perturbation_interval=perturbation_interval,
-        seed=seed,
-        mode=mode,
-        burn_in_period=burn_in_period,
-        max_time=max_time,
-        options=options,
-    )
-    if start_points:
-        scheduler.start_at(start_points)
-    return scheduler
-
-
-def _build_scheduler(
-    method: str,
-    space: Space | dict,
-    *,
-    perturbation_interval: float,
-    seed: int = 0,
-    mode: str = "max",
-    burn_in_period: float = 0,
-    max_time: float | None = None,
-    options: dict[str, Any] | None = None,
-) -> PopulationScheduler:
-    """`options` is the method's own table, e.g. {pairing = "sync", w_inertia = 0.5}.
+    """`options` is the method's own table, e.g. {pairing = "sync", w_inertia = 0.5};
+    `start_points`: configs (or parts of them) that members 0, 1, ... start at instead of a
+    draw (`PopulationScheduler.start_at`).
 
     gpbt-pl also takes `strategy = "pl" | "perturb" | "resample" | "copy"` (ablations: GPBT
     pairing with PBT's explore, for instance); PL's options go to PairwiseLearning, Perturb's
     (`perturbation_factors`, `resample_probability`) to Perturb.
     """
-    options = dict(options or {})
     common = dict(
         perturbation_interval=perturbation_interval,
         seed=seed,
@@ -80,6 +53,15 @@ def _build_scheduler(
         burn_in_period=burn_in_period,
         max_time=max_time,
     )
+    scheduler = _build_scheduler(method, space, common, dict(options or {}))
+    if start_points:
+        scheduler.start_at(start_points)
+    return scheduler
+
+
+def _build_scheduler(
+    method: str, space: Space | dict, common: dict[str, Any], options: dict[str, Any]
+) -> PopulationScheduler:
     name = method
     if method == "gpbt-pl-escape":
         if options.get("strategy", "pl") != "pl":
