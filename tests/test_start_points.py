@@ -91,7 +91,7 @@ def test_a_config_with_start_points_builds_the_schedulers_every_engine_uses():
         ),
         (
             {"start_points": [{"lr": 1e-3}] * 5},
-            "start_points has 5 entries for population 4; give at most one per member",
+            "start_points has 5 entries for a population of 4; give at most one per member",
         ),
         ({"start_points": {"lr": 1e-3}}, "key 'start_points' = {'lr': 0.001} has the wrong type"),
         (

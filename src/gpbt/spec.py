@@ -192,15 +192,13 @@ class RunSpec(Mapping):
                 "start_points: the ray engine's members are Ray Tune trials, sampled by Ray; "
                 "give start points to Ray Tune (points_to_evaluate of its search algorithm)"
             )
-        if len(points) > spec.population:
-            raise ConfigError(
-                f"start_points has {len(points)} entries for population {spec.population}; "
-                "give at most one per member"
-            )
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
-            # unordered choices, unknown options) and the start points before anything trains.
-            spec.scheduler()
+            # unordered choices, unknown options) and the start points before anything trains;
+            # drawing the population checks there are no more points than members.
+            scheduler = spec.scheduler()
+            if points:
+                scheduler.initial_population(spec.population)
         except ValueError as err:
             # the core's start_points messages name their entry already
             raise ConfigError(

@@ -85,8 +85,9 @@ def run_suite(
         suite = load_suite(suite, seeds=seeds)
     out = Path(out) if out else Path("runs") / f"bench-{suite.label.replace(':', '-')}"
     say = _printer(progress)
+    chosen_tasks = suite.match_tasks(tasks) if tasks else []
     if tasks:
-        chosen, outer = set(suite.match_tasks(tasks)), only
+        chosen, outer = set(chosen_tasks), only
 
         def only(c: Cell) -> bool:
             return c.task in chosen and (outer is None or outer(c))
@@ -132,7 +133,7 @@ def run_suite(
             f"({len(suite.tasks)} tasks x {len(suite.methods)} methods x {len(suite.seeds)} "
             f"seeds), {len(todo)} to run, {skipped} skipped -> {out}"
             + (f"; {from_results} done in {res.folder}" if res is not None else "")
-            + (f"; only the tasks {', '.join(suite.match_tasks(tasks))}" if tasks else "")
+            + (f"; only the tasks {', '.join(chosen_tasks)}" if tasks else "")
         )
         if skipped:
             reasons = bench.cells().query("status == 'skipped'")["error"].unique()
