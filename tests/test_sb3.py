@@ -158,6 +158,21 @@ def test_normalizer_statistics_travel_with_the_weights(tmp_path):
     b.cleanup()
 
 
+def test_training_writes_nothing_to_the_temp_folder(tmp_path, monkeypatch):
+    """SB3 makes an empty `SB3-<date>` log folder in the temp folder on each `learn` call unless
+    the model has its own logger; a step is one `learn` call, so a long run left thousands."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    t = make(C2)
+    t.step()
+    t.step()
+    t.cleanup()
+    # (torch may make its one shared cache folder here; SB3's are one per call)
+    assert sorted(p.name for p in tmp_path.glob("SB3-*")) == []
+
+
 def test_bad_settings_fail_clearly():
     with pytest.raises(ValueError, match="needs an environment"):
         make({"learning_rate": 1e-3})

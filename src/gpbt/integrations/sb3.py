@@ -36,6 +36,7 @@ try:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecNormalize
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -108,6 +109,9 @@ class PPOTrainable(Trainable):
                 verbose=0,
                 **hp,
             )
+        # Without a logger of its own, every `learn` call (one per step) makes an empty
+        # SB3-<date> folder in the temp folder; the engine records the metrics, so log nowhere.
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.iteration = 0
         self.returns: deque[float] = deque(maxlen=int(config.get("smoothing_episodes", 10)))
         self.lengths: deque[int] = deque(maxlen=self.returns.maxlen)
