@@ -67,6 +67,24 @@ def test_the_long_suites_give_every_run_about_20_decisions_with_both_reference_r
         assert rows["gpbt-pl-escape"] == "equal", name
 
 
+def test_anchor_ppo_starts_member_0_at_ppos_defaults_on_long_ppos_tasks():
+    from gpbt.rl.agents import make_agent
+
+    anchor = load_suite("anchor-ppo")
+    long_ppo = {(c.task, c.method, c.seed): c for c in load_suite("long-ppo").cells()}
+    assert len(anchor.cells()) == 120
+    for c in anchor.cells():
+        # the same task, space, budget and interval as long-ppo's row of that name
+        twin = long_ppo[(c.task, "pbt" if c.method == "pbt-anchored" else c.method, c.seed)]
+        same = {k: v for k, v in c.config.items() if k not in ("name", "start_points")}
+        assert same == {k: v for k, v in twin.config.items() if k != "name"}
+        if c.method == "pbt-anchored":
+            assert c.row == "anchored"
+            defaults = make_agent("ppo", c.config["env"]).default_hyperparameters()
+            (point,) = c.config["start_points"]
+            assert point == {k: pytest.approx(defaults[k]) for k in c.config["space"]}
+
+
 def test_a_method_cannot_bring_its_own_budget_or_space():
     raw = json.loads(json.dumps(TOY_SUITE))
     raw["methods"][0]["total_steps"] = 10

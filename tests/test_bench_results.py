@@ -125,9 +125,54 @@ def test_tune_rows_search_a_part_of_the_space_with_the_same_ranges():
     bad({"name": "x", "method": "pbt", "tune": "h0"}, "give a list of distinct")
     bad(
         {"name": "x", "method": "pbt", "space": {}},
-        r"only name, method, options \(.*\), tune and note",
+        r"only name, method, options \(.*\), tune, start_points and note",
     )
     bad({"name": "x", "method": "nope"}, r"method = 'nope'; use one of .*'default'")
+
+
+def test_an_anchored_row_starts_its_first_members_at_given_values_and_the_rest_as_drawn(
+    tmp_path,
+):
+    methods = [
+        {"name": "pbt", "method": "pbt"},
+        {"name": "pbt-anchored", "method": "pbt", "start_points": [{"h0": 0.25, "h1": 0.75}],
+         "note": "member 0 at the defaults"},
+    ]  # fmt: skip
+    s = suite(methods=methods, tasks=[{"toy": "quadratic"}])
+    cells = {c.method: c for c in s.cells() if c.seed == 0}
+    assert [cells[m].row for m in ("pbt", "pbt-anchored")] == ["equal", "anchored"]
+    assert cells["pbt-anchored"].config["start_points"] == [{"h0": 0.25, "h1": 0.75}]
+    assert "start_points" not in cells["pbt"].config
+
+    run(s, tmp_path)
+    res = tmp_path / "results" / "quadratic"
+    start = {
+        m: json.loads((res / m / "seed1.json").read_text())["initial"]["configs"]
+        for m in ("pbt", "pbt-anchored")
+    }
+    assert start["pbt-anchored"][0] == {"h0": 0.25, "h1": 0.75}
+    assert start["pbt"][0] != start["pbt-anchored"][0]
+    assert start["pbt-anchored"][1:] == start["pbt"][1:]  # the same draws past the anchor
+    md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
+    assert "UNFAIR" not in md
+    assert "| pbt-anchored | quadratic | searches all, anchored start | h0, h1 |" in md
+    assert "member 0 starts at h0=0.25, h1=0.75 | member 0 at the defaults |" in md
+
+    def bad(method, match):
+        with pytest.raises(ConfigError, match=match):
+            suite(methods=[{"name": "pbt", "method": "pbt"}, method], tasks=[{"toy": "quadratic"}])
+
+    bad(
+        {"name": "x", "method": "default", "start_points": [{"h0": 0.5}]},
+        "'x' has start_points and is method default",
+    )
+    bad(
+        {"name": "x", "method": "pbt", "tune": ["h0"], "start_points": [{"h0": 0.5}]},
+        "'x' has start_points and a tune list",
+    )
+    bad({"name": "x", "method": "pbt", "start_points": {"h0": 0.5}}, "give a list of tables")
+    bad({"name": "x", "method": "pbt", "start_points": [{"h0": 2.0}]},
+        r"method 'x'.*start_points\[0\].*h0")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- results

@@ -332,6 +332,8 @@ def record_rows(record: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         # what member 0 really trained with at the start (agent defaults filled in): the
         # values a default or subset row trains untuned
         "initial_effective": json.dumps((init.get("effective") or [{}])[0], sort_keys=True),
+        # an anchored row's purpose: the values its first members start at
+        "start_points": json.dumps(cfg.get("start_points") or [], sort_keys=True),
     }
     return {
         "results": [result],

@@ -330,8 +330,16 @@ def _without(frame: pd.DataFrame, groups: set) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
+REFERENCE_ROW_LABELS = {
+    "default": "untuned (agent defaults)",
+    "subset": "searches a part",
+    "anchored": "searches all, anchored start",
+}
+
+
 def reference_rows(results: pd.DataFrame, suite: Suite) -> pd.DataFrame:
-    """What each row that differs on purpose searched, and the values it trained with untuned."""
+    """What each row that differs on purpose searched, and the values it trained with untuned
+    (an anchored row: the values its first members started at)."""
     if "row" not in results:
         return pd.DataFrame()
     notes = {m["name"]: m.get("note", "") for m in suite.methods}
@@ -344,14 +352,21 @@ def reference_rows(results: pd.DataFrame, suite: Suite) -> pd.DataFrame:
         tuned = [x for x in str(r["tuned"]).split(",") if x]
         effective = json.loads(r.get("initial_effective") or "{}")
         names = list(space.names) if space is not None else sorted(effective)
-        fixed = [f"{n}={_fmt(effective[n])}" for n in names if n not in tuned and n in effective]
+        fixed = ", ".join(
+            f"{n}={_fmt(effective[n])}" for n in names if n not in tuned and n in effective
+        )
+        if r["row"] == "anchored":
+            fixed = "; ".join(
+                f"member {i} starts at " + ", ".join(f"{n}={_fmt(v)}" for n, v in p.items())
+                for i, p in enumerate(json.loads(r.get("start_points") or "[]"))
+            )
         rows.append(
             {
                 "method": method,
                 "task": task,
-                "row": "untuned (agent defaults)" if r["row"] == "default" else "searches a part",
+                "row": REFERENCE_ROW_LABELS[r["row"]],
                 "searches": ", ".join(tuned) or "nothing",
-                "trains untuned with": ", ".join(fixed) or "-",
+                "untuned values or start points": fixed or "-",
                 "note": notes.get(method, ""),
             }
         )

@@ -23,15 +23,18 @@ engine seed, from which the initial hyperparameters (the scheduler's first draws
 environment seeds all derive. `check_fairness` re-checks this on the built cells anyway, so a
 future change of this file cannot quietly break it.
 
-Two kinds of reference rows differ in their hyperparameters on purpose, and say so (`Cell.row`):
+Three kinds of rows differ in their hyperparameters on purpose, and say so (`Cell.row`):
 - `method = "default"` (row "default"): every member trains with the agent's defaults, no
   search, no exploit; same budget, population and initial weights.
 - `tune = [names]` (row "subset"): the method searches only these names of the task's space,
   the others train at the agent's defaults. The paper-protocol rows use it: the released
-  scripts gave PBT and PB2 four of GPBT-PL's seven PPO hyperparameters. `note` labels a row.
-Everything else (budget, interval, population, agent, env, seed, and the ranges of the names a
-subset row does search) must still match the task's equal rows, and the audit still compares
-their initial weights and code.
+  scripts gave PBT and PB2 four of GPBT-PL's seven PPO hyperparameters.
+- `start_points = [{...}, ...]` (row "anchored"): the method searches the whole space, but
+  members 0, 1, ... start at these values (the run config's `start_points`) and the rest at the
+  draws every equal row starts from; e.g. PBT with one member at the agent's defaults.
+`note` labels a row. Everything else (budget, interval, population, agent, env, seed, and the
+ranges of the names a subset row does search) must still match the task's equal rows, and the
+audit still compares their initial weights and code.
 """
 
 from __future__ import annotations
@@ -62,9 +65,9 @@ SUITE_KEYS = {
     "notes",
 }
 TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
-METHOD_KEYS = {"name", "method", "options", "tune", "note"}
+METHOD_KEYS = {"name", "method", "options", "tune", "start_points", "note"}
 # what a row's hyperparameters are, relative to the task's space (see the module docstring)
-ROWS = ("equal", "default", "subset")
+ROWS = ("equal", "default", "subset", "anchored")
 SCORES = ("final_best", "final_mean", "auc")
 
 
@@ -261,8 +264,9 @@ def build_suite(
             # The fairness rule: a method may not bring its own budget, space or interval.
             raise ConfigError(
                 f"{where}: method #{i} has key {bad[0]!r}; a method entry has only name, "
-                "method, options (its scheduler's options), tune and note. Budget, space and "
-                "interval belong to the task, so that every method gets the same"
+                "method, options (its scheduler's options), tune, start_points and note. "
+                "Budget, space and interval belong to the task, so that every method gets the "
+                "same"
             )
         if m.get("method") not in METHODS:
             raise ConfigError(
@@ -291,6 +295,21 @@ def build_suite(
                     "nothing; remove its tune list"
                 )
             entry["tune"] = list(tune)
+        if "start_points" in m:
+            if m["method"] == "default" or "tune" in m:
+                raise ConfigError(
+                    f"{where}: method {entry['name']!r} has start_points and "
+                    f"{'is method default' if m['method'] == 'default' else 'a tune list'}; "
+                    "an anchored row searches the whole space from given start points, so "
+                    "give it neither"
+                )
+            points = m["start_points"]
+            if not isinstance(points, list) or not points:
+                raise ConfigError(
+                    f"{where}: method {entry['name']!r} start_points = {points!r}; give a list "
+                    "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}]"
+                )
+            entry["start_points"] = copy.deepcopy(points)
         if "note" in m:
             entry["note"] = str(m["note"])
         methods.append(entry)
@@ -365,6 +384,8 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     cfg[m["method"]] = dict(m["options"])
     if "tune" in m:
         cfg["space"] = _subset_space(cfg.get("space"), m["tune"], where)
+    if "start_points" in m:
+        cfg["start_points"] = copy.deepcopy(m["start_points"])
     try:
         cfg = validate_config(cfg).to_dict()
     except ConfigError as err:
@@ -377,6 +398,8 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
 def _row(m: dict) -> str:
     if m["method"] == "default":
         return "default"
+    if "start_points" in m:
+        return "anchored"
     return "subset" if "tune" in m else "equal"
 
 
@@ -426,6 +449,7 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
         "mode": "max",
         "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
         "space": space,
+        **({"start_points": copy.deepcopy(m["start_points"])} if "start_points" in m else {}),
     }
     try:
         make_scheduler(
@@ -433,6 +457,7 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
             Space.from_dict(space),
             perturbation_interval=inst.interval,
             options=m["options"],
+            start_points=cfg.get("start_points"),
         )
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
@@ -440,8 +465,9 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
 
 
 def _fair_view(cfg: dict[str, Any], space: bool = True) -> str:
-    """The part of a cell's config that must not depend on the method."""
-    drop = set(METHODS) | {"method", "name"} | (set() if space else {"space"})
+    """The part of a cell's config that must not depend on the method (an anchored row's
+    `start_points` are its purpose, like a subset row's space)."""
+    drop = set(METHODS) | {"method", "name", "start_points"} | (set() if space else {"space"})
     rest = {k: v for k, v in cfg.items() if k not in drop}
     return json.dumps(rest, sort_keys=True, default=str)
 
