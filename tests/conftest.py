@@ -124,6 +124,19 @@ def explore_ctx(space, loser_cfg, winner_cfg, rng, loser_state=None, population=
     )
 
 
+def load_benchmark_script(name: str):
+    """`benchmarks/<name>.py` (a script, not a package module) imported as module `name`;
+    registered in sys.modules because dataclasses look their module up."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def toy_cell_store(folder, method: str, seed: int = 0, steps: int = 80, interval: int = 4):
     """One bench cell's real store at `folder` (as a bench folder lays it out), filled by the
     lockstep loop on the quadratic toy at population 4: steps / interval generations; returns

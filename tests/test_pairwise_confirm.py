@@ -3,22 +3,14 @@ records, decide only when every needed cell is in, and say which target failed."
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import toy_cell_store
+from conftest import load_benchmark_script, toy_cell_store
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "pairwise_confirm", ROOT / "benchmarks" / "pairwise_confirm.py"
-)
-confirm = importlib.util.module_from_spec(_spec)
-sys.modules["pairwise_confirm"] = confirm  # dataclasses look their module up
-_spec.loader.exec_module(confirm)
+confirm = load_benchmark_script("pairwise_confirm")
 
 METHODS = ("gpbt-pl-escape", "pbt", "pb2", "gpbt-pl", "random", "default")
 

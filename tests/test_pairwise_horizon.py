@@ -4,23 +4,15 @@ stores laid out as a bench folder."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import toy_cell_store
+from conftest import load_benchmark_script, toy_cell_store
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "pairwise_horizon", ROOT / "benchmarks" / "pairwise_horizon.py"
-)
-horizon = importlib.util.module_from_spec(_spec)
-sys.modules["pairwise_horizon"] = horizon
-_spec.loader.exec_module(horizon)
+horizon = load_benchmark_script("pairwise_horizon")
 
 
 def test_agreement_counts_pairs_ordered_alike_and_leaves_ties_out():

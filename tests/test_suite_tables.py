@@ -3,26 +3,19 @@ numbers gpbt.bench.stats gives and the count of seeds where a row is not complet
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark_script
 
 from gpbt.bench import stats
 from gpbt.bench.runner import run_suite
 from gpbt.bench.suite import build_suite
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "suite_tables", ROOT / "benchmarks" / "suite_tables.py"
-)
-tables = importlib.util.module_from_spec(_spec)
-sys.modules["suite_tables"] = tables
-_spec.loader.exec_module(tables)
+tables = load_benchmark_script("suite_tables")
 
 
 @pytest.fixture(scope="module")
