@@ -112,9 +112,10 @@ def load_suite_from_text(text):
     import tempfile
     from pathlib import Path
 
-    path = Path(tempfile.mkdtemp()) / "s.toml"
-    path.write_text(text)
-    return load_suite(path)
+    with tempfile.TemporaryDirectory() as folder:  # read at once: nothing left in /tmp
+        path = Path(folder) / "s.toml"
+        path.write_text(text)
+        return load_suite(path)
 
 
 # --------------------------------------------------------------------------- fairness
