@@ -157,6 +157,8 @@ def test_an_anchored_row_starts_its_first_members_at_given_values_and_the_rest_a
     assert "UNFAIR" not in md
     assert "| pbt-anchored | quadratic | searches all, anchored start | h0, h1 |" in md
     assert "member 0 starts at h0=0.25, h1=0.75 | member 0 at the defaults |" in md
+    _, ran = run(s, tmp_path, name="fresh-clone")  # the records match the suite's cells
+    assert ran == []
 
     def bad(method, match):
         with pytest.raises(ConfigError, match=match):
