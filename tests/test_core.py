@@ -291,6 +291,25 @@ def test_lockstep_decisions_use_the_snapshot():
             assert d.record.old_config == configs[i]
 
 
+@pytest.mark.parametrize("pairing", ["random", "sync", "truncation"])
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_lockstep_records_keep_the_scores_every_decision_was_taken_on(pairing, mode):
+    """A partner exploited earlier at the same boundary carries its donor's score by the time
+    a later member decides; the record must still show the score the pair was judged on."""
+    checked = 0
+    for seed in range(6):
+        sched = GPBT(SPACE, perturbation_interval=10, seed=seed, pairing=pairing, mode=mode)
+        sched.initial_population(6)
+        scores = {0: 15.0, 1: 30.0, 2: 8.0, 3: 22.0, 4: 1.0, 5: 40.0}
+        for d in sched.on_generation(10, scores).values():
+            r = d.record
+            assert r.member_score == scores[r.member]
+            if r.partner is not None:
+                assert r.partner_score == scores[r.partner], (seed, r.to_dict())
+                checked += 1
+    assert checked >= 6
+
+
 def test_nan_and_inf_scores_are_worst_and_recorded_as_such():
     for bad in (math.nan, math.inf, -math.inf):
         sched = GPBT(SPACE, perturbation_interval=10, seed=0)

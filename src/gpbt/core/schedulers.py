@@ -340,7 +340,9 @@ class PopulationScheduler:
             return {i: Continue() for i in active}
         for i in active:
             self.members[i].last_perturbation = float(time)
-        snapshot = {i: (dict(m.config), m.score) for i, m in self.members.items()}
+        # (config, score, score as reported) of every member at `time`: the state decisions
+        # and their records refer to, whatever exploits at this boundary change after
+        snapshot = {i: (dict(m.config), m.score, m.raw_score) for i, m in self.members.items()}
         decisions: dict[int, Decision] = {}
         if self.pairing == "none":
             return {
@@ -358,7 +360,12 @@ class PopulationScheduler:
                     for x, y in ((a, b), (b, a)):
                         decisions[x] = Continue(
                             self._record(
-                                time, x, "continue", partner=y, reason="pair within the margin"
+                                time,
+                                x,
+                                "continue",
+                                partner=y,
+                                reason="pair within the margin",
+                                snapshot=snapshot,
                             )
                         )
                     continue
@@ -366,7 +373,14 @@ class PopulationScheduler:
                     loser, winner, time, partner=winner, snapshot=snapshot
                 )
                 decisions[winner] = Continue(
-                    self._record(time, winner, "continue", partner=loser, reason="won its pair")
+                    self._record(
+                        time,
+                        winner,
+                        "continue",
+                        partner=loser,
+                        reason="won its pair",
+                        snapshot=snapshot,
+                    )
                 )
             if len(order) % 2:
                 odd = order[-1]
@@ -394,7 +408,12 @@ class PopulationScheduler:
                 else:
                     decisions[i] = Continue(
                         self._record(
-                            time, i, "continue", partner=partner, reason=self._kept_reason()
+                            time,
+                            i,
+                            "continue",
+                            partner=partner,
+                            reason=self._kept_reason(),
+                            snapshot=snapshot,
                         )
                     )
             else:
@@ -415,7 +434,7 @@ class PopulationScheduler:
         time: float,
         *,
         partner: int,
-        snapshot: dict[int, tuple[dict, float | None]] | None = None,
+        snapshot: dict[int, tuple[dict, float | None, float | None]] | None = None,
     ) -> Decision:
         lm, wm = self.members[loser], self.members[winner]
         winner_config = snapshot[winner][0] if snapshot else dict(wm.config)
@@ -452,6 +471,7 @@ class PopulationScheduler:
             new_config=new_config,
             velocity=new_state.get("velocity"),
             reason="lost its pair" if self.pairing != "truncation" else "bottom quantile",
+            snapshot=snapshot,
         )
         lm.config, lm.strategy_state = new_config, new_state
         # The loser now carries the winner's weights. Until it reports again it ranks with the
@@ -479,9 +499,22 @@ class PopulationScheduler:
         new_config: dict | None = None,
         velocity: dict | None = None,
         reason: str = "",
+        snapshot: dict[int, tuple[dict, float | None, float | None]] | None = None,
     ) -> DecisionRecord:
+        """`snapshot`: a lockstep boundary's state, whose reported scores the record keeps (a
+        partner exploited earlier at the boundary already carries its donor's score)."""
         m = self.members[member]
-        p = self.members.get(partner) if partner is not None else None
+
+        def reported(i: int | None) -> float:
+            if i is None or i not in self.members:
+                return math.nan
+            raw = (
+                snapshot[i][2]
+                if snapshot is not None and i in snapshot
+                else self.members[i].raw_score
+            )
+            return math.nan if raw is None else raw
+
         return DecisionRecord(
             time=float(time),
             member=member,
@@ -489,8 +522,8 @@ class PopulationScheduler:
             method=self.method,
             partner=partner,
             donor=donor,
-            member_score=math.nan if m.raw_score is None else m.raw_score,
-            partner_score=math.nan if p is None or p.raw_score is None else p.raw_score,
+            member_score=reported(member),
+            partner_score=reported(partner),
             old_config=dict(old_config if old_config is not None else m.config),
             new_config=new_config,
             velocity=None if velocity is None else dict(velocity),
