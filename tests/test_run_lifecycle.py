@@ -143,3 +143,55 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(uninterr
     assert kills == 3
     for got, want in zip(_table(folder), _table(whole), strict=True):
         assert got.equals(want) if hasattr(got, "equals") else got == want
+
+
+SCRIPT_VECTOR = """
+from gpbt.config import validate_config
+from gpbt.engines import run_engine
+spec = validate_config({config!r})
+print("best", run_engine(spec, {folder!r}).best_member)
+"""
+SCRIPT_LOCAL = """
+import sys
+sys.path.insert(0, {here!r})
+from toy_trainable import Toy
+from gpbt.core.methods import make_scheduler
+from gpbt.engines.local import LocalEngine
+sched = make_scheduler("pbt", {{"lr": {{"type": "float", "low": 0.0, "high": 1.0}}}},
+                       perturbation_interval=2, seed=0, max_time=4)
+print("best", LocalEngine(Toy, sched, {folder!r}, population=2, workers=2,
+                          total_steps=4).run()["best_member"])
+"""
+
+
+@pytest.mark.parametrize("engine", ["vector", "local"])
+def test_a_script_without_a_main_guard_fails_once_naming_the_fix(engine, tmp_path):
+    """Spawned children import the calling script again; without `if __name__ == "__main__":`
+    each child ran the script's gpbt call (and was restarted 4 times, then a bare 'died')."""
+    from conftest import TOY_TRAINABLE
+
+    folder = str(tmp_path / "run")
+    if engine == "vector":
+        body = SCRIPT_VECTOR.format(config=tiny_vector(), folder=folder)
+    else:
+        (tmp_path / "toy_trainable.py").write_text(TOY_TRAINABLE)
+        body = SCRIPT_LOCAL.format(here=str(tmp_path), folder=folder)
+    script = tmp_path / "train.py"
+    script.write_text(body)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "best" not in done.stdout
+    assert "MainGuardMissing" in out and "put the code that calls gpbt under `if __name__ ==" in out
+    assert "training failed" not in out and "keep dying" not in out
+    # the same code under the guard runs (into a new folder: the first one holds a run)
+    guarded = "if __name__ == '__main__':\n" + "".join(
+        f"    {line}\n" for line in body.replace(folder, folder + "2").strip().splitlines()
+    )
+    script.write_text(guarded)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("best ")

@@ -19,3 +19,7 @@ class StoreError(GpbtError, ValueError):
 
 class FolderInUse(GpbtError, RuntimeError):
     """Another live process holds the folder; the message says which and what to do."""
+
+
+class MainGuardMissing(GpbtError, RuntimeError):
+    """gpbt was called from a script's top-level code, which its spawned children re-run."""

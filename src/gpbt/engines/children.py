@@ -18,6 +18,37 @@ import time
 
 _PR_SET_PDEATHSIG = 1
 
+# A spawned child imports the parent's main script again before it runs anything of gpbt's.
+# When that script calls gpbt at its top level (no `if __name__ == "__main__":`), the child
+# would start a second run of its own; it stops instead with this exit code, which the parent
+# turns into one clear error rather than restarting the child again and again.
+MAIN_GUARD_EXIT = 86
+MAIN_GUARD_HINT = (
+    "gpbt trains in child processes, and each one imports your script again as it starts, "
+    "which ran your gpbt call a second time; put the code that calls gpbt under "
+    '`if __name__ == "__main__":` (Python\'s rule for spawned processes: "Safe importing of '
+    'main module" in the multiprocessing documentation)'
+)
+
+
+def refuse_while_bootstrapping() -> None:
+    """Stop a spawned child that is re-running its parent's script (see MAIN_GUARD_EXIT);
+    called where runs start (`hold_folder`, which every run, resume and bench takes first, and
+    `LocalEngine`, which checks its folder before)."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        print(f"gpbt: error: {MAIN_GUARD_HINT}", file=sys.stderr, flush=True)
+        raise SystemExit(MAIN_GUARD_EXIT)
+
+
+def check_child_exit(exitcode: int | None) -> None:
+    """Raise the clear error for a child that stopped because the script has no main guard."""
+    if exitcode == MAIN_GUARD_EXIT:
+        from gpbt.errors import MainGuardMissing
+
+        raise MainGuardMissing(MAIN_GUARD_HINT)
+
 
 def die_with_parent(parent_pid: int | None = None) -> None:
     """Make this process end when `parent_pid` (default: its current parent) ends."""

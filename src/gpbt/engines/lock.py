@@ -27,6 +27,10 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     """Hold `folder`'s lock for the duration of the block, or raise :class:`FolderInUse`."""
     import fcntl
 
+    from gpbt.engines.children import refuse_while_bootstrapping
+
+    refuse_while_bootstrapping()  # every run, resume and bench starts here
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_NAME, "a+") as f:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpbt.engines.children import check_child_exit
+
 # Seconds for a training process to import JAX and build (or load) its population. The rare
 # all-threads-idle hang seen on small CPU machines (XLA/MLIR, inside the first lowering) strikes
 # there; that step takes seconds, so a stuck start is restarted after this, not after the
@@ -114,4 +116,5 @@ def watch_child(
         raise
     proc.kill()
     proc.join()
+    check_child_exit(proc.exitcode)  # no restart can help a script without a main guard
     return ChildExit(problem=problem)

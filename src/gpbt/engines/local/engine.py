@@ -53,6 +53,7 @@ import numpy as np
 from gpbt.core.decisions import Decision
 from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Space
+from gpbt.engines.children import refuse_while_bootstrapping
 from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
 from gpbt.engines.lock import hold_folder
 from gpbt.engines.protocol import Summary, population_mean
@@ -147,6 +148,8 @@ class LocalEngine:
         store_config: Mapping[str, Any] | None = None,
         live_log: LiveLog | None = None,
     ):
+        # a worker re-running its parent's unguarded script lands here before any folder check
+        refuse_while_bootstrapping()
         self.trainable_spec = trainable
         self.trainable_cls = load_trainable(trainable)
         self.scheduler = scheduler

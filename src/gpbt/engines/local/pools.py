@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as _mp_wait
 from typing import Any
 
+from gpbt.engines.children import check_child_exit
 from gpbt.engines.local.worker import _Runner, _worker_main
 from gpbt.engines.trainable import TrainableError, trainable_name
 
@@ -165,6 +166,10 @@ class _ProcessPool:
         """Kill worker i, start a replacement; the member it was running (if any) faulted."""
         w = self.workers[i]
         task = w.task
+        if not w.ready:
+            # no replacement can help a script without a main guard: let the exit code show
+            w.process.join(timeout=5)
+            check_child_exit(w.process.exitcode)
         _kill(w.process)
         w.conn.close()
         if not w.ready:
