@@ -37,6 +37,8 @@ def refuse_while_bootstrapping() -> None:
     `LocalEngine`, which checks its folder before)."""
     import multiprocessing
 
+    # multiprocessing sets this while a spawned child imports the main script and unpickles
+    # its task (its own _check_not_importing_main reads the same flag)
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         print(f"gpbt: error: {MAIN_GUARD_HINT}", file=sys.stderr, flush=True)
         raise SystemExit(MAIN_GUARD_EXIT)
