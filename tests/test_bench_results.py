@@ -453,3 +453,19 @@ def test_the_audit_compares_hyperparameters_among_rows_that_search_the_same_name
     rows.loc[3, "initial_configs_hash"] = "h4"
     rows.loc[4, "initial_state_hash"] = "other"  # the default row started from other weights
     assert fairness_audit(rows)[2] == {("t", 0)}
+
+
+def test_a_one_task_figure_keeps_its_title_inside_the_image():
+    """A one-task suite (long-brax) draws one panel, narrower than the report's titles."""
+    from gpbt.bench.report import _grid, _plt, _suptitle
+
+    title = "best member's training return over time (mean over seeds, 95% band)"
+    fig, _ = _grid(1)
+    _suptitle(fig, title, fontsize=10)
+    fig.tight_layout()
+    fig.canvas.draw()
+    text = fig._suptitle
+    extent = text.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= extent.x0 and extent.x1 <= fig.bbox.width
+    assert text.get_text().replace("\n", " ") == title  # wrapped, every word kept
+    _plt().close(fig)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def _grid(n: int, width: float = 4.2, height: float = 3.0):
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
+
+
+def _suptitle(fig, text: str, fontsize: float) -> None:
+    """A figure title wrapped to the figure's width.
+
+    A one-task grid is one panel wide (4.2 in), narrower than the titles; unwrapped, the title
+    runs off both edges of the saved PNG (`bbox_inches` is not "tight").
+    """
+    # An average glyph of the default sans-serif font is about 0.55 em wide.
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
 
 def _save(fig, path: Path) -> None:
@@ -155,7 +167,7 @@ def plot_bands(
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    _suptitle(fig, title, fontsize=10)
     _save(fig, path)
 
 
@@ -186,7 +198,8 @@ def plot_schedules(
         ax.grid(alpha=0.3)
     if params:
         axes[0].legend(fontsize=6)
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"{task}: hyperparameters along the final best member's lineage "
         "(median over seeds, band = quartiles)",
         fontsize=9,
