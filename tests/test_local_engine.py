@@ -129,7 +129,7 @@ def run_async(folder):
 def test_event_order_follows_the_simulated_clock(tmp_path):
     _, events, summary = run_async(tmp_path / "a")
     assert summary["finished"]
-    reports = [(e["member"], e["time"]) for e in events if e["kind"] == "report"]
+    reports = [(e["member"], e["time"]) for e in events if e["type"] == "report"]
     # Each member's k-th step finishes at k * its duration; no two finish together.
     expected = sorted(
         ((m, k) for m in DURATION for k in range(1, 7)), key=lambda mk: mk[1] * DURATION[mk[0]]
@@ -159,7 +159,7 @@ def test_decisions_are_the_cores_asynchronous_decisions(tmp_path):
         logged = store.decision_records()
     produced = []
     for e in events:
-        if e["kind"] != "report":
+        if e["type"] != "report":
             continue
         before = replay.configs()
         d = replay.on_report(e["member"], e["time"], e["score"])
@@ -188,13 +188,13 @@ def check_lineage(events):
     checked = 0
     for e in events:
         m = e["member"]
-        if e["kind"] == "report":
+        if e["type"] == "report":
             if m in config:
                 assert e["config"] == config[m]
                 assert e["metrics"]["w"] == pytest.approx(state.get(m, 0.0) + config[m]["lr"])
             state[m] = e["metrics"]["w"]
             config[m] = e["config"]
-        elif e["kind"] == "exploit":
+        elif e["type"] == "exploit":
             state[m] = state[e["donor"]]
             config[m] = e["config"]
             checked += 1
@@ -214,7 +214,7 @@ def test_more_members_than_workers_are_multiplexed_fairly(tmp_path):
     summary = eng.run()
     assert summary["finished"]
     for e in events:
-        if e["kind"] == "report":
+        if e["type"] == "report":
             times[e["member"]] = e["time"]
             running_max = max(running_max, max(times.values()) - min(times.values()))
     # The member furthest behind always runs next: nobody gets more than a step or two ahead.
@@ -313,9 +313,32 @@ def test_deterministic_faults_and_timeouts(tmp_path):
     events = collect(eng)
     summary = eng.run()
     assert summary["failed_members"] == [2]
-    kinds = [(e["kind"], e.get("cause")) for e in events if e["member"] == 2]
+    kinds = [(e["type"], e.get("cause")) for e in events if e["member"] == 2]
     assert kinds == [("restart", "timeout"), ("failed", "timeout")]
     assert summary["members"][0]["time"] == summary["members"][1]["time"] == 6
+
+
+def test_the_live_view_shows_a_local_runs_members_through_faults_and_exploits(tmp_path):
+    """`gpbt run`'s table, fed the local engine's events (report, decisions, restart, failed)."""
+    from gpbt.live_view import LiveView
+
+    durations = {0: 1.0, 1: 1.3, 2: 5.0, 3: 1.1}
+    eng = engine(
+        tmp_path, population=4, workers=4, total=12, interval=2, method="pbt",
+        sim_duration=lambda m, metrics: durations[m], step_timeout=3.0, max_failures=1,
+    )  # fmt: skip
+    events = collect(eng)
+    view = LiveView({"method": "pbt", "env": None, "total_steps": 12})
+    eng.progress = lambda e: (events.append(e), view.update(e))
+    eng.run()
+    assert {e["type"] for e in events} >= {"report", "exploit", "restart", "failed"}
+    rows = {r["member"]: r for r in view.member_rows()}
+    assert sorted(rows) == [0, 1, 3]  # member 2 timed out before its first report
+    for m, row in rows.items():
+        last = [e for e in events if e["member"] == m and e["type"] == "report"][-1]
+        assert (row["time"], row["score"]) == (last["time"], last["score"])
+        exploits = [e for e in events if e["member"] == m and e["type"] == "exploit"]
+        assert row["event"] == (f"copied {exploits[-1]['donor']}" if exploits else "")
 
 
 def test_resume_after_a_crash_between_commit_and_rows(tmp_path):
@@ -416,7 +439,7 @@ def test_faulty_members_are_failed_and_the_rest_finish(fault_run):
 
 def test_a_raise_a_hang_and_a_dead_worker_each_cost_one_restart(fault_run):
     summary, events, _ = fault_run
-    causes = {e["member"]: e["cause"] for e in events if e["kind"] == "restart"}
+    causes = {e["member"]: e["cause"] for e in events if e["type"] == "restart"}
     assert causes[1] == "error"
     assert causes[4] == "timeout"
     assert causes[5] == "died"

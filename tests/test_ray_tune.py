@@ -376,7 +376,8 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
     check_summary(summary, "ray", 4)
     assert summary["best_score"] is not None and summary["population"] == 4
     assert summary["exploits"] > 0 and summary["errors"] == 0
-    assert seen and {"member", "time", "score", "config"} <= set(seen[0])
+    assert seen and {"type", "member", "time", "score", "config"} <= set(seen[0])
+    assert {e["type"] for e in seen} == {"report"}  # the event contract every engine keeps
     exp = load(tmp_path / "exp")
     assert exp.config["gpbt-pl"]["w_inertia"] == 0.5
     assert exp.state("scheduler")["settings"]["strategy_options"]["w_inertia"] == 0.5

@@ -204,9 +204,9 @@ def test_engine_exploits_apply_new_hyperparameters_on_mujoco(tmp_path):
     pending = {}
     checked = 0
     for e in events:
-        if e["kind"] == "exploit":
+        if e["type"] == "exploit":
             pending[e["member"]] = e["config"]
-        elif e["kind"] == "report" and e["member"] in pending:
+        elif e["type"] == "report" and e["member"] in pending:
             config = pending.pop(e["member"])
             assert e["config"] == config
             assert_trains_with(e["metrics"], config)

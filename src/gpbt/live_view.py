@@ -58,7 +58,7 @@ class LiveView:
             self.live.update(self._render())
 
     def update(self, event: dict) -> None:
-        if "type" not in event:
+        if "member" in event:  # an asynchronous engine's event about one member
             self._member_report(event)
             return
         if event["type"] == "generation":
@@ -83,10 +83,10 @@ class LiveView:
             self.live.update(self._render())
 
     def _member_report(self, event: dict) -> None:
-        """An asynchronous engine's event (local: `kind` report/exploit/...; Ray: one per
-        report): the table shows each member's latest report, the bar the slowest member."""
-        if event.get("kind", "report") != "report" or "member" not in event:
-            if event.get("kind") == "exploit" and "member" in event:
+        """An asynchronous engine's event (local: report/exploit/...; Ray: one per report):
+        the table shows each member's latest report, the bar the slowest member."""
+        if event["type"] != "report":
+            if event["type"] == "exploit":
                 self._async.setdefault(event["member"], {})["event"] = (
                     f"copied {event.get('donor')}"
                 )
@@ -96,13 +96,17 @@ class LiveView:
             member=event["member"], time=event.get("time") or 0, score=event.get("score"),
             config=event.get("config") or {}, event=row.get("event", ""),
         )  # fmt: skip
-        members = [self._async[m] for m in sorted(self._async) if "score" in self._async[m]]
+        members = self.member_rows()
         if self.plain:
             return  # a log file gets the summary at the end, not a line per report
         if self.live is not None:
             done = min(m["time"] for m in members)
             self.progress.update(self.task, completed=done)
             self.live.update(self._render(members))
+
+    def member_rows(self) -> list[dict]:
+        """The asynchronous table's rows: each member's latest report and its last event."""
+        return [self._async[m] for m in sorted(self._async) if "score" in self._async[m]]
 
     def _render(self, members: list[dict] | None = None):
         from rich.console import Group

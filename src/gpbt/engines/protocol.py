@@ -3,8 +3,12 @@
 The three engines (`gpbt.engines.vector.run_vector`, `gpbt.engines.local.run_local`,
 `gpbt.engines.ray.run_ray`) take the same `RunSpec`, write the same experiment store
 into `folder` (holding the folder's lock while they run), call `on_event(dict)` as the run goes
-(each event has a "type": "generation", "report", "resumed", "initialised", ...) and return the
-same `Summary`. The CLI, the bench and a notebook call them the same way.
+and return the same `Summary`. Every event has a "type"; an event about one member also has
+its "member". The vector engine's run-wide types are "initialised", "resumed", "generation"
+(every member's score and config at a boundary), "restart", "done" and "error"; the
+asynchronous engines send one event per member: "report" (local and Ray), and in the local
+engine also its decisions ("continue", "exploit", "stop") and faults ("restart", "failed").
+The CLI, the bench and a notebook call them the same way.
 """
 
 from __future__ import annotations

@@ -305,6 +305,7 @@ class _ProgressCallback(ray.tune.Callback):
             return
         self._progress(
             {
+                "type": "report",
                 "member": member,
                 "trial_id": trial.trial_id,
                 "time": result.get(self._scheduler.time_attr),

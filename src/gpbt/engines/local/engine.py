@@ -122,8 +122,9 @@ class LocalEngine:
     hyperparameters. `deterministic=True` runs everything in this process on a simulated clock;
     `sim_duration(member, metrics)` then gives a step's simulated seconds (default: the step's
     increment of `time_attr`, so a member with a bigger batch is slower). `progress(event)` is
-    called with a dict for every report, decision and fault. `live_log` (see `gpbt.live_log`)
-    gets every report and decision row as it is written to the store.
+    called with a dict for every report, decision and fault (its `type` says which).
+    `live_log` (see `gpbt.live_log`) gets every report and decision row as it is written to
+    the store.
     """
 
     def __init__(
@@ -445,7 +446,7 @@ class LocalEngine:
         }
         events = [
             {
-                "kind": "report",
+                "type": "report",
                 "member": m,
                 "time": st.time,
                 "score": score,
@@ -517,7 +518,7 @@ class LocalEngine:
                 records.append(rec)
                 events.append(
                     {
-                        "kind": d.kind,
+                        "type": d.kind,
                         "member": m,
                         "time": rec["time"],
                         "score": st.score,
@@ -597,7 +598,7 @@ class LocalEngine:
         self._emit(
             [
                 {
-                    "kind": kind,
+                    "type": kind,
                     "member": m,
                     "time": st.time,
                     "score": st.score,
