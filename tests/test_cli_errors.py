@@ -5,7 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import TOY_TRAINABLE, run_cli
 
 ROOT = Path(__file__).parents[1]
 
@@ -52,3 +52,25 @@ def test_bench_tasks_that_name_no_task_is_one_line(tmp_path):
     assert line.startswith("gpbt: error: --tasks 'Breakout-*' matches no task of suite smoke")
     assert "its tasks: " in line
     assert not (tmp_path / "b").exists()  # refused before the bench folder is made
+
+
+@pytest.mark.slow
+def test_resume_changes_a_local_runs_timeouts_and_refuses_another_experiment(tmp_path):
+    (tmp_path / "toys.py").write_text(TOY_TRAINABLE)
+    (tmp_path / "local.toml").write_text(
+        'engine = "local"\ntrainable = "toys:Toy"\ndeterministic = true\nmethod = "pbt"\n'
+        'population = 3\ntotal_steps = 6\nperturbation_interval = 2\ntime_attr = "steps"\n'
+        'metric = "score"\nstep_timeout = 60\n'
+        '[space]\nlr = { type = "float", low = 0.0, high = 1.0 }\n'
+    )
+    ran = run_cli("run", "local.toml", "--out", "run", "--no-report", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    db = tmp_path / "run" / "experiment.sqlite"
+    before = db.read_bytes()
+    line = _one_error_line(run_cli("resume", "run", "population=8", cwd=tmp_path))
+    assert "'population' cannot change when a run is resumed" in line
+    assert "only workers, step_timeout, max_failures, threads_per_worker" in line
+    assert db.read_bytes() == before  # refused before anything was opened for writing
+    again = run_cli("resume", "run", "step_timeout=1200", "--no-report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished" in again.stdout

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gpbt.config import ConfigError, load_config, validate_config
+from gpbt.config import ConfigError, load_config, resume_config, validate_config
 
 BASE = {
     "env": "CartPole-v1",
@@ -118,3 +118,25 @@ def test_a_spec_is_validated_once_and_builds_its_scheduler():
     assert spec.replace(seed=4).seed == 4 and spec.seed == 3
     with pytest.raises(ConfigError, match="engine = 'gpu' is not known"):
         validate_config({**spec.to_dict(), "engine": "gpu"})
+
+
+def test_a_resume_may_change_how_a_local_run_runs_and_nothing_else():
+    base = {k: v for k, v in BASE.items() if k != "env"}
+    local = validate_config(
+        {**base, "engine": "local", "trainable": "my_module:Toy", "time_attr": "steps",
+         "metric": "score", "step_timeout": 60, "workers": 2}
+    ).to_dict()  # fmt: skip
+    spec = resume_config(local, ["step_timeout=1200", "workers=1", "max_failures=5"])
+    assert (spec["step_timeout"], spec["workers"], spec["max_failures"]) == (1200, 1, 5)
+    assert resume_config(local)["step_timeout"] == 60  # no override: the stored config
+    with pytest.raises(ConfigError) as err:
+        resume_config(local, ["population=8"])
+    assert str(err.value) == (
+        "resume override 'population=8': 'population' cannot change when a run is resumed "
+        "(only workers, step_timeout, max_failures, threads_per_worker may change on resume); "
+        "to train with other settings, start a new run with `gpbt run CONFIG`"
+    )
+    with pytest.raises(ConfigError, match="a vector-engine run resumes with its stored config"):
+        resume_config(validate_config(BASE).to_dict(), ["workers=2"])
+    with pytest.raises(ConfigError, match="step_timeout"):  # still validated: a bad value
+        resume_config(local, ["step_timeout=soon"])

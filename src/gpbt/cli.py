@@ -79,13 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from gpbt.config import validate_config
+    from gpbt.config import resume_config
     from gpbt.store import load
 
     exp = load(args.folder)
     if exp.config is None:
         raise SystemExit(f"{args.folder} has no stored config; it was never started by `gpbt run`")
-    spec = validate_config(exp.config)
+    spec = resume_config(exp.config, args.overrides)
     summary = _run_engine(spec, Path(args.folder), resume=True)
     _finish(Path(args.folder), summary, args)
     return 0
@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     res = sub.add_parser("resume", help="continue a killed or interrupted run")
     res.add_argument("folder")
+    res.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value for what may change on resume: the local engine's workers, "
+        "step_timeout, max_failures, threads_per_worker",
+    )
     res.add_argument("--no-report", action="store_true")
     res.set_defaults(func=cmd_resume)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from gpbt.errors import ConfigError
-from gpbt.spec import RunSpec
+from gpbt.spec import RunSpec, resume_keys
 
 __all__ = ["ConfigError", "RunSpec", "apply_overrides", "load_config", "parse_value",
-           "validate_config"]  # fmt: skip
+           "resume_config", "validate_config"]  # fmt: skip
 
 
 def parse_value(text: str) -> Any:
@@ -67,6 +67,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunSpec
             f"config file {str(path)!r} is not valid TOML: {err}; fix the syntax at that line"
         ) from None
     return validate_config(apply_overrides(raw, overrides or []))
+
+
+def resume_config(stored: Mapping[str, Any], overrides: list[str] | None = None) -> RunSpec:
+    """The spec a run resumes with: its stored config, with `overrides` of the keys its engine
+    lets change on resume (the local engine's workers and timeouts); any other key would make
+    another experiment, and is refused naming the ones that may change."""
+    stored = dict(stored)
+    engine = stored.get("engine", "vector")
+    allowed = resume_keys(engine)
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        if key not in allowed:
+            may = (
+                f"only {', '.join(allowed)} may change on resume"
+                if allowed
+                else f"a {engine}-engine run resumes with its stored config unchanged"
+            )
+            raise ConfigError(
+                f"resume override {item!r}: {key!r} cannot change when a run is resumed ({may}); "
+                "to train with other settings, start a new run with `gpbt run CONFIG`"
+            )
+    return validate_config(apply_overrides(stored, overrides or []))
 
 
 def validate_config(raw: Mapping[str, Any]) -> RunSpec:

@@ -12,6 +12,7 @@ An engine module declares:
     OPTIONS: dict[str, Option]         its own keys, their types and defaults
     DEFAULTS: dict[str, Any]           defaults of shared keys it decides (metric, time_attr)
     check_config(cfg) (optional)       checks that need several keys, raising ConfigError
+    RESUME_KEYS (optional)             its keys that may change when a run is resumed
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def engine_module(engine: str):
 
 def engine_options(engine: str) -> dict[str, Option]:
     return dict(engine_module(engine).OPTIONS)
+
+
+def resume_keys(engine: str) -> tuple[str, ...]:
+    """The keys of `engine` that may change on resume (how it runs, not what it trains)."""
+    return tuple(getattr(engine_module(engine), "RESUME_KEYS", ()))
 
 
 @dataclass(frozen=True)

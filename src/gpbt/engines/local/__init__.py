@@ -29,7 +29,7 @@ _HOME = {
             "CHECKPOINTS",
             "DEFAULTS",
             "OPTIONS",
-            "RUNTIME_KEYS",
+            "RESUME_KEYS",
             "STATE_KEY",
             "_STATE_VERSION",
             "LocalEngine",

@@ -80,8 +80,9 @@ log = logging.getLogger("gpbt.local")
 STATE_KEY = "local_engine"
 CHECKPOINTS = "checkpoints"
 _STATE_VERSION = 1
-# Keys of the config that may differ on resume (another machine, a longer timeout after a hang).
-RUNTIME_KEYS = ("workers", "step_timeout", "max_failures", "threads_per_worker")
+# Keys of the config that may differ on resume (another machine, a longer timeout after a
+# hang): `gpbt resume FOLDER step_timeout=1200`. The store keeps the first run's values.
+RESUME_KEYS = ("workers", "step_timeout", "max_failures", "threads_per_worker")
 
 
 # =========================================================================== member state
@@ -281,7 +282,7 @@ class LocalEngine:
         config = self.store_config if self.store_config is not None else self._describe()
         if stored_config is not None:
             config = dict(config)
-            for k in RUNTIME_KEYS:
+            for k in RESUME_KEYS:
                 if k in stored_config:
                     config[k] = stored_config[k]
                 else:
