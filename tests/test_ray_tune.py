@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
+from gpbt.core.methods import make_scheduler  # noqa: E402
 from gpbt.core.space import Choice, Float  # noqa: E402
 from gpbt.engines.ray import run_ray  # noqa: E402
 from gpbt.integrations.ray_tune import GPBTScheduler, check_ray_internals  # noqa: E402
@@ -224,6 +225,11 @@ def test_bad_arguments_fail_early():
         GPBTScheduler("gpbt-pl")
     with pytest.raises(ValueError, match="no option"):
         GPBTScheduler("pbt", SPACE, options={"pairing": "sync"})
+    with pytest.raises(ValueError, match="start_points\\[0\\]: parameter 'lrr' is not in"):
+        GPBTScheduler("pbt", SPACE, start_points=[{"lrr": 0.1}])
+    core = make_scheduler("pbt", SPACE, perturbation_interval=4)
+    with pytest.raises(ValueError, match="build the core with them instead"):
+        GPBTScheduler(scheduler=core, start_points=[{"lr": 0.01}])
 
 
 def test_function_trainable_async_exploits_restore_and_new_config(ray_cluster, tmp_path):
@@ -370,6 +376,7 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
         "seed": 3,
         "space": {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
         "gpbt-pl": {"pairing": "random", "w_inertia": 0.5},
+        "start_points": [{"lr": 0.05}],  # member 0 starts there, as with the other engines
     }
     seen = []
     summary = run_ray(config, tmp_path / "exp", on_event=seen.append)
@@ -380,6 +387,9 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
     assert {e["type"] for e in seen} == {"report"}  # the event contract every engine keeps
     exp = load(tmp_path / "exp")
     assert exp.config["gpbt-pl"]["w_inertia"] == 0.5
+    first = exp.reports.sort_values("time").groupby("member")["config.lr"].first()
+    assert first[0] == 0.05 and (first.drop(0) != 0.05).all()
+    assert [e["config"]["lr"] for e in seen if e["member"] == 0][0] == 0.05
     assert exp.state("scheduler")["settings"]["strategy_options"]["w_inertia"] == 0.5
     with pytest.raises(ValueError, match="unknown key"):
         run_ray({**config, "popsize": 3}, tmp_path / "exp2")

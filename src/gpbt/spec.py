@@ -192,18 +192,12 @@ class RunSpec(Mapping):
             method_options=copy.deepcopy(cfg.get(method, {})),
             _config=cfg,
         )
-        points = cfg.get("start_points") or []
-        if points and engine == "ray":
-            raise ConfigError(
-                "start_points: the ray engine's members are Ray Tune trials, sampled by Ray; "
-                "give start points to Ray Tune (points_to_evaluate of its search algorithm)"
-            )
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
             # unordered choices, unknown options) and the start points before anything trains;
             # drawing the population checks there are no more points than members.
             scheduler = spec.scheduler()
-            if points:
+            if cfg.get("start_points"):
                 scheduler.initial_population(spec.population)
         except ValueError as err:
             # the core's start_points messages name their entry already

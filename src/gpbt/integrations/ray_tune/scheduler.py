@@ -86,6 +86,8 @@ class GPBTScheduler(TrialScheduler):
     space: the gpbt search space (dict of Float/Int/Choice or TOML-style tables). Values for
         these names are drawn by the core from `seed` when a trial is added, so every method
         starts from the same population; a value already in the trial's config is kept.
+    start_points: configs (or parts of them) that the first trials (members 0, 1, ...) start
+        at instead of their draw, as in `gpbt run` (or give a ready core built with them).
     time_attr, perturbation_interval, burn_in_period: as in Tune's PBT; `max_time` stops a
         trial once its time_attr reaches it.
     metric, mode: here or in `tune.TuneConfig`, not both.
@@ -116,6 +118,7 @@ class GPBTScheduler(TrialScheduler):
         store_metrics: tuple[str, ...] | list[str] = (),
         flush_interval_s: float = 2.0,
         logging: Mapping[str, Any] | None = None,
+        start_points: list[Mapping[str, Any]] | None = None,
     ):
         check_ray_internals()
         super().__init__()
@@ -135,6 +138,11 @@ class GPBTScheduler(TrialScheduler):
             raise ValueError(
                 f"mode={mode!r} but the core scheduler was built with {scheduler.mode!r}"
             )
+        if scheduler is not None and start_points:
+            raise ValueError(
+                "start_points with a ready core: build the core with them instead "
+                "(make_scheduler(..., start_points=[...]))"
+            )
         if scheduler is not None:
             # a ready core brings its own settings; the adapter's lockstep boundaries and
             # budget must be the core's
@@ -146,6 +154,7 @@ class GPBTScheduler(TrialScheduler):
         self._max_time = max_time
         self._seed = int(seed)
         self._options = dict(options or {})
+        self._start_points = [dict(p) for p in start_points or []]
         self.core: PopulationScheduler | None = scheduler
         if scheduler is None:
             # Built now only to fail early on a bad method, space or option; rebuilt with the
@@ -193,6 +202,7 @@ class GPBTScheduler(TrialScheduler):
             burn_in_period=self._burn_in,
             max_time=self._max_time,
             options=dict(self._options),
+            start_points=self._start_points,
         )
 
     @property
@@ -304,6 +314,8 @@ class GPBTScheduler(TrialScheduler):
         # Always draw, even when the trial brings its own values, so that member k gets the
         # same draw under every method and whatever the user fixed.
         drawn = {k: to_plain(v) for k, v in self.core.space.sample(self.core.rng).items()}
+        if member < len(self.core.start_points):  # as the core's initial_population does
+            drawn.update(self.core.start_points[member])
         for name in self.core.space.names:
             found, value = _get_nested(trial.config, name)
             if found and not isinstance(value, Mapping):
