@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,54 @@ def test_defaults_are_filled():
         ),
         ({"metric": "eval_return"}, "metric = 'eval_return' needs eval_episodes >= 1"),
         ({"mode": "maximum"}, "mode = 'maximum'"),
+        # numbers must be finite and in range; a NaN passed every `<= 0` check
+        ({"total_steps": math.nan}, "key 'total_steps' = nan must be a finite number"),
+        ({"total_steps": math.inf}, "key 'total_steps' = inf must be a finite number"),
+        ({"perturbation_interval": math.nan}, "key 'perturbation_interval' = nan must be a"),
+        ({"burn_in_period": -1}, "key 'burn_in_period' = -1 must be >= 0"),
+        ({"seed": -1}, "key 'seed' = -1 must be >= 0 (same seed => same initial population"),
+        ({"checkpoint_interval": 0}, "key 'checkpoint_interval' = 0 must be > 0"),
+        ({"final_eval_episodes": -4}, "key 'final_eval_episodes' = -4 must be >= 0"),
+        ({"metric": ""}, "key 'metric' = '' must not be empty"),
+        ({"env": " "}, "key 'env' = ' ' must not be empty"),
+        ({"engine": [1]}, "key 'engine' = [1]: use one of ['vector', 'local', 'ray']"),
+        # the search space's own types
+        (
+            {"space": {"lr": {"type": "choice", "values": 5}}},
+            "[space] parameter 'lr': a choice needs a list of 'values', e.g. values = [16, 32], "
+            "got 5",
+        ),
+        (
+            {"space": {"lr": {"type": "choice", "values": "abc"}}},
+            "a choice needs a list of 'values', e.g. values = [16, 32], got 'abc'",
+        ),
+        ({"space": {"lr": {"type": ["float"]}}}, "[space] parameter 'lr': unknown type ['float']"),
+        (
+            {"space": {"lr": {"type": "float", "low": 1e-5, "high": 1e-3, "log": "no"}}},
+            "[space] parameter 'lr': 'log' must be true or false, got 'no'",
+        ),
+        (
+            {"space": {"o": {"type": "choice", "values": [1, 2], "ordered": "no"}}},
+            "parameter 'o': 'ordered' must be true or false, got 'no'",
+        ),
+        # method options of the wrong type are named before a constructor trips on them
+        (
+            {"method": "pbt", "pbt": {"quantile_fraction": "x"}},
+            "[pbt] method 'pbt' option 'quantile_fraction' = 'x' must be a number",
+        ),
+        (
+            {"method": "pbt", "pbt": {"synch": "yes"}},
+            "method 'pbt' option 'synch' = 'yes' must be true or false",
+        ),
+        (
+            {"method": "pbt", "pbt": {"perturbation_factors": [1.2, "a"]}},
+            "option 'perturbation_factors' = [1.2, 'a'] must be a list of numbers",
+        ),
+        (
+            {"method": "pb2", "pb2": {"data_window": 2.5}},
+            "method 'pb2' option 'data_window' = 2.5 must be an integer",
+        ),
+        ({"gpbt-pl": {"w_inertia": None}}, "option 'w_inertia' = None must be a number"),
     ],
 )
 def test_config_errors_name_the_field(change, needle):
@@ -73,6 +122,31 @@ def test_malformed_toml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="is a folder; pass the path of a TOML file"):
+        load_config(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match=r"is not a text file \(not UTF-8\); pass a TOML file"):
+        load_config(binary)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"step_timeout": -1}, "key 'step_timeout' = -1 must be >= 0"),
+        ({"workers": -1}, "key 'workers' = -1 must be >= 0"),
+        ({"max_failures": -1}, "key 'max_failures' = -1 must be >= 0"),
+        ({"threads_per_worker": -3}, "key 'threads_per_worker' = -3 must be >= 0"),
+        ({"trainable": ""}, "key 'trainable' = '' must not be empty"),
+        ({"total_steps": math.nan}, "key 'total_steps' = nan must be a finite number"),
+    ],
+)
+def test_local_engine_values_are_checked_before_it_starts(change, needle):
+    local = {k: v for k, v in BASE.items() if k != "env"}
+    local.update(engine="local", trainable="my_module:Toy", time_attr="steps", metric="score")
+    with pytest.raises(ConfigError) as err:
+        validate_config({**local, **change})
+    assert needle in str(err.value)
 
 
 # Every key an engine declares is documented, and the documented example configs validate, so

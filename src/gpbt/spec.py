@@ -41,16 +41,22 @@ COMMON_OPTIONS: dict[str, Option] = {
     "engine": Option(str, "vector", "vector | local | ray"),
     "name": Option(str, "", "a name for the run folder"),
     "method": Option(str, REQUIRED, " | ".join(METHODS)),
-    "population": Option(int, REQUIRED, "members trained at once"),
-    "total_steps": Option((int, float), REQUIRED, "budget per member, in units of time_attr"),
-    "perturbation_interval": Option((int, float), REQUIRED, "time_attr units between decisions"),
-    "burn_in_period": Option((int, float), 0, "no decision before this time"),
-    "seed": Option(int, 0, "same seed => same initial population for every method"),
+    "population": Option(int, REQUIRED, "members trained at once", above=0),
+    "total_steps": Option(
+        (int, float), REQUIRED, "budget per member, in units of time_attr", above=0
+    ),
+    "perturbation_interval": Option(
+        (int, float), REQUIRED, "time_attr units between decisions", above=0
+    ),
+    "burn_in_period": Option((int, float), 0, "no decision before this time", at_least=0),
+    "seed": Option(int, 0, "same seed => same initial population for every method", at_least=0),
     "mode": Option(str, "max", "max or min"),
-    "metric": Option(str, None, "the reported value members are ranked by"),
-    "time_attr": Option(str, None, "what time is counted in"),
+    "metric": Option(str, None, "the reported value members are ranked by", nonempty=True),
+    "time_attr": Option(str, None, "what time is counted in", nonempty=True),
     "space": Option(dict, REQUIRED, "the search space, one entry per hyperparameter"),
-    "checkpoint_interval": Option((int, float), None, "default: every perturbation interval"),
+    "checkpoint_interval": Option(
+        (int, float), None, "default: every perturbation interval", above=0
+    ),
     "logging": Option(dict, OPTIONAL, "live TensorBoard / W&B curves (gpbt.live_log)"),
     "start_points": Option(list, OPTIONAL, "configs members 0, 1, ... start at instead of a draw"),
 }
@@ -114,6 +120,8 @@ class RunSpec(Mapping):
             return raw
         cfg = copy.deepcopy(dict(raw))
         engine = cfg.get("engine", "vector")
+        if not isinstance(engine, str):
+            raise ConfigError(f"key 'engine' = {engine!r}: use one of {list(ENGINE_MODULES)}")
         module = engine_module(engine)
         own: dict[str, Option] = module.OPTIONS
         allowed = {**COMMON_OPTIONS, **own}
@@ -146,12 +154,12 @@ class RunSpec(Mapping):
                     f"key {key!r} = {value!r} has the wrong type; expected "
                     f"{' or '.join(t.__name__ for t in names)}"
                 )
+            problem = opt.problem(value)
+            if problem is not None:
+                raise ConfigError(f"key {key!r} = {value!r} {problem} ({opt.help})")
         method = cfg["method"]
         if method not in METHODS:
             raise ConfigError(f"method = {method!r} is not known; use one of {list(METHODS)}")
-        for key in ("population", "total_steps", "perturbation_interval"):
-            if cfg[key] <= 0:
-                raise ConfigError(f"key {key!r} = {cfg[key]} must be > 0")
         if cfg["perturbation_interval"] > cfg["total_steps"]:
             raise ConfigError(
                 f"perturbation_interval ({cfg['perturbation_interval']}) is larger than "

@@ -4,6 +4,7 @@ benchmark speak), with one clear error for an unknown method or option."""
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from gpbt.core.default import DefaultConfig
@@ -24,6 +25,58 @@ ESCAPE_OPTIONS = {"escape_distance": 0.1, "copy_margin": 0.5}
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
 _GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy", "copy_margin"}
 _STRATEGIES = {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
+# What each method option's value must be, checked before any scheduler is built so that a
+# wrong type is named (the constructors' own range checks would fail on it with a TypeError).
+_NUMBER, _INTEGER, _OPTIONAL_NUMBER, _FLAG, _TEXT, _NUMBERS = (
+    "a number", "an integer", "a number (or absent)", "true or false", "a string",
+    "a list of numbers",
+)  # fmt: skip
+_OPTION_KINDS = {
+    **dict.fromkeys(
+        (
+            "quantile_fraction",
+            "copy_margin",
+            "resample_probability",
+            "w_inertia",
+            "w_winner",
+            "w_center",
+            "spread_jitter",
+            "escape_distance",
+            "kappa",
+        ),
+        _NUMBER,
+    ),  # fmt: skip
+    **dict.fromkeys(("data_window", "refit_every"), _INTEGER),
+    **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
+    "synch": _FLAG,
+    **dict.fromkeys(("pairing", "strategy", "space", "anchor"), _TEXT),
+    "perturbation_factors": _NUMBERS,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == _NUMBER:
+        return _is_number(value) and math.isfinite(value)
+    if kind == _INTEGER:
+        return _is_number(value) and float(value).is_integer()
+    if kind == _OPTIONAL_NUMBER:
+        return value is None or (_is_number(value) and math.isfinite(value))
+    if kind == _FLAG:
+        return isinstance(value, bool)
+    if kind == _TEXT:
+        return isinstance(value, str)
+    return isinstance(value, list | tuple) and all(_is_number(v) for v in value)
+
+
+def _check_option_types(method: str, options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        kind = _OPTION_KINDS.get(key)
+        if kind is not None and not _fits(kind, value):
+            raise ValueError(f"method '{method}' option {key!r} = {value!r} must be {kind}")
 
 
 def make_scheduler(
@@ -53,6 +106,7 @@ def make_scheduler(
         burn_in_period=burn_in_period,
         max_time=max_time,
     )
+    _check_option_types(method, dict(options or {}))
     scheduler = _build_scheduler(method, space, common, dict(options or {}))
     if start_points:
         scheduler.start_at(start_points)

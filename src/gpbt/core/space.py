@@ -195,9 +195,16 @@ def _is_number(value: Any) -> bool:
 _PARAM_TYPES = {"float": Float, "int": Int, "choice": Choice}
 
 
+def _flag(name: str, spec: Mapping, key: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter '{name}': '{key}' must be true or false, got {value!r}")
+    return value
+
+
 def _param_from_dict(name: str, spec: Mapping) -> Param:
     kind = spec.get("type")
-    if kind not in _PARAM_TYPES:
+    if not isinstance(kind, str) or kind not in _PARAM_TYPES:
         raise ValueError(
             f"parameter '{name}': unknown type {kind!r}; use one of "
             f'{sorted(_PARAM_TYPES)}, e.g. {{ type = "float", low = 0.1, high = 0.5 }}'
@@ -214,9 +221,12 @@ def _param_from_dict(name: str, spec: Mapping) -> Param:
             f"'{kind}'; allowed keys are {sorted(allowed)}"
         )
     if kind == "choice":
-        if "values" not in spec:
-            raise ValueError(f"parameter '{name}': a choice needs 'values', e.g. values = [16, 32]")
-        return Choice(spec["values"], ordered=spec.get("ordered", True))
+        if not isinstance(spec.get("values"), list | tuple):
+            raise ValueError(
+                f"parameter '{name}': a choice needs a list of 'values', e.g. values = [16, 32]"
+                + (f", got {spec['values']!r}" if "values" in spec else "")
+            )
+        return Choice(spec["values"], ordered=_flag(name, spec, "ordered", True))
     for key in ("low", "high"):
         if key not in spec:
             raise ValueError(f"parameter '{name}': missing '{key}' for type '{kind}'")
@@ -225,7 +235,7 @@ def _param_from_dict(name: str, spec: Mapping) -> Param:
                 f"parameter '{name}': '{key}' must be a finite number, got {spec[key]!r}"
             )
     cls = _PARAM_TYPES[kind]
-    return cls(spec["low"], spec["high"], log=bool(spec.get("log", False)))
+    return cls(spec["low"], spec["high"], log=_flag(name, spec, "log", False))
 
 
 class Space:

@@ -34,14 +34,16 @@ from gpbt.spec import RunSpec
 
 # The Ray engine's own config keys for `gpbt run` (gpbt.spec collects them; docs: docs/ray.md).
 OPTIONS: dict[str, Option] = {
-    "trainable": Option(str, help="'module:function', 'module:Class' or 'rllib:PPO'"),
+    "trainable": Option(
+        str, help="'module:function', 'module:Class' or 'rllib:PPO'", nonempty=True
+    ),
     "address": Option(str, "", "an existing cluster; empty: gpbt starts Ray locally"),
     "env": Option(str, "", "the environment of an rllib:* trainable"),
     "param_space": Option(dict, {}, "fixed values every trial gets"),
     "rllib": Option(dict, {}, "AlgorithmConfig settings of an rllib:* trainable"),
-    "num_cpus": Option(int, OPTIONAL, "CPUs of a locally started Ray"),
+    "num_cpus": Option(int, OPTIONAL, "CPUs of a locally started Ray", at_least=1),
     "resources_per_trial": Option(dict, OPTIONAL, "e.g. { cpu = 1 }"),
-    "num_to_keep": Option(int, OPTIONAL, "checkpoints kept per trial (default: all)"),
+    "num_to_keep": Option(int, OPTIONAL, "checkpoints kept per trial (default: all)", at_least=1),
     "reuse_actors": Option(bool, OPTIONAL, "default: true for functions and reset_config"),
     "store_metrics": Option(list, OPTIONAL, "extra result keys kept in the experiment store"),
 }

@@ -65,13 +65,19 @@ from gpbt.store import ExperimentStore
 
 # The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
 OPTIONS: dict[str, Option] = {
-    "trainable": Option(str, help="'module:ClassName', importable from the working directory"),
-    "workers": Option(int, 0, "worker processes; 0 = one per core"),
-    "step_timeout": Option((int, float), 600, "seconds before a step counts as hung; 0 = none"),
-    "max_failures": Option(int, 2, "restarts of a failing member before it is dropped"),
+    "trainable": Option(
+        str, help="'module:ClassName', importable from the working directory", nonempty=True
+    ),
+    "workers": Option(int, 0, "worker processes; 0 = one per core", at_least=0),
+    "step_timeout": Option(
+        (int, float), 600, "seconds before a step counts as hung; 0 = none", at_least=0
+    ),
+    "max_failures": Option(int, 2, "restarts of a failing member before it is dropped", at_least=0),
     "trainable_options": Option(dict, {}, "fixed settings passed to every member"),
     "deterministic": Option(bool, False, "one process, simulated clock: bit-identical reruns"),
-    "threads_per_worker": Option(int, 0, "torch/BLAS threads per worker; 0 = the engine picks"),
+    "threads_per_worker": Option(
+        int, 0, "torch/BLAS threads per worker; 0 = the engine picks", at_least=0
+    ),
 }
 DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "timesteps_total"}
 
