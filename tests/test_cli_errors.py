@@ -1,6 +1,7 @@
 """Every error the CLI can foresee ends in one `gpbt: error:` line that names the fix, never a
 traceback."""
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -54,8 +55,8 @@ def test_bench_tasks_that_name_no_task_is_one_line(tmp_path):
     assert not (tmp_path / "b").exists()  # refused before the bench folder is made
 
 
-@pytest.mark.slow
-def test_resume_changes_a_local_runs_timeouts_and_refuses_another_experiment(tmp_path):
+def toy_local_run(tmp_path) -> None:
+    """A finished local-engine run in tmp_path/run (deterministic: seconds, no workers)."""
     (tmp_path / "toys.py").write_text(TOY_TRAINABLE)
     (tmp_path / "local.toml").write_text(
         'engine = "local"\ntrainable = "toys:Toy"\ndeterministic = true\nmethod = "pbt"\n'
@@ -65,6 +66,51 @@ def test_resume_changes_a_local_runs_timeouts_and_refuses_another_experiment(tmp
     )
     ran = run_cli("run", "local.toml", "--out", "run", "--no-report", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_wrong_folder_or_file_is_one_line_and_leaves_nothing_behind(tmp_path):
+    from gpbt.store import ExperimentStore
+
+    toy_local_run(tmp_path)
+    db = tmp_path / "run" / "experiment.sqlite"
+    before = db.read_bytes()
+    line = _one_error_line(run_cli("run", "local.toml", "--out", "run", cwd=tmp_path))
+    assert line.endswith("run already holds an experiment; use `gpbt resume run` to continue it "
+                         "or pick another --out")  # fmt: skip
+    line = _one_error_line(run_cli("run", "local.toml", "--out", "toys.py", cwd=tmp_path))
+    assert line == "gpbt: error: toys.py is a file; give a folder for the experiment"
+    line = _one_error_line(run_cli("run", ".", cwd=tmp_path))
+    assert line == "gpbt: error: config file '.' is a folder; pass the path of a TOML file"
+    line = _one_error_line(run_cli("export", "run", "--out", "toys.py", cwd=tmp_path))
+    assert line == "gpbt: error: --out toys.py is a file; give a folder to export into"
+    assert db.read_bytes() == before
+    # a store that holds no run (created, never started): say so, and do not suggest a resume
+    ExperimentStore(tmp_path / "empty").close()
+    line = _one_error_line(run_cli("resume", "empty", cwd=tmp_path))
+    assert line == ("gpbt: error: empty holds no run to resume (no stored config); start one "
+                    "with `gpbt run CONFIG --out empty`")  # fmt: skip
+    line = _one_error_line(run_cli("replay", "empty", cwd=tmp_path))
+    assert "empty holds no run to replay (no stored config)" in line
+    line = _one_error_line(run_cli("export", "empty", cwd=tmp_path))
+    assert line.endswith("it holds no run; start one with `gpbt run CONFIG --out empty`")
+    # a run whose checkpoints are gone: refused, and no half-written export folder
+    shutil.copytree(tmp_path / "run", tmp_path / "gone")
+    shutil.rmtree(tmp_path / "gone" / "checkpoints")
+    line = _one_error_line(run_cli("export", "gone", cwd=tmp_path))
+    assert "has no checkpoint on disk" in line
+    assert not (tmp_path / "gone" / "export").exists()
+    line = _one_error_line(run_cli("report", "run", "--metric", "loss", cwd=tmp_path))
+    # the score (here the metric 'score' itself) is listed once
+    assert line.endswith(
+        "available: ['score', 'episode_reward_mean', 'steps', 'timesteps_total'] "
+        "(use --metric NAME)"
+    )
+
+
+@pytest.mark.slow
+def test_resume_changes_a_local_runs_timeouts_and_refuses_another_experiment(tmp_path):
+    toy_local_run(tmp_path)
     db = tmp_path / "run" / "experiment.sqlite"
     before = db.read_bytes()
     line = _one_error_line(run_cli("resume", "run", "population=8", cwd=tmp_path))
@@ -74,3 +120,13 @@ def test_resume_changes_a_local_runs_timeouts_and_refuses_another_experiment(tmp
     again = run_cli("resume", "run", "step_timeout=1200", "--no-report", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "finished" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_trainable_that_breaks_the_contract_is_one_line_and_keeps_the_folder(tmp_path):
+    toy_local_run(tmp_path)
+    line = _one_error_line(
+        run_cli("run", "local.toml", "metric=accuracy", "--out", "other", cwd=tmp_path)
+    )
+    assert line.startswith("gpbt: error: member 0: step() returned no 'accuracy'")
+    assert (tmp_path / "other" / "experiment.sqlite").exists()  # what it recorded is kept

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from gpbt.errors import FolderError
+
 
 def _console():
     from rich.console import Console
@@ -69,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, [*args.overrides, *flags])
     folder = Path(args.out) if args.out else _default_folder(cfg)
     if (folder / "experiment.sqlite").exists():
-        raise SystemExit(
+        raise FolderError(
             f"{folder} already holds an experiment; use `gpbt resume {folder}` to "
             "continue it or pick another --out"
         )
@@ -84,7 +86,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     exp = load(args.folder)
     if exp.config is None:
-        raise SystemExit(f"{args.folder} has no stored config; it was never started by `gpbt run`")
+        raise FolderError(
+            f"{args.folder} holds no run to resume (no stored config); start one with "
+            f"`gpbt run CONFIG --out {args.folder}`"
+        )
     spec = resume_config(exp.config, args.overrides)
     summary = _run_engine(spec, Path(args.folder), resume=True)
     _finish(Path(args.folder), summary, args)

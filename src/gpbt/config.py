@@ -20,7 +20,7 @@ from gpbt.errors import ConfigError
 from gpbt.spec import RunSpec, resume_keys
 
 __all__ = ["ConfigError", "RunSpec", "apply_overrides", "load_config", "parse_value",
-           "resume_config", "validate_config"]  # fmt: skip
+           "read_toml", "resume_config", "validate_config"]  # fmt: skip
 
 
 def parse_value(text: str) -> Any:
@@ -53,20 +53,30 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunSpec:
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file's table, or one ConfigError saying what is wrong with the file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(
-            f"config file {str(path)!r} does not exist; pass the path of a TOML "
+            f"{what} {str(path)!r} does not exist; pass the path of a TOML "
             "file such as examples/quickstart.toml"
         )
+    if path.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is a folder; pass the path of a TOML file")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{what} {str(path)!r} is not a text file (not UTF-8); pass a TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(
-            f"config file {str(path)!r} is not valid TOML: {err}; fix the syntax at that line"
+            f"{what} {str(path)!r} is not valid TOML: {err}; fix the syntax at that line"
         ) from None
-    return validate_config(apply_overrides(raw, overrides or []))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunSpec:
+    return validate_config(apply_overrides(read_toml(path), overrides or []))
 
 
 def resume_config(stored: Mapping[str, Any], overrides: list[str] | None = None) -> RunSpec:

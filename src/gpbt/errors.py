@@ -23,3 +23,8 @@ class FolderInUse(GpbtError, RuntimeError):
 
 class MainGuardMissing(GpbtError, RuntimeError):
     """gpbt was called from a script's top-level code, which its spawned children re-run."""
+
+
+class FolderError(GpbtError, ValueError):
+    """A command pointed at the wrong folder: one that already holds a run, a file where a
+    folder belongs, or a folder that holds nothing to act on."""

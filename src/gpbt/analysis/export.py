@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gpbt.analysis.lineage import ExperimentError, best_schedule, require_reports
+from gpbt.errors import FolderError
 from gpbt.store import load
 
 __all__ = ["export", "load_member", "run_member"]
@@ -85,7 +86,19 @@ def export(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> d
     exp = load(folder)
     require_reports(exp)
     out = Path(out) if out is not None else folder / "export"
+    if out.exists() and not out.is_dir():
+        raise FolderError(f"--out {out} is a file; give a folder to export into")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(exp, folder, out)
+    except ExperimentError:
+        if created:  # nothing was exported: leave no half-written folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _export(exp, folder: Path, out: Path) -> dict[str, Any]:
     schedule = _finite(best_schedule(exp))
     _json(out / SCHEDULE, schedule)
     engine = (exp.config or {}).get("engine")
@@ -125,6 +138,12 @@ def export(folder: str | os.PathLike, out: str | os.PathLike | None = None) -> d
             f"engine {engine!r}: only the schedule is exported (weights are exported from "
             "vector, local and Ray runs)"
         )
+    if manifest["score"] is None:
+        unscored = (
+            f"no member has a finite score (every report was NaN or missing), so member "
+            f"{member} is exported as found, not as the best"
+        )
+        manifest["note"] = f"{unscored}; {manifest['note']}" if "note" in manifest else unscored
     _json(out / MANIFEST, _finite(manifest))
     return manifest
 

@@ -55,9 +55,13 @@ class Best:
 
 def require_reports(exp) -> None:
     if len(exp.reports) == 0:
+        fix = (
+            f"let the run report at least once (gpbt resume {exp.folder} continues a stopped run)"
+            if exp.config is not None
+            else f"it holds no run; start one with `gpbt run CONFIG --out {exp.folder}`"
+        )
         raise ExperimentError(
-            f"{exp.folder} has no reports yet, so there is no best member to look at; let the "
-            f"run report at least once (gpbt resume {exp.folder} continues a stopped run)"
+            f"{exp.folder} has no reports yet, so there is no best member to look at; {fix}"
         )
 
 

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from gpbt.engines.lockstep import Lockstep, Trained
+from gpbt.errors import FolderError
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore, load
 
@@ -130,13 +131,16 @@ def _verdict(checked: int, logged: int, reports: int, lines: list[str], verbose:
 def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     exp = load(folder)
     if exp.config is None:
-        return False, f"{folder} has no stored config; nothing to replay"
+        raise FolderError(
+            f"{folder} holds no run to replay (no stored config); replay re-derives the "
+            "decisions of a run started by `gpbt run`"
+        )
     if exp.config.get("engine") == "local":
         return _replay_local(folder, exp.config, exp, verbose)
     cfg = RunSpec.from_config(exp.config)
     if cfg["engine"] != "vector":
-        return False, (
-            f"replay re-derives vector-engine and local-engine runs; this run used the "
+        raise FolderError(
+            f"replay re-derives vector-engine and local-engine runs; {folder} used the "
             f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
         )
     with ExperimentStore(folder) as store:

@@ -52,8 +52,9 @@ def _metric_column(reports: pd.DataFrame, metric: str) -> str:
     for candidate in (metric, f"metric.{metric}"):
         if candidate in reports.columns:
             return candidate
+    # a metric named "score" is the score itself: list it once
     known = ["score"] + sorted(
-        c.removeprefix("metric.") for c in reports.columns if c.startswith("metric.")
+        {c.removeprefix("metric.") for c in reports.columns if c.startswith("metric.")} - {"score"}
     )
     raise ReportError(
         f"metric {metric!r} is not in this experiment's reports; available: "

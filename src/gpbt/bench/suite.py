@@ -43,12 +43,11 @@ import copy
 import fnmatch
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpbt.config import ConfigError, validate_config
+from gpbt.config import ConfigError, read_toml, validate_config
 from gpbt.core.methods import METHODS, make_scheduler
 from gpbt.core.space import Space
 
@@ -214,10 +213,7 @@ def load_suite(spec: str | Path, seeds: int | None = None) -> Suite:
         raise ConfigError(
             f"suite {text!r} not found (looked for {path}); known suites: {known_suites()}"
         )
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"suite file {path} is not valid TOML: {err}") from None
+    raw = read_toml(path, "suite file")
     unknown = sorted(set(raw) - SUITE_KEYS)
     if unknown:
         raise ConfigError(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpbt.errors import FolderInUse
+from gpbt.errors import FolderError, FolderInUse
 
 LOCK_NAME = ".gpbt.engines.lock"
 
@@ -32,6 +32,8 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     refuse_while_bootstrapping()  # every run, resume and bench starts here
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{folder} is a file; give a folder for the experiment")
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_NAME, "a+") as f:
         try:

@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpbt.errors import GpbtError
 from gpbt.imports import import_object
 
 __all__ = ["Trainable", "TrainableError", "load_trainable", "trainable_name"]
 
 
-class TrainableError(RuntimeError):
-    """A trainable broke the API contract (a bug to fix, not a fault to retry)."""
+class TrainableError(GpbtError, RuntimeError):
+    """A trainable broke the API contract (a bug to fix, not a fault to retry); the message
+    names the member and what its trainable must do."""
 
 
 class Trainable:
