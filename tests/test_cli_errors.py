@@ -130,3 +130,21 @@ def test_a_trainable_that_breaks_the_contract_is_one_line_and_keeps_the_folder(t
     )
     assert line.startswith("gpbt: error: member 0: step() returned no 'accuracy'")
     assert (tmp_path / "other" / "experiment.sqlite").exists()  # what it recorded is kept
+
+
+@pytest.mark.slow
+def test_export_of_a_run_without_one_finite_score_says_so(tmp_path):
+    toy_local_run(tmp_path)
+    nan = TOY_TRAINABLE.replace('"score": self.w,', '"score": math.nan,')
+    assert nan != TOY_TRAINABLE
+    (tmp_path / "toys.py").write_text(nan)
+    ran = run_cli("run", "local.toml", "--out", "nan", "--no-report", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    out = run_cli("export", "nan", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(score n/a," in out.stdout
+    note = (
+        "no member has a finite score (every report was NaN or missing), so member 0 is "
+        "exported as found, not as the best"
+    )
+    assert note in " ".join(out.stdout.split())  # rich may wrap the line
