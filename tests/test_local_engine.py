@@ -341,6 +341,32 @@ def test_the_live_view_shows_a_local_runs_members_through_faults_and_exploits(tm
         assert row["event"] == (f"copied {exploits[-1]['donor']}" if exploits else "")
 
 
+def test_a_local_run_in_a_log_file_prints_a_line_per_interval(tmp_path, capsys):
+    """`gpbt run` with output to a file: an asynchronous run says how far every member has come,
+    once per perturbation interval, with the best member (mode-aware) and the exploits."""
+    from gpbt.live_view import LiveView
+
+    durations = {0: 1.0, 1: 1.3, 2: 5.0, 3: 1.1}
+    eng = engine(
+        tmp_path, population=4, workers=4, total=12, interval=2, method="pbt",
+        sim_duration=lambda m, metrics: durations[m], step_timeout=3.0, max_failures=1,
+    )  # fmt: skip
+    events = []
+    view = LiveView({"population": 4, "perturbation_interval": 2, "total_steps": 12, "mode": "max"})
+    view.plain = True  # as when the output is not a terminal
+    eng.progress = lambda e: (events.append(e), view.update(e))
+    eng.run()
+    lines = capsys.readouterr().out.splitlines()
+    # Member 2 never reports: it holds the population at 0 until it is given up (two 3 s
+    # timeouts), when the others have passed t=4; from then on they carry the count alone.
+    assert [line.split()[0] for line in lines] == [f"t={t}/12" for t in (4, 6, 8, 10, 12)]
+    assert all(line.endswith("failed [2]") for line in lines)
+    final = {e["member"]: e["score"] for e in events if e["type"] == "report"}
+    best = max(final, key=final.get)
+    exploits = sum(e["type"] == "exploit" for e in events)
+    assert f"best member {best} score {final[best]:.4g}  exploits {exploits}" in lines[-1]
+
+
 def test_resume_after_a_crash_between_commit_and_rows(tmp_path):
     """The worst instant to die: state committed, report/decision rows not yet written."""
     eng = engine(tmp_path, population=4, workers=2, total=10, interval=2)

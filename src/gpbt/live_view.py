@@ -18,6 +18,11 @@ class LiveView:
         self.last: dict | None = None
         self.notes: list[str] = []
         self._async: dict[int, dict] = {}
+        # an asynchronous run in a log file: one line each time every live member has passed
+        # another perturbation interval (members that failed for good no longer hold it back)
+        self._exploits = 0
+        self._failed: set[int] = set()
+        self._intervals_shown = 0
 
     def __enter__(self):
         if not self.enabled:
@@ -69,7 +74,7 @@ class LiveView:
             self.note(f"restarting from the last checkpoint ({event['reason']})")
             return
         if self.plain and event["type"] == "generation":
-            best = max(event["members"], key=lambda m: _finite(m["score"]))
+            best = self._best(event["members"])
             print(
                 f"generation {event['generation']}/{event['generations']}  "
                 f"t={event['time']:,}  best member {best['member']} score "
@@ -87,9 +92,14 @@ class LiveView:
         the table shows each member's latest report, the bar the slowest member."""
         if event["type"] != "report":
             if event["type"] == "exploit":
+                self._exploits += 1
                 self._async.setdefault(event["member"], {})["event"] = (
                     f"copied {event.get('donor')}"
                 )
+            elif event["type"] == "failed":
+                self._failed.add(event["member"])
+                if self.plain:
+                    self._plain_progress()
             return
         row = self._async.setdefault(event["member"], {})
         row.update(
@@ -98,11 +108,34 @@ class LiveView:
         )  # fmt: skip
         members = self.member_rows()
         if self.plain:
-            return  # a log file gets the summary at the end, not a line per report
+            self._plain_progress()  # a log file gets a line per interval, not per report
+            return
         if self.live is not None:
             done = min(m["time"] for m in members)
             self.progress.update(self.task, completed=done)
             self.live.update(self._render(members))
+
+    def _best(self, members: list[dict]) -> dict:
+        sign = -1.0 if self.cfg.get("mode") == "min" else 1.0
+        return max(members, key=lambda m: _rank(m["score"], sign))
+
+    def _plain_progress(self) -> None:
+        live = [r for r in self.member_rows() if r["member"] not in self._failed]
+        if not live or len(live) + len(self._failed) < self.cfg.get("population", 0):
+            return  # a member that has not reported yet holds the population at time 0
+        interval = self.cfg.get("perturbation_interval") or 0
+        done = min(r["time"] for r in live)
+        intervals = int(done // interval) if interval else 0
+        if intervals <= self._intervals_shown:
+            return
+        self._intervals_shown = intervals
+        best = self._best(live)
+        failed = f"  failed {sorted(self._failed)}" if self._failed else ""
+        print(
+            f"t={done:,.0f}/{self.cfg.get('total_steps', 0):,.0f} (every member)  best member "
+            f"{best['member']} score {_text(best['score'])}  exploits {self._exploits}{failed}",
+            flush=True,
+        )
 
     def member_rows(self) -> list[dict]:
         """The asynchronous table's rows: each member's latest report and its last event."""
@@ -118,9 +151,7 @@ class LiveView:
         if members is not None:
             for m in members:
                 hps = ", ".join(f"{k}={_short(v)}" for k, v in m["config"].items())
-                score = m["score"]
-                text = f"{score:.4g}" if isinstance(score, int | float) else str(score)
-                table.add_row(str(m["member"]), text, hps, m["event"])
+                table.add_row(str(m["member"]), _text(m["score"]), hps, m["event"])
             table.caption = f"asynchronous: each member at its own time ({len(members)} shown)"
         elif self.last:
             for m in self.last["members"]:
@@ -141,8 +172,15 @@ class LiveView:
         return Group(*parts)
 
 
-def _finite(x: float) -> float:
-    return x if isinstance(x, float) and math.isfinite(x) else -math.inf
+def _rank(score: Any, sign: float) -> float:
+    """Higher is better: `sign` * the score, and a missing or NaN score last in either mode."""
+    if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
+        return sign * float(score)
+    return -math.inf
+
+
+def _text(score: Any) -> str:
+    return f"{score:.4g}" if isinstance(score, int | float) else str(score)
 
 
 def _short(v: Any) -> str:
