@@ -469,3 +469,92 @@ def test_a_one_task_figure_keeps_its_title_inside_the_image():
     assert 0 <= extent.x0 and extent.x1 <= fig.bbox.width
     assert text.get_text().replace("\n", " ") == title  # wrapped, every word kept
     _plt().close(fig)
+
+
+# --------------------------------------------------------------------------- suite mistakes
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"seeds": [0, 0]}, r"seeds = \[0, 0\]; give a count .* a repeated seed would count"),
+        ({"seeds": [-1]}, r"seeds = \[-1\]; give a count \(seeds = 5\) or a list of distinct"),
+        ({"methods": ["pbt"]}, r"methods = \['pbt'\]; give one table per entry, written"),
+        ({"tasks": {"toy": "quadratic"}}, r"tasks = \{'toy': 'quadratic'\}; give one table"),
+        (
+            {"methods": [{"name": "p", "method": "pbt", "options": "x"}]},
+            r"method #0 options = 'x'; give a table of the scheduler's options",
+        ),
+        (
+            {"methods": [{"name": "a/b", "method": "pbt"}, {"name": "a_b", "method": "pbt"}]},
+            r"method name 'a_b' and 'a/b' give the same folder 'a_b'; rename the method",
+        ),
+        ({"methods": [{"name": "..", "method": "pbt"}]}, r"method name '..' cannot name a"),
+        (
+            {"tasks": [{"toy": "quadratic", "name": "a b"}, {"toy": "quadratic", "name": "a_b"}]},
+            r"task name 'a_b' and 'a b' give the same folder",
+        ),
+        (
+            {"tasks": [{"toy": "quadratic", "env": "CartPole-v1"}]},
+            r"task #0 has both env and toy; give one of them",
+        ),
+        (
+            {"tasks": [{"toy": "quadratic", "score_range": [1, 1]}]},
+            r"task #0: score_range = \[1, 1\]; give \[low, high\] with low < high",
+        ),
+        (
+            {"tasks": [{"toy": "quadratic", "population": "four"}]},
+            r"population = 'four'; give a whole number >= 1",
+        ),
+        ({"tasks": [{"toy": "quadratic", "population": -3}]}, r"population = -3; give a whole"),
+        (
+            {"tasks": [{"toy": "quadratic", "total_steps": 999}]},
+            r"key 'total_steps' does nothing in a toy task",
+        ),
+        (
+            {"tasks": [{"toy": "quadratic", "grid": {"nosuchkey": [1, 2]}}]},
+            r"key 'nosuchkey' does nothing in a toy task",
+        ),
+        (
+            {"tasks": [{"toy": "quadratic", "toy_options": {"steps": -5}}]},
+            r"toy_options give steps = -5 and interval = 4; need whole numbers with 0 < interval",
+        ),
+        ({"tasks": [{"toy": "quadratic", "toy_options": "x"}]}, r"toy_options = 'x'; give a"),
+        (
+            {
+                "config": {"population": 2},
+                "methods": [{"name": "a", "method": "pbt", "start_points": [{"h0": 0.5}] * 3}],
+            },
+            r"start_points has 3 entries for a population of 2",
+        ),
+    ],
+)
+def test_suite_mistakes_are_one_clear_error_before_any_cell_runs(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        suite(**changes)
+
+
+def test_a_changed_suite_is_refused_where_its_old_runs_are_and_nothing_is_rewritten(tmp_path):
+    s = suite(seeds=1, tasks=[{"toy": "quadratic"}])
+    run(s, tmp_path)
+    changed = suite(seeds=1, tasks=[{"toy": "quadratic", "toy_options": {"steps": 80}}])
+    # the bench folder's finished cells ran 40 steps: not the changed suite's cells
+    with pytest.raises(ConfigError, match=r"seed0 ran another config .* total_steps = 40 there, "
+                       r"80 in the suite.* or delete that cell folder"):  # fmt: skip
+        run(changed, tmp_path, results=tmp_path / "other-results")
+    # the results folder refuses it too, and keeps describing the suite that ran
+    meta = (tmp_path / "results" / "suite.json").read_text()
+    with pytest.raises(ConfigError, match=r"seed0.json ran another config .* move the record"):
+        run(changed, tmp_path, name="fresh")
+    assert (tmp_path / "results" / "suite.json").read_text() == meta
+
+
+def test_a_bench_where_no_cell_finished_or_with_one_method_still_reports(tmp_path):
+    single = suite(seeds=1, tasks=[{"toy": "quadratic"}],
+                   methods=[{"name": "pbt", "method": "pbt"}])  # fmt: skip
+    out, _ = run(single, tmp_path)
+    md = (write_bench_report(out, reps=50) / "report.md").read_text()
+    assert "done 1" in md
+    nothing = suite(seeds=1, tasks=[{"toy": "quadratic"}])
+    out = run_suite(nothing, tmp_path / "none", supervise=False, progress=False,
+                    only=lambda c: False)  # fmt: skip
+    md = (write_bench_report(out, reps=50) / "report.md").read_text()
+    assert "done 0, NOT done 3 (pending 3)" in md

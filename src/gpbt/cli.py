@@ -313,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "gpbt: interrupted; everything recorded so far is kept (gpbt resume FOLDER)",
-            file=sys.stderr,
-        )
+        again = {
+            "run": "gpbt resume FOLDER continues it",
+            "resume": "gpbt resume FOLDER continues it",
+            "bench": "the same gpbt bench command continues it",
+        }.get(args.command, "run the command again")
+        print(f"gpbt: interrupted; everything recorded so far is kept ({again})", file=sys.stderr)
         return 130
 
 

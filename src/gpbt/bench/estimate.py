@@ -32,7 +32,7 @@ import pandas as pd
 from gpbt.bench.cell import run_cell
 from gpbt.bench.provenance import cpus
 from gpbt.bench.suite import Suite
-from gpbt.config import validate_config
+from gpbt.config import ConfigError, validate_config
 
 
 def estimate_suite(
@@ -50,7 +50,7 @@ def estimate_suite(
     if available is None:
         from gpbt.bench.runner import _available as available
     if generations < 1:
-        raise ValueError(f"generations = {generations}: measure at least 1 generation")
+        raise ConfigError(f"--estimate-generations {generations}: measure at least 1 generation")
     cells = suite.cells()
     agents: dict = {}
     rows = []

@@ -26,12 +26,29 @@ import pandas as pd
 from gpbt.bench.record import check_record, record_rows
 from gpbt.bench.suite import Cell, Suite
 from gpbt.config import ConfigError
+from gpbt.errors import FolderError
 
 FORMAT = "gpbt-bench-results"
 VERSION = 1
 SUITE_FILE = "suite.json"
 # config keys that do not change what a cell computes
 _NOT_COMPARED = {"watchdog_seconds"}
+
+
+def check_same_config(cell: Cell, theirs: dict[str, Any], where: Path, fix: str) -> None:
+    """Refuse a finished run (a record, a cell folder) of `cell` that ran another config: it
+    would be counted as the suite's cell."""
+    ours = json.loads(json.dumps(cell.config, default=str))
+    theirs = json.loads(json.dumps(theirs, default=str))
+    keys = (set(ours) | set(theirs)) - _NOT_COMPARED
+    differ = sorted(k for k in keys if ours.get(k) != theirs.get(k))
+    if differ:
+        k = differ[0]
+        raise ConfigError(
+            f"{where} ran another config than the suite's cell {cell.key}: {k} = "
+            f"{json.dumps(theirs.get(k))} there, {json.dumps(ours.get(k))} in the suite. "
+            f"Restore the suite's old setting, or {fix} to run the cell anew"
+        )
 
 
 def is_results_folder(folder: str | Path) -> bool:
@@ -67,6 +84,8 @@ class ResultsFolder:
 
     def __init__(self, folder: str | Path, suite: Suite | None = None):
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise FolderError(f"--results {self.folder} is a file; give a folder")
         self.meta: dict[str, Any] = {}
         path = self.folder / SUITE_FILE
         if path.exists():
@@ -127,20 +146,7 @@ class ResultsFolder:
         if found is None:
             return None
         path, record = found
-        ours = json.loads(json.dumps(cell.config, default=str))
-        theirs = record["config"]
-        differ = sorted(
-            k
-            for k in set(ours) | set(theirs)
-            if k not in _NOT_COMPARED and ours.get(k) != theirs.get(k)
-        )
-        if differ:
-            k = differ[0]
-            raise ConfigError(
-                f"{path} ran another config than the suite's cell {cell.key}: {k} = "
-                f"{json.dumps(theirs.get(k))} there, {json.dumps(ours.get(k))} in the suite. "
-                "Restore the suite's old setting, or move the record away to run the cell anew"
-            )
+        check_same_config(cell, record["config"], path, "move the record away")
         return record
 
     def write(self, cell: Cell, record: dict) -> Path:

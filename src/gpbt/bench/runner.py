@@ -39,11 +39,11 @@ import pandas as pd
 from gpbt.bench.cell import cell_done, run_cell
 from gpbt.bench.provenance import git_commit, machine
 from gpbt.bench.record import cell_record
-from gpbt.bench.results import ResultsFolder, frames_from_records
+from gpbt.bench.results import ResultsFolder, check_same_config, frames_from_records
 from gpbt.bench.store import BenchStore
 from gpbt.bench.suite import Cell, Suite, load_suite
 from gpbt.engines.supervisor import Watchdog, watch_child
-from gpbt.store import load
+from gpbt.store import ExperimentStore, load
 
 MAX_CELL_ATTEMPTS = 3
 
@@ -94,8 +94,13 @@ def run_suite(
 
     cells = suite.cells()
     res = ResultsFolder(results, suite) if results is not None else None
-    out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out), BenchStore(out) as bench:
+        # Before anything is written: a finished run of another config (a record, or a cell
+        # folder from before the suite changed) must not be counted as the suite's cell.
+        for c in cells:
+            if res is not None:
+                res.matching(c)
+            _check_finished_cell(out / c.relpath, c)
         _record_suite(bench, suite, res)
 
         def export(c: Cell) -> None:
@@ -157,6 +162,13 @@ def run_suite(
         say(f"[red]{len(failed)} cells failed[/]; run the same command again to retry them")
     say(f"report: gpbt report {out}")
     return out
+
+
+def _check_finished_cell(folder: Path, cell: Cell) -> None:
+    if cell_done(folder):
+        with ExperimentStore(folder) as store:
+            stored = store.read_config() or {}
+        check_same_config(cell, stored, folder, "delete that cell folder")
 
 
 def _exclusive(out: Path):

@@ -206,7 +206,7 @@ def improvement_matrix(
                 continue
             p, lo, hi = probability_of_improvement_ci(scores[x], scores[y], reps, seed)
             rows.append({"x": x, "y": y, "poi": p, "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["x", "y", "poi", "lo", "hi"])  # one method: no pairs
 
 
 def verdict(lo: float, hi: float) -> str:
@@ -256,7 +256,9 @@ def win_tie_loss(
                     "seed_wins": f"{wins}/{len(wide)}",
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows, columns=["task", "other", "poi", "lo", "hi", "verdict", "seed_wins"]
+    )  # the reference alone: no rows, the same columns
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,7 +117,8 @@ class BenchStore:
             for name in TABLES:
                 self.conn.execute(f'DROP TABLE IF EXISTS "{name}"')
             for name, df in frames.items():
-                df.to_sql(name, self.conn, index=False)
+                if len(df.columns):  # no cell finished: no table (load_bench reads it as empty)
+                    df.to_sql(name, self.conn, index=False)
 
 
 class Bench:

@@ -64,6 +64,8 @@ SUITE_KEYS = {
     "notes",
 }
 TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
+# what a toy task reads (the rest of a task's keys configure the vector engine)
+TOY_TASK_KEYS = TASK_META_KEYS | {"population", "base_task", "grid_point"}
 METHOD_KEYS = {"name", "method", "options", "tune", "start_points", "note"}
 # what a row's hyperparameters are, relative to the task's space (see the module docstring)
 ROWS = ("equal", "default", "subset", "anchored")
@@ -243,16 +245,33 @@ def build_suite(
         if n_seeds < 1:
             raise ConfigError(f"{where}: seeds = {n_seeds} must be >= 1")
         seed_list = list(range(n_seeds))
-    elif isinstance(n_seeds, list) and all(isinstance(s, int) for s in n_seeds) and n_seeds:
+    elif (
+        isinstance(n_seeds, list)
+        and n_seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in n_seeds)
+        and len(set(n_seeds)) == len(n_seeds)
+    ):
         seed_list = list(n_seeds)
     else:
-        raise ConfigError(f"{where}: seeds must be a count (seeds = 5) or a list ([0, 1, 2])")
+        raise ConfigError(
+            f"{where}: seeds = {n_seeds!r}; give a count (seeds = 5) or a list of distinct "
+            "whole numbers >= 0 (seeds = [0, 1, 2]); a repeated seed would count a run twice"
+        )
     tasks_raw = raw.get("tasks") or []
     methods_raw = raw.get("methods") or []
     if not tasks_raw:
         raise ConfigError(f"{where}: no [[tasks]]; add at least one task")
     if not methods_raw:
         raise ConfigError(f"{where}: no [[methods]]; add e.g. name = 'gpbt-pl', method = 'gpbt-pl'")
+    for key, entries, example in (
+        ("tasks", tasks_raw, '[[tasks]]\nenv = "Breakout-MinAtar"'),
+        ("methods", methods_raw, '[[methods]]\nname = "pbt"\nmethod = "pbt"'),
+    ):
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(
+                f"{where}: {key} = {entries!r}; give one table per entry, written "
+                f"[[{key}]] (e.g. {example!r})"
+            )
     methods = []
     for i, m in enumerate(methods_raw):
         bad = sorted(set(m) - METHOD_KEYS)
@@ -267,6 +286,11 @@ def build_suite(
         if m.get("method") not in METHODS:
             raise ConfigError(
                 f"{where}: method #{i} method = {m.get('method')!r}; use one of {list(METHODS)}"
+            )
+        if not isinstance(m.get("options", {}), dict):
+            raise ConfigError(
+                f"{where}: method #{i} options = {m['options']!r}; give a table of the "
+                "scheduler's options, e.g. options = { quantile_fraction = 0.25 }"
             )
         entry = {
             "name": str(m.get("name") or m["method"]),
@@ -316,6 +340,9 @@ def build_suite(
     for i, t in enumerate(tasks_raw):
         if "name" not in t and "env" not in t and "toy" not in t:
             raise ConfigError(f"{where}: task #{i} needs env = ... or toy = ...")
+        if "env" in t and "toy" in t:
+            raise ConfigError(f"{where}: task #{i} has both env and toy; give one of them")
+        _check_score_range(t.get("score_range"), f"{where}: task #{i}")
         base_name = str(t.get("name") or t.get("env") or t.get("toy"))
         grid = t.get("grid") or {}
         if not isinstance(grid, dict):
@@ -338,6 +365,20 @@ def build_suite(
     tnames = [t["name"] for t in tasks]
     if len(set(tnames)) != len(tnames):
         raise ConfigError(f"{where}: task names must be unique, got {tnames}")
+    # Each cell trains in the folder <task>/<method>/seed<k>: two names that give one folder
+    # would share a cell and count its result twice.
+    for kind, given in (("task", tnames), ("method", names)):
+        folders: dict[str, str] = {}
+        for n in given:
+            f = _safe(n)
+            if f in ("", ".", "..") or f in folders:
+                raise ConfigError(
+                    f"{where}: {kind} name {n!r} "
+                    + (f"and {folders[f]!r} give the same folder {f!r}" if f in folders
+                       else "cannot name a folder")
+                    + f"; rename the {kind}"
+                )  # fmt: skip
+            folders[f] = n
     reference = raw.get("reference") or names[0]
     if reference not in names:
         raise ConfigError(f"{where}: reference = {reference!r} is not a method name {names}")
@@ -359,6 +400,21 @@ def build_suite(
     )
     suite.cells()  # validates every cell's config now, before anything trains
     return suite
+
+
+def _check_score_range(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or not value[0] < value[1]
+    ):
+        raise ConfigError(
+            f"{where}: score_range = {value!r}; give [low, high] with low < high, e.g. a random "
+            "policy's return and the task's best, score_range = [0, 500]"
+        )
 
 
 def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
@@ -423,12 +479,32 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
     toy = task["toy"]
     if toy not in TOYS:
         raise ConfigError(f"{where}: toy = {toy!r}; use one of {sorted(TOYS)}")
+    unused = sorted(set(task) - TOY_TASK_KEYS)
+    if unused:
+        raise ConfigError(
+            f"{where}: key {unused[0]!r} does nothing in a toy task (a toy sets its own budget "
+            f"and space; toy_options = {{ steps = ..., interval = ... }}); a toy task takes "
+            f"{sorted(TOY_TASK_KEYS - {'base_task', 'grid_point'})}"
+        )
     population = task.get("population", suite.raw["config"].get("population", 8))
-    opts = dict(task.get("toy_options") or {})
+    if not isinstance(population, int) or isinstance(population, bool) or population < 1:
+        raise ConfigError(f"{where}: population = {population!r}; give a whole number >= 1")
+    opts = task.get("toy_options") or {}
+    if not isinstance(opts, dict):
+        raise ConfigError(f"{where}: toy_options = {opts!r}; give a table, e.g. {{ steps = 40 }}")
+    opts = dict(opts)
     try:
         inst = TOYS[toy](**opts)
     except TypeError as err:
         raise ConfigError(f"{where}: toy_options: {err}") from None
+    steps, interval = inst.steps, inst.interval
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, interval)) or not (
+        0 < interval <= steps
+    ):
+        raise ConfigError(
+            f"{where}: toy_options give steps = {steps!r} and interval = {interval!r}; need "
+            "whole numbers with 0 < interval <= steps"
+        )
     space = inst.space.to_dict()
     if "tune" in m:
         space = _subset_space(space, m["tune"], where)
@@ -454,7 +530,7 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
             perturbation_interval=inst.interval,
             options=m["options"],
             start_points=cfg.get("start_points"),
-        )
+        ).initial_population(population)  # also checks the start points fit the population
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
     return Cell(task["name"], m["name"], int(seed), "toy", cfg, row=_row(m), note=m.get("note", ""))
