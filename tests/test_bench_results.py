@@ -18,7 +18,7 @@ import pytest
 from gpbt.bench.report import write_bench_report
 from gpbt.bench.results import ResultsFolder, load_results
 from gpbt.bench.runner import run_suite
-from gpbt.bench.store import load_bench
+from gpbt.bench.store import BenchStore, load_bench
 from gpbt.bench.suite import build_suite
 from gpbt.config import ConfigError, validate_config
 from gpbt.core.methods import make_scheduler
@@ -558,3 +558,15 @@ def test_a_bench_where_no_cell_finished_or_with_one_method_still_reports(tmp_pat
                     only=lambda c: False)  # fmt: skip
     md = (write_bench_report(out, reps=50) / "report.md").read_text()
     assert "done 0, NOT done 3 (pending 3)" in md
+
+
+def test_the_report_counts_cells_finished_after_the_bench_last_recorded_them(tmp_path):
+    # Stopped by Ctrl-C or a kill, the worker may have finished cells the parent never marked
+    # done; the report's count must agree with its tables, which read the cell folders.
+    s = suite(seeds=1, tasks=[{"toy": "quadratic"}])
+    out = run_suite(s, tmp_path / "bench", supervise=False, progress=False)
+    with BenchStore(out) as store:
+        store.set_status(("quadratic", "pbt", 0), "pending")
+    md = (write_bench_report(out, reps=50) / "report.md").read_text()
+    assert "done 3" in md and "NOT done" not in md
+    assert (load_bench(out).cells["status"] == "done").all()

@@ -135,9 +135,11 @@ def print_estimate(
     from gpbt.bench.suite import load_suite
 
     suite = load_suite(spec, seeds=seeds)
+    chosen = suite.match_tasks(tasks) if tasks else suite.task_names()
     print(
         f"gpbt bench {suite.label} --estimate: {generations} generations of one cell per task "
-        f"({len(suite.tasks)} tasks, {len(suite.cells())} cells in the suite)",
+        f"({len(chosen)} of its {len(suite.tasks)} tasks, {len(suite.cells())} cells in the "
+        "suite; cells already done elsewhere are counted too)",
         flush=True,
     )
     table = estimate_suite(

@@ -29,6 +29,7 @@ from gpbt.analysis.render import blocks_html as _blocks_html
 from gpbt.analysis.render import blocks_md as _blocks_md
 from gpbt.analysis.render import fmt as _fmt
 from gpbt.bench import stats
+from gpbt.bench.cell import cell_done
 from gpbt.bench.results import ResultsFolder, is_results_folder, load_results
 from gpbt.bench.runner import collect
 from gpbt.bench.store import BenchStore, load_bench
@@ -433,6 +434,12 @@ def write_bench_report(folder: str | Path, reps: int = 2000, out: str | Path | N
         frames = collect(folder, suite, res, bench.cells)
         with BenchStore(folder) as store:
             store.prune({c.key for c in suite.cells()})
+            # The cell folders are the truth: a bench stopped by Ctrl-C or a kill may have
+            # finished cells its worker had not reported yet, and the tables hold them.
+            status = {(r.task, r.method, r.seed): r.status for r in store.cells().itertuples()}
+            for c in suite.cells():
+                if status.get(c.key) != "done" and cell_done(folder / c.relpath):
+                    store.set_status(c.key, "done")
             store.write_tables(frames)
         bench = load_bench(folder)
     out = Path(out) if out is not None else folder / "report"
