@@ -88,7 +88,7 @@ def resume_config(stored: Mapping[str, Any], overrides: list[str] | None = None)
     allowed = resume_keys(engine)
     for item in overrides or []:
         key = item.split("=", 1)[0].strip()
-        if key not in allowed:
+        if "=" in item and key not in allowed:  # without "=": apply_overrides says how to write it
             may = (
                 f"only {', '.join(allowed)} may change on resume"
                 if allowed

@@ -45,7 +45,7 @@ _OPTION_KINDS = {
             "kappa",
         ),
         _NUMBER,
-    ),  # fmt: skip
+    ),
     **dict.fromkeys(("data_window", "refit_every"), _INTEGER),
     **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
     "synch": _FLAG,
