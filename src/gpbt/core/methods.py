@@ -4,13 +4,12 @@ benchmark speak), with one clear error for an unknown method or option."""
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any
 
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
-from gpbt.core.space import Space
+from gpbt.core.space import Space, _is_number
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
 
 # "default" is the untuned reference (gpbt.core.default): the agent's defaults, no search;
@@ -54,17 +53,13 @@ _OPTION_KINDS = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _fits(kind: str, value: Any) -> bool:
     if kind == _NUMBER:
-        return _is_number(value) and math.isfinite(value)
+        return _is_number(value)
     if kind == _INTEGER:
         return _is_number(value) and float(value).is_integer()
     if kind == _OPTIONAL_NUMBER:
-        return value is None or (_is_number(value) and math.isfinite(value))
+        return value is None or _is_number(value)
     if kind == _FLAG:
         return isinstance(value, bool)
     if kind == _TEXT:
