@@ -97,10 +97,8 @@ def run_suite(
     with _exclusive(out), BenchStore(out) as bench:
         # Before anything is written: a finished run of another config (a record, or a cell
         # folder from before the suite changed) must not be counted as the suite's cell.
-        for c in cells:
-            if res is not None:
-                res.matching(c)
-            _check_finished_cell(out / c.relpath, c)
+        recorded = {c.key: res.matching(c) for c in cells} if res is not None else {}
+        finished = {c.key: _finished_cell(out / c.relpath, c) for c in cells}
         _record_suite(bench, suite, res)
 
         def export(c: Cell) -> None:
@@ -115,13 +113,12 @@ def run_suite(
         for c in cells:
             # what is done is marked done whatever `only` selects, so the folder's status
             # (and its report) tells the whole suite's state
-            folder = out / c.relpath
-            record = res.matching(c) if res is not None else None
+            record = recorded.get(c.key)
             if record is not None:
                 bench.set_status(c.key, "done", wall_s=record["provenance"].get("wall_s"))
                 from_results += 1
                 continue
-            if cell_done(folder):
+            if finished[c.key]:
                 bench.set_status(c.key, "done")
                 export(c)  # a cell finished before this bench wrote results
                 continue
@@ -164,11 +161,15 @@ def run_suite(
     return out
 
 
-def _check_finished_cell(folder: Path, cell: Cell) -> None:
-    if cell_done(folder):
-        with ExperimentStore(folder) as store:
-            stored = store.read_config() or {}
-        check_same_config(cell, stored, folder, "delete that cell folder")
+def _finished_cell(folder: Path, cell: Cell) -> bool:
+    """Whether the cell's folder holds its finished run; an error if that run had another
+    config."""
+    if not cell_done(folder):
+        return False
+    with ExperimentStore(folder) as store:
+        stored = store.read_config() or {}
+    check_same_config(cell, stored, folder, "delete that cell folder")
+    return True
 
 
 def _exclusive(out: Path):
