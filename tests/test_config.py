@@ -59,7 +59,7 @@ def test_defaults_are_filled():
         ({"burn_in_period": -1}, "key 'burn_in_period' = -1 must be >= 0"),
         ({"seed": -1}, "key 'seed' = -1 must be >= 0 (same seed => same initial population"),
         ({"checkpoint_interval": 0}, "key 'checkpoint_interval' = 0 must be > 0"),
-        ({"final_eval_episodes": -4}, "key 'final_eval_episodes' = -4 must be >= 0"),
+        ({"final_eval_episodes": -4}, "key 'final_eval_episodes' = -4 must be >= 1"),
         ({"metric": ""}, "key 'metric' = '' must not be empty"),
         ({"env": " "}, "key 'env' = ' ' must not be empty"),
         ({"engine": [1]}, "key 'engine' = [1]: use one of ['vector', 'local', 'ray']"),

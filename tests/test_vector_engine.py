@@ -44,7 +44,9 @@ def report_table(folder):
 def test_a_run_records_every_report_decision_and_checkpoint(reference):
     folder, summary = reference
     check_summary(summary, "vector", 4)
-    assert summary.score_basis == "greedy evaluation, 4 episodes per member"
+    assert summary.score_basis == (
+        "selected on a greedy evaluation (4 episodes per member), tested on 4 fresh episodes"
+    )
     exp = load(folder)
     assert len(exp.reports) == 4 * 5
     assert sorted(exp.reports["time"].unique()) == [4096 * g for g in range(1, 6)]
@@ -54,7 +56,14 @@ def test_a_run_records_every_report_decision_and_checkpoint(reference):
     assert summary["compilations_during_run"] == 1
     assert exp.latest_checkpoint["time"] == 4096 * 5
     assert (Path(folder) / exp.latest_checkpoint["path"]).exists()
-    assert len(exp.state("final_evaluation")["returns"]) == 4
+    final = exp.state("final_evaluation")
+    assert len(final["returns"]) == 4 and len(final["test_returns"]) == 4
+    # select, then test: picked on the selection episodes, scored on the fresh test episodes
+    assert final["selected"] == summary.best_member == int(np.argmax(final["returns"]))
+    assert summary.best_score == final["test_returns"][summary.best_member]
+    assert summary.population_mean == pytest.approx(np.mean(final["test_returns"]))
+    assert summary["final_best"] == max(final["returns"])  # the winner's-curse figure, kept
+    assert final["selected_by_training"] in range(4)
 
 
 def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):

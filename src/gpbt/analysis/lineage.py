@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpbt.core.selection import pick, select_then_test
 from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import GpbtError
 
@@ -79,10 +80,24 @@ def plain_time(value: Any) -> Any:
 
 
 def best_member(exp, column: str = "score") -> Best:
-    """The final best member: by the final greedy evaluation when the engine made one (vector
-    engine), else by each member's last reported `column`; ties go to the lowest member id."""
+    """The member the run hands to its user, as `gpbt.core.selection` decides it: picked on the
+    final greedy selection evaluation and scored on its fresh test episodes when the engine
+    made them (vector engine); a run from before the test episodes existed is picked and scored
+    on its one evaluation; else (local engine, Ray) by each member's last reported `column`.
+    Ties go to the lowest member id."""
     require_reports(exp)
     final_eval = exp.state("final_evaluation")
+    mode = (exp.config or {}).get("mode", "max")
+    if final_eval is not None and final_eval.get("test_returns") is not None:
+        selection = pd.Series(final_eval["returns"], dtype=float)
+        scores = pd.Series(final_eval["test_returns"], dtype=float)
+        chosen = select_then_test(selection.to_numpy(), scores.to_numpy(), mode)
+        basis = (
+            f"selected on a greedy evaluation ({final_eval['episodes']} episodes per member), "
+            f"tested on {final_eval['test_episodes']} fresh episodes"
+        )
+        member = chosen.member if chosen.member is not None else int(scores.index.min())
+        return Best(member=member, score=float(scores[member]), basis=basis, scores=scores)
     if final_eval is not None:
         scores = pd.Series(final_eval["returns"], dtype=float)
         basis = f"greedy evaluation, {final_eval['episodes']} episodes per member"
@@ -90,12 +105,8 @@ def best_member(exp, column: str = "score") -> Best:
         last = exp.reports.sort_values(["member", "time"]).groupby("member").last()
         scores = last[column].astype(float)
         basis = f"last reported {column}"
-    finite = scores.replace([np.inf, -np.inf], np.nan).dropna()
-    mode = (exp.config or {}).get("mode", "max")
-    if len(finite):
-        member = int(finite.idxmax() if mode == "max" else finite.idxmin())
-    else:
-        member = int(scores.index.min())
+    found = pick(scores.to_numpy(), mode)
+    member = int(scores.index[found]) if found is not None else int(scores.index.min())
     return Best(member=member, score=float(scores[member]), basis=basis, scores=scores)
 
 

@@ -27,9 +27,11 @@ OnEvent = Callable[[Event], None]
 class Summary:
     """The outcome of a run, the same fields for every engine.
 
-    best_score is the score the engine ranks members by at the end, and `score_basis` says
-    which (the vector engine's greedy evaluation, or the last reported metric);
-    `population_mean` is the mean of that score over the members that have one. Figures only
+    `best_member` is the member handed to the user and `best_score` its score; `score_basis`
+    says how both were decided: the vector engine selects on a greedy evaluation and scores
+    the selected member on fresh test episodes (gpbt.core.selection), the asynchronous engines
+    rank by the last reported metric. `population_mean` is the mean of the same score over
+    the members that have one. Figures only
     one engine has (compilations, failures, trial ids, timing statistics) are in `details`.
     `summary[key]` reads a field or a detail, as the dicts engines used to return did.
     """

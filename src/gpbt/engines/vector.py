@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from gpbt.core.selection import pick, select_then_test
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import OnEvent, Summary
@@ -56,7 +57,14 @@ OPTIONS: dict[str, Option] = {
     "hyperparameters": Option(dict, {}, "fixed (not tuned) hyperparameter values"),
     "eval_episodes": Option(int, 0, "greedy evaluation episodes after every interval", at_least=0),
     "final_eval_episodes": Option(
-        int, 32, "greedy evaluation of every member at the end", at_least=0
+        int, 32, "greedy selection evaluation of every member at the end", at_least=1
+    ),
+    "test_episodes": Option(
+        int,
+        0,
+        "fresh greedy episodes the selected member's headline score is measured on (another "
+        "key than the selection's); 0: as many as final_eval_episodes, no new compilation",
+        at_least=0,
     ),
     "watchdog_seconds": Option((int, float), 600, "restart a generation stuck this long", above=0),
     "execution": Option(str, "auto", "auto | lockstep | per-member (docs/ppo.md)"),
@@ -84,6 +92,9 @@ def check_config(cfg: dict[str, Any]) -> None:
         )
 
 
+# The final evaluation's two keys: members are chosen on the first and the chosen one is
+# scored on the second, so its headline score does not reuse the episodes that picked it.
+SELECTION_KEY, TEST_KEY = 99_991, 31_337
 CHECKPOINT_DIR = "checkpoints"
 KEEP_CHECKPOINTS = 2
 MAX_WATCHDOG_RESTARTS = 3
@@ -420,15 +431,31 @@ class VectorRun:
         return out
 
     def finish(self, **details: Any) -> Summary:
-        """Evaluate every member greedily, record the summary (which marks the run done)."""
+        """Select, then test (gpbt.core.selection): evaluate every member greedily on the
+        selection key, pick the best, and score it on fresh test episodes (another key). The
+        selection key is the one the final evaluation always used, so `final_best` (the
+        selection maximum, a winner's curse) stays comparable with earlier runs. Records the
+        summary, which marks the run done."""
         import jax
 
         n = self.cfg["final_eval_episodes"]
-        final = np.asarray(self.agent.evaluate(self.state, jax.random.key(99_991), n))
+        m = self.cfg.get("test_episodes") or n
+        selection = np.asarray(self.agent.evaluate(self.state, jax.random.key(SELECTION_KEY), n))
+        test = np.asarray(self.agent.evaluate(self.state, jax.random.key(TEST_KEY), m))
+        chosen = select_then_test(selection, test)
+        by_training = pick([self.last_scores.get(i, math.nan) for i in range(self.population)])
         self.store.set_state(
-            "final_evaluation", {"episodes": n, "returns": [float(x) for x in final]}
+            "final_evaluation",
+            {
+                "episodes": n,
+                "returns": [float(x) for x in selection],
+                "test_episodes": m,
+                "test_returns": [float(x) for x in test],
+                "selected": chosen.member,
+                "selected_by_training": by_training,
+            },
         )
-        best = int(np.nanargmax(final)) if np.isfinite(final).any() else 0
+        best = chosen.member if chosen.member is not None else 0
         decisions = self.store.decisions()
         exploits = 0
         if len(decisions):
@@ -437,19 +464,30 @@ class VectorRun:
                 decisions["donor"].fillna(-1) != decisions["member"]
             )
             exploits = int(copied.sum())
+        finite = selection[np.isfinite(selection)]
         summary = Summary(
             engine="vector",
             method=self.cfg.method,
             folder=str(self.folder),
             best_member=best,
-            best_score=float(final[best]),
-            score_basis=f"greedy evaluation, {n} episodes per member",
-            population_mean=float(np.nanmean(final)),
+            best_score=chosen.test,
+            score_basis=(
+                f"selected on a greedy evaluation ({n} episodes per member), tested on {m} "
+                "fresh episodes"
+            ),
+            population_mean=chosen.test_mean,
             best_config=self.configs[best],
             exploits=exploits,
             finished=True,
             wall_seconds=details.pop("wall_seconds", None),
-            details={"final_eval_episodes": n, **details},
+            details={
+                "final_eval_episodes": n,
+                "test_episodes": m,
+                # the winner's-curse figure earlier versions reported as the best score
+                "final_best": float(finite.max()) if len(finite) else math.nan,
+                "selection_score": chosen.selection,
+                **details,
+            },
         )
         self.store.set_state("summary", summary.to_dict())
         return summary
