@@ -4,7 +4,8 @@
     python benchmarks/suite_tables.py benchmarks/results/anchor-ppo --reference pbt-anchored
 
 The long suites' sections of BENCHMARKS.md show, per task, every row side by side (mean and 95%
-interval of `final_best`), P(reference > each other row) per task and over all tasks with
+interval of the suite's score: `final_best` for the suites measured before `final_test`),
+P(reference > each other row) per task and over all tasks with
 seed-by-seed wins, the other pairs that the paragraph discusses, IQM and average rank of the
 other scores, and the best member's final config per row. `gpbt report` computes the same
 numbers (gpbt.bench.stats, the same bootstrap settings) but lays them out one method per line
@@ -26,7 +27,6 @@ from gpbt.bench import stats
 from gpbt.bench.results import load_results
 
 REPS, SEED = 2000, 0
-SCORE = "final_best"
 
 
 def short(task: str) -> str:
@@ -50,8 +50,11 @@ class Tables:
         self.tasks = list(dict.fromkeys(self.results["task"]))
         self.seeds = list(bench.suite["seeds"])
         self.reference = reference or bench.suite["reference"]
+        # the suite's own headline score (the suites measured before final_test say final_best)
+        self.score = bench.suite.get("score", "final_best")
 
-    def scores(self, task: str, method: str, column: str = SCORE) -> pd.Series:
+    def scores(self, task: str, method: str, column: str | None = None) -> pd.Series:
+        column = column or self.score
         r = self.results
         return r[(r.task == task) & (r.method == method)].set_index("seed")[column].sort_index()
 
@@ -113,11 +116,11 @@ class Tables:
 
     def aggregates(self) -> list[str]:
         lines = [
-            "| method | `final_best` IQM, rank | `final_mean` IQM, rank | `auc` IQM, rank |",
+            f"| method | `{self.score}` IQM, rank | `final_mean` IQM, rank | `auc` IQM, rank |",
             "|---|---|---|---|",
         ]
         cols = {}
-        for score in (SCORE, "final_mean", "auc"):
+        for score in (self.score, "final_mean", "auc"):
             norm = stats.normalize(self.results, score, {})
             agg = stats.aggregate(norm, reps=REPS).set_index("method")
             cols[score] = (agg, stats.average_rank(norm))
@@ -154,7 +157,7 @@ class Tables:
 
     def markdown(self) -> str:
         sections = [
-            (f"{SCORE} per task: mean [95% CI] over seeds (count when not every seed)",
+            (f"{self.score} per task: mean [95% CI] over seeds (count when not every seed)",
              self.per_task()),
             (f"P({self.reference} > row) [95% CI] (seed-by-seed wins)", self.against_reference()),
             ("other pairs over all tasks", self.other_pairs()),

@@ -397,7 +397,15 @@ def test_default_and_paper_protocol_rows_on_cartpole(tmp_path):
     assert [set(c) for c in paper["initial"]["configs"]] == [{"lr", "clip", "gae_lambda"}] * 2
     assert {e["gamma"] for e in paper["initial"]["effective"]} == {defaults["gamma"]}
     assert np.isfinite(r["final_best"]).all()
+    # the headline: the member picked on the selection episodes, scored on the test episodes
+    final = rec["final"]
+    picked = int(np.argmax(final["returns"]))
+    assert final["selected"] == picked and final["test_episodes"] == 2
+    assert r.loc["default", "final_test"] == final["test_returns"][picked]
+    assert r.loc["default", "final_best"] == final["returns"][picked]
+    assert r.loc["default", "final_test_mean"] == pytest.approx(np.mean(final["test_returns"]))
     md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
+    assert "Score of a run: `final_test` (the member picked on a greedy selection" in md
     assert f"gamma={defaults['gamma']:.4g}" in md and "the released scripts' space" in md
     # a vector cell's stored config matches the suite's: a fresh run recognises every record
     _, ran = run(build_suite(raw), tmp_path, name="fresh-clone")

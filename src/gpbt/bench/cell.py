@@ -226,8 +226,19 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
         ).run(configs)
         store.set_state("bench_timings", timings)
         final = [toy.score(s) for s in members.states]
-        store.set_state("final_evaluation", {"episodes": 1, "returns": final})
         best = int(np.argmax(final))
+        # a toy's score has no noise, so selecting and testing on it are the same measurement
+        store.set_state(
+            "final_evaluation",
+            {
+                "episodes": 1,
+                "returns": final,
+                "test_episodes": 1,
+                "test_returns": final,
+                "selected": best,
+                "selected_by_training": None,
+            },
+        )
         decisions = store.decisions()
         # the same Summary an engine returns, so the bench reads toys and agents alike
         summary = Summary(

@@ -34,11 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from gpbt.core.selection import select_then_test
 from gpbt.core.space import Space
 
 FORMAT = "gpbt-bench-cell"
 VERSION = 1
 GENERATION_KEYS = ("time", "best", "mean", "diversity")
+# the final evaluation's select-then-test fields (records from before 2026-12-07 lack them)
+_TEST_KEYS = ("test_episodes", "test_returns", "selected", "selected_by_training")
 TIMING_KEYS = ("generation", "train_s", "manage_s", "scheduler_s", "gather_s", "exploits")
 
 
@@ -102,6 +105,8 @@ def cell_record(exp, cell, provenance: dict[str, Any] | None = None) -> dict[str
             "returns": [float(x) for x in final.get("returns") or []],
             "best_member": int(summary.get("best_member", 0)),
             "best_config": summary.get("best_config", {}),
+            # select, then test (gpbt.core.selection); absent in records from before it
+            **{k: final[k] for k in _TEST_KEYS if final.get(k) is not None},
         },
         "decisions": int(len(decisions)),
         "exploits": int(summary.get("exploits", 0)),
@@ -304,12 +309,18 @@ def record_rows(record: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
     returns = np.array([_f(x) for x in record["final"]["returns"]], dtype=float)
     ok = np.isfinite(returns).any()
+    tested = _tested(record["final"], returns, cfg.get("mode", "max"))
     init, prov = record["initial"], record["provenance"]
     tuned = list(space.names) if space is not None and record["row"] != "default" else []
     result = {
         **ident,
         "row": record["row"],
         "tuned": ",".join(tuned),
+        # the headline: the member picked on the selection evaluation, scored on fresh test
+        # episodes; final_best (the selection maximum) is the winner's-curse figure
+        "final_test": tested["final_test"],
+        "final_test_by_training": tested["final_test_by_training"],
+        "final_test_mean": tested["final_test_mean"],
         "final_best": float(np.nanmax(returns)) if ok else math.nan,
         "final_mean": float(np.nanmean(returns)) if ok else math.nan,
         "auc": auc,
@@ -341,4 +352,20 @@ def record_rows(record: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "diversity": div,
         "schedules": sch,
         "timings": timings,
+    }
+
+
+def _tested(final: dict[str, Any], selection: np.ndarray, mode: str) -> dict[str, float]:
+    """The select-then-test scores of a record's final evaluation; NaN for a record made
+    before the test episodes existed (its only score is the winner's-curse `final_best`)."""
+    test = final.get("test_returns")
+    if test is None:
+        return dict.fromkeys(("final_test", "final_test_by_training", "final_test_mean"), math.nan)
+    test = np.array([_f(x) for x in test], dtype=float)
+    chosen = select_then_test(selection, test, mode)
+    by_training = final.get("selected_by_training")
+    return {
+        "final_test": chosen.test,
+        "final_test_by_training": float(test[by_training]) if by_training is not None else math.nan,
+        "final_test_mean": chosen.test_mean,
     }

@@ -33,7 +33,7 @@ from gpbt.bench.cell import cell_done
 from gpbt.bench.results import ResultsFolder, is_results_folder, load_results
 from gpbt.bench.runner import collect
 from gpbt.bench.store import BenchStore, load_bench
-from gpbt.bench.suite import Suite
+from gpbt.bench.suite import SCORES, Suite
 from gpbt.core.space import Float, Int, Space
 
 SECTIONS = (
@@ -98,6 +98,18 @@ def _save(fig, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # plots
 # ---------------------------------------------------------------------------------------------
+# what each score of a run is, in the report's words (gpbt.core.selection says why)
+SCORE_MEANING = {
+    "final_test": "the member picked on a greedy selection evaluation, scored on fresh test "
+    "episodes: unbiased",
+    "final_best": "the best member's return on the episodes that picked it: a winner's curse "
+    "that favours populations of independent members",
+    "final_mean": "the population's mean greedy evaluation",
+    "final_test_mean": "the population's mean return on the test episodes",
+    "auc": "the area under the best-so-far training curve",
+}
+
+
 def plot_headline(table: pd.DataFrame, colors, score: str, path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 * len(table) + 1.6), sharey=True)
@@ -469,9 +481,10 @@ def render_report(bench, suite: Suite, out: Path, reps: int = 2000) -> Path:
         f"{len(suite.tasks)} tasks x {len(methods)} methods x {len(suite.seeds)} seeds = "
         f"{n_cells} cells; done {status.get('done', 0)}"
         + (f", NOT done {missing} ({not_done})" if missing else ""),  # fmt: skip
-        f"Score of a run: `{score}` (final greedy evaluation of the population's best member "
-        "for final_best); normalised per task (min-max over the runs unless the suite gives a "
-        "score_range). Reference method: " + suite.reference + ".",
+        f"Score of a run: `{score}` ({SCORE_MEANING[score]}); normalised per task (min-max "
+        "over the runs unless the suite gives a score_range). Reference method: "
+        + suite.reference
+        + ".",
         f"Machine: {meta.get('machine', {}).get('platform', '?')}, "
         f"{meta.get('machine', {}).get('cpus', '?')} CPUs; commit {meta.get('commit') or '?'}; "
         f"bench started {meta.get('created', '?')}; report written "
@@ -532,7 +545,8 @@ def render_report(bench, suite: Suite, out: Path, reps: int = 2000) -> Path:
     # population's mean (how good the whole population got) and the area under the
     # best-so-far curve (how fast).
     others = []
-    for other in [x for x in ("final_best", "final_mean", "auc") if x != score]:
+    # (a score no cell has, such as final_test in records from before it existed, is left out)
+    for other in [x for x in SCORES if x != score and x in results and results[x].notna().any()]:
         d = stats.normalize(results, other, suite.score_ranges() if other != "auc" else None)
         agg = stats.aggregate(d, reps=reps).set_index("method")
         rank = stats.average_rank(d)
