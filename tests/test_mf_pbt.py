@@ -195,6 +195,24 @@ def test_burn_in_and_max_time():
     assert set(kinds(s.on_generation(30.0, {**FAST, **SLOW})).values()) == {"stop"}
 
 
+def test_the_documented_config_runs_the_quickstart_with_mf_pbt():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from gpbt.config import load_config, validate_config
+
+    root = Path(__file__).parents[1]
+    text = (root / "docs" / "research" / "mf-pbt.md").read_text()
+    (block,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    quickstart = load_config(root / "examples" / "quickstart.toml", []).to_dict()
+    spec = validate_config({**quickstart, **tomllib.loads(block)})
+    s = spec.scheduler()
+    assert isinstance(s, MFPBT) and s.frequencies == [1, 5] and s.migration == "asymmetric"
+    s.initial_population(spec.population)
+    assert s.subpopulations() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
 # ------------------------------------------------------------------ determinism and state
 def toy_records(seed, **options):
     s = make_scheduler(
