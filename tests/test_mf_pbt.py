@@ -43,6 +43,15 @@ def test_a_population_that_cannot_be_split_is_refused_before_training():
         sched(6, frequencies=(1, 2, 5, 10))
     with pytest.raises(ValueError, match=r"add up to 7 members, but the population has 8"):
         sched(8, subpopulation_sizes=[3, 4])
+    # from a config, the same error before any engine starts
+    from pathlib import Path
+
+    from gpbt.config import ConfigError, load_config
+
+    quickstart = Path(__file__).parents[1] / "examples" / "quickstart.toml"
+    overrides = ["method=mf-pbt", "population=6", "mf-pbt.frequencies=[1,2,5,10]"]
+    with pytest.raises(ConfigError, match=r"^\[mf-pbt\] a population of 6 split into 4"):
+        load_config(quickstart, overrides)
 
 
 @pytest.mark.parametrize(
