@@ -203,10 +203,9 @@ class RunSpec(Mapping):
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
             # unordered choices, unknown options) and the start points before anything trains;
-            # drawing the population checks there are no more points than members.
-            scheduler = spec.scheduler()
-            if cfg.get("start_points"):
-                scheduler.initial_population(spec.population)
+            # drawing the population checks there are no more points than members, and that
+            # the method can split it (MF-PBT's sub-populations).
+            spec.scheduler().initial_population(spec.population)
         except ValueError as err:
             # the core's start_points messages name their entry already
             raise ConfigError(

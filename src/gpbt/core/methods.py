@@ -8,6 +8,7 @@ from typing import Any
 
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
+from gpbt.core.mf_pbt import MFPBT
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.space import Space, _is_number
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
@@ -19,7 +20,7 @@ from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
 # "gpbt-pl-escape" (issue 15, pre-registered in docs/research/pairwise-preregistration.md):
 # GPBT-PL whose pairs copy only a clear lead and whose losers redraw the hyperparameters they
 # had already agreed on with their winner; its options are frozen in ESCAPE_OPTIONS.
-METHODS = ("gpbt-pl", "gpbt-pl-escape", "pbt", "pb2", "random", "default", "schedule")
+METHODS = ("gpbt-pl", "gpbt-pl-escape", "pbt", "pb2", "mf-pbt", "random", "default", "schedule")
 ESCAPE_OPTIONS = {"escape_distance": 0.1, "copy_margin": 0.5}
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
 _GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy", "copy_margin"}
@@ -48,8 +49,8 @@ _OPTION_KINDS = {
     **dict.fromkeys(("data_window", "refit_every"), _INTEGER),
     **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
     "synch": _FLAG,
-    **dict.fromkeys(("pairing", "strategy", "space", "anchor"), _TEXT),
-    "perturbation_factors": _NUMBERS,
+    **dict.fromkeys(("pairing", "strategy", "space", "anchor", "migration"), _TEXT),
+    **dict.fromkeys(("perturbation_factors", "frequencies", "subpopulation_sizes"), _NUMBERS),
 }
 
 
@@ -167,6 +168,10 @@ def _build_scheduler(
             method, options, {"quantile_fraction", "data_window", "kappa", "refit_every", "synch"}
         )
         return PB2(space, **common, **options)
+    if method == "mf-pbt":
+        allowed = set(inspect.signature(MFPBT).parameters) - set(common) - {"space"}
+        _reject_unknown(method, options, allowed)
+        return MFPBT(space, **common, **options)
     if method == "random":
         _reject_unknown(method, options, set())
         return RandomSearch(space, **common)
