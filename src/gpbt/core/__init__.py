@@ -3,6 +3,7 @@
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
+from gpbt.core.patient_pbt import PatientPBT
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample, Strategy
 
@@ -21,6 +22,7 @@ __all__ = [
     "GPBT",
     "PB2",
     "PBT",
+    "PatientPBT",
     "RandomSearch",
     "DefaultConfig",
     "FixedSchedule",
