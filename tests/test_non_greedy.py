@@ -242,3 +242,24 @@ def test_bad_options_get_one_clear_error(options, message):
 def test_describe_records_the_judgement():
     d = patient(grace_intervals=3, score_window=4).describe()
     assert (d["method"], d["grace_intervals"], d["score_window"]) == ("pbt-patient", 3, 4)
+
+
+@pytest.mark.slow
+def test_a_vector_run_replays(tmp_path):
+    """A real (tiny) vector run: the store keeps what the patient judgement needs, and
+    `gpbt replay` re-derives every decision, grace periods and smoothed scores included."""
+    from conftest import tiny_vector
+
+    from gpbt.analysis.replay import replay
+    from gpbt.config import validate_config
+    from gpbt.engines.vector import run_vector
+    from gpbt.store import ExperimentStore
+
+    cfg = tiny_vector(method="pbt-patient", population=4, **{"pbt-patient": {"score_window": 2}})
+    run_vector(validate_config(cfg), tmp_path, supervise=False)
+    with ExperimentStore(tmp_path) as store:
+        records = store.decision_records()
+    assert any(r["kind"] == "exploit" for r in records)
+    assert any(r["reason"].startswith("in its grace period") for r in records)
+    ok, message = replay(tmp_path)
+    assert ok, message
