@@ -95,6 +95,11 @@ def test_a_config_with_start_points_builds_the_schedulers_every_engine_uses():
         ),
         ({"start_points": {"lr": 1e-3}}, "key 'start_points' = {'lr': 0.001} has the wrong type"),
         (
+            {"start_points": ["default"]},
+            "start_points[0] = 'default': a start point is a table of values, e.g. {lr = 1e-3}, "
+            'or "defaults" for the agent\'s defaults',
+        ),
+        (
             {"start_points": [{"lr": 1e-3}], "method": "default"},
             "[default] method 'default' trains every member at the same values",
         ),

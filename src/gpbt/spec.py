@@ -205,6 +205,12 @@ class RunSpec(Mapping):
             method_options=copy.deepcopy(cfg.get(method, {})),
             _config=cfg,
         )
+        for i, point in enumerate(cfg.get("start_points", [])):
+            if isinstance(point, str) and point != DEFAULTS_POINT:
+                raise ConfigError(
+                    f"start_points[{i}] = {point!r}: a start point is a table of values, e.g. "
+                    f'{{lr = 1e-3}}, or "{DEFAULTS_POINT}" for the agent\'s defaults'
+                )
         if DEFAULTS_POINT in cfg.get("start_points", []):
             # validated again with the values written out: what the store records, what
             # replay and resume rebuild from, with no agent to build
@@ -282,7 +288,7 @@ def with_defaults(points: list, defaults: Mapping[str, Any], space: Space) -> li
             if name not in defaults:
                 raise ConfigError(
                     f'start_points[{i}] = "defaults": the agent gives no default for {name!r}; '
-                    "write member's values out as a table instead"
+                    "write that member's values out as a table instead"
                 )
             value = defaults[name]
             # as a drawn member would hold it (agents give every default as a float)
@@ -294,7 +300,7 @@ def with_defaults(points: list, defaults: Mapping[str, Any], space: Space) -> li
                 where = (
                     f"one of {list(p.values)}"
                     if isinstance(p, Choice)
-                    else (f"[{p.low:g}, {p.high:g}]")
+                    else f"[{p.low:g}, {p.high:g}]"
                 )
                 raise ConfigError(
                     f'start_points[{i}] = "defaults": the default {name} = {value!r} lies '
