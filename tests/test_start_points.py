@@ -25,7 +25,9 @@ BASE = {
 }
 
 
-@pytest.mark.parametrize("method", ["gpbt-pl", "gpbt-pl-escape", "pbt", "pb2", "random"])
+@pytest.mark.parametrize(
+    "method", ["gpbt-pl", "gpbt-pl-escape", "pbt", "pbt-patient", "pb2", "random"]
+)
 def test_members_start_at_the_points_and_the_rest_as_drawn(method):
     drawn = make_scheduler(method, SPACE, perturbation_interval=10, seed=3).initial_population(4)
     points = [{"lr": 1e-3}, {"lr": 1e-4, "clip": 0.3, "epochs": 4}]
@@ -95,6 +97,11 @@ def test_a_config_with_start_points_builds_the_schedulers_every_engine_uses():
         ),
         ({"start_points": {"lr": 1e-3}}, "key 'start_points' = {'lr': 0.001} has the wrong type"),
         (
+            {"start_points": ["default"]},
+            "start_points[0] = 'default': a start point is a table of values, e.g. {lr = 1e-3}, "
+            'or "defaults" for the agent\'s defaults',
+        ),
+        (
             {"start_points": [{"lr": 1e-3}], "method": "default"},
             "[default] method 'default' trains every member at the same values",
         ),
@@ -126,3 +133,95 @@ def test_a_vector_run_starts_there_and_replays(tmp_path):
     assert (first.drop(index=0)["config.lr"] != 1e-3).all()  # the others were drawn
     ok, message = replay(tmp_path)
     assert ok, message
+
+
+# A space that holds PPO's discrete- and continuous-action defaults (rl/ppo.py) strictly inside.
+PPO_SPACE = {
+    "lr": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "clip": {"type": "float", "low": 0.1, "high": 0.4},
+    "gamma": {"type": "float", "low": 0.9, "high": 0.999},
+    "num_epochs": {"type": "int", "low": 1, "high": 12},
+    "minibatch_size": {"type": "choice", "values": [64, 128, 256]},
+}
+
+
+@pytest.mark.parametrize(
+    "env, lr, num_epochs", [("CartPole-v1", 1e-3, 4), ("Pendulum-v1", 3e-4, 10)]
+)
+def test_defaults_start_member_0_at_the_agents_own_defaults(env, lr, num_epochs):
+    from gpbt.rl.agents import make_agent
+
+    defaults = make_agent("ppo", env).default_hyperparameters()
+    base = {**BASE, "env": env, "space": PPO_SPACE}
+    spec = validate_config({**base, "start_points": ["defaults", {"lr": 1e-4}]})
+    configs = spec.scheduler().initial_population(4)
+    # discrete and continuous actions have their own defaults: each env gets its agent's
+    assert (configs[0]["lr"], configs[0]["num_epochs"]) == (lr, num_epochs)
+    assert configs[0] == {k: defaults[k] for k in PPO_SPACE}
+    # as a drawn member holds them (the agent gives floats)
+    assert type(configs[0]["num_epochs"]) is type(configs[0]["minibatch_size"]) is int
+    assert configs[1]["lr"] == 1e-4
+    drawn = validate_config(base).scheduler().initial_population(4)
+    assert configs[2:] == drawn[2:]
+    # the stored config holds the values: resume and replay rebuild them with no agent
+    assert spec.to_dict()["start_points"] == [configs[0], {"lr": 1e-4}]
+
+
+def test_defaults_leave_out_what_is_not_tuned():
+    space = {k: v for k, v in PPO_SPACE.items() if k not in ("num_epochs", "minibatch_size")}
+    spec = validate_config({**BASE, "env": "Pendulum-v1", "space": space,
+                            "start_points": ["defaults"]})  # fmt: skip
+    assert spec.to_dict()["start_points"] == [{"lr": 3e-4, "clip": 0.2, "gamma": 0.99}]
+
+
+@pytest.mark.parametrize(
+    "env, name, spec, message",
+    [
+        (
+            "CartPole-v1",
+            "lr",
+            {"type": "float", "low": 1e-5, "high": 5e-4, "log": True},
+            'start_points[0] = "defaults": the default lr = 0.001 lies outside its range '
+            "[1e-05, 0.0005] in [space]; widen the range to hold it, or leave lr out of "
+            "[space] (it then trains at its default)",
+        ),
+        (
+            "Pendulum-v1",
+            "num_epochs",
+            {"type": "int", "low": 2, "high": 8},
+            'start_points[0] = "defaults": the default num_epochs = 10 lies outside its '
+            "range [2, 8] in [space]",
+        ),
+    ],
+)
+def test_a_default_outside_the_space_is_refused_not_clipped(env, name, spec, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config({**BASE, "env": env, "space": {**PPO_SPACE, name: spec},
+                         "start_points": ["defaults"]})  # fmt: skip
+    assert str(err.value).startswith(message)
+
+
+def test_defaults_need_an_agent_gpbt_knows():
+    local = {**BASE, "engine": "local", "trainable": "my_module:Toy", "time_attr": "steps",
+             "metric": "score", "start_points": ["defaults"]}  # fmt: skip
+    local.pop("env")
+    with pytest.raises(ConfigError) as err:
+        validate_config(local)
+    assert str(err.value).startswith(
+        "start_points = [\"defaults\"] needs an agent whose defaults gpbt knows (engine 'vector')"
+    )
+
+
+def test_a_toy_suites_anchored_row_starts_at_the_toys_defaults():
+    from gpbt.bench.suite import build_suite
+
+    suite = build_suite(
+        {
+            "name": "t",
+            "seeds": 1,
+            "tasks": [{"name": "q", "toy": "quadratic"}],
+            "methods": [{"name": "anchored", "method": "pbt", "start_points": ["defaults"]}],
+        }
+    )
+    (cell,) = suite.cells()
+    assert cell.row == "anchored" and cell.config["start_points"] == [{"h0": 0.5, "h1": 0.5}]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpbt.core.methods import METHODS, make_scheduler
-from gpbt.core.space import Space
+from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import ConfigError
 from gpbt.options import OPTIONAL, REQUIRED, Option
 
@@ -58,8 +58,13 @@ COMMON_OPTIONS: dict[str, Option] = {
         (int, float), None, "default: every perturbation interval", above=0
     ),
     "logging": Option(dict, OPTIONAL, "live TensorBoard / W&B curves (gpbt.live_log)"),
-    "start_points": Option(list, OPTIONAL, "configs members 0, 1, ... start at instead of a draw"),
+    "start_points": Option(
+        list, OPTIONAL, 'configs (or "defaults") members 0, 1, ... start at instead of a draw'
+    ),
 }
+
+# A start point given as this string stands for the agent's default hyperparameters.
+DEFAULTS_POINT = "defaults"
 
 _EXAMPLES = {
     "method": 'method = "gpbt-pl"',
@@ -200,6 +205,16 @@ class RunSpec(Mapping):
             method_options=copy.deepcopy(cfg.get(method, {})),
             _config=cfg,
         )
+        for i, point in enumerate(cfg.get("start_points", [])):
+            if isinstance(point, str) and point != DEFAULTS_POINT:
+                raise ConfigError(
+                    f"start_points[{i}] = {point!r}: a start point is a table of values, e.g. "
+                    f'{{lr = 1e-3}}, or "{DEFAULTS_POINT}" for the agent\'s defaults'
+                )
+        if DEFAULTS_POINT in cfg.get("start_points", []):
+            # validated again with the values written out: what the store records, what
+            # replay and resume rebuild from, with no agent to build
+            return spec.replace(start_points=_agent_default_points(spec, module))
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
             # unordered choices, unknown options) and the start points before anything trains;
@@ -255,3 +270,56 @@ class RunSpec(Mapping):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # a config is not a dictionary key
+
+
+def with_defaults(points: list, defaults: Mapping[str, Any], space: Space) -> list:
+    """`points` with each "defaults" entry replaced by `defaults`' values of the names in
+    `space` (the others are not tuned: they train at their default or fixed value anyway).
+    A default outside its range is refused, not clipped: member 0 would not start at the
+    defaults, which is what the user asked for."""
+    out = []
+    for i, point in enumerate(points):
+        if point != DEFAULTS_POINT:
+            out.append(point)
+            continue
+        resolved = {}
+        for name, p in space.params.items():
+            if name not in defaults:
+                raise ConfigError(
+                    f'start_points[{i}] = "defaults": the agent gives no default for {name!r}; '
+                    "write that member's values out as a table instead"
+                )
+            value = defaults[name]
+            # as a drawn member would hold it (agents give every default as a float)
+            if isinstance(p, Int) and float(value).is_integer():
+                value = int(value)
+            if isinstance(p, Choice) and p.contains(value):
+                value = p.values[p.index(value)]
+            if not p.contains(value):
+                where = (
+                    f"one of {list(p.values)}"
+                    if isinstance(p, Choice)
+                    else f"[{p.low:g}, {p.high:g}]"
+                )
+                raise ConfigError(
+                    f'start_points[{i}] = "defaults": the default {name} = {value!r} lies '
+                    f"outside its range {where} in [space]; widen the range to hold it, or "
+                    f"leave {name} out of [space] (it then trains at its default)"
+                )
+            resolved[name] = value
+        out.append(resolved)
+    return out
+
+
+def _agent_default_points(spec: RunSpec, module) -> list:
+    """The start points with "defaults" resolved against the run's agent (built and checked
+    against the space as the engine will, by its own preflight)."""
+    preflight = getattr(module, "preflight", None)
+    if preflight is None:
+        raise ConfigError(
+            f'start_points = ["defaults"] needs an agent whose defaults gpbt knows (engine '
+            f"'vector'); engine '{spec.engine}' trains your own code, so write the values "
+            "out, e.g. start_points = [{lr = 1e-3, clip = 0.2}]"
+        )
+    defaults = preflight(spec).default_hyperparameters()
+    return with_defaults(list(spec["start_points"]), defaults, spec.space)

@@ -31,7 +31,8 @@ Three kinds of rows differ in their hyperparameters on purpose, and say so (`Cel
   scripts gave PBT and PB2 four of GPBT-PL's seven PPO hyperparameters.
 - `start_points = [{...}, ...]` (row "anchored"): the method searches the whole space, but
   members 0, 1, ... start at these values (the run config's `start_points`) and the rest at the
-  draws every equal row starts from; e.g. PBT with one member at the agent's defaults.
+  draws every equal row starts from; e.g. PBT with one member at the agent's defaults
+  (`start_points = ["defaults"]`, resolved against the task's agent, or a toy's defaults).
 `note` labels a row. Everything else (budget, interval, population, agent, env, seed, and the
 ranges of the names a subset row does search) must still match the task's equal rows, and the
 audit still compares their initial weights and code.
@@ -50,6 +51,7 @@ from typing import Any
 from gpbt.config import ConfigError, read_toml, validate_config
 from gpbt.core.methods import METHODS, make_scheduler
 from gpbt.core.space import Space
+from gpbt.spec import with_defaults
 
 SUITE_KEYS = {
     "name",
@@ -330,7 +332,8 @@ def build_suite(
             if not isinstance(points, list) or not points:
                 raise ConfigError(
                     f"{where}: method {entry['name']!r} start_points = {points!r}; give a list "
-                    "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}]"
+                    "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}], "
+                    'or start_points = ["defaults"] for the agent\'s defaults'
                 )
             entry["start_points"] = copy.deepcopy(points)
         if "note" in m:
@@ -511,6 +514,9 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
     space = inst.space.to_dict()
     if "tune" in m:
         space = _subset_space(space, m["tune"], where)
+    points = m.get("start_points")
+    if points is not None:  # "defaults": the toy's own, as an agent's for a vector cell
+        points = with_defaults(copy.deepcopy(points), inst.defaults, Space.from_dict(space))
     cfg = {
         "engine": "toy",
         "toy": toy,
@@ -524,7 +530,7 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
         "mode": "max",
         "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
         "space": space,
-        **({"start_points": copy.deepcopy(m["start_points"])} if "start_points" in m else {}),
+        **({"start_points": points} if points is not None else {}),
     }
     try:
         make_scheduler(

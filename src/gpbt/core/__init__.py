@@ -4,6 +4,7 @@ from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Sto
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.mf_pbt import MFPBT
+from gpbt.core.patient_pbt import PatientPBT
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample, Strategy
 
@@ -23,6 +24,7 @@ __all__ = [
     "PB2",
     "PBT",
     "MFPBT",
+    "PatientPBT",
     "RandomSearch",
     "DefaultConfig",
     "FixedSchedule",

@@ -9,6 +9,7 @@ from typing import Any
 from gpbt.core.default import DefaultConfig
 from gpbt.core.fixed_schedule import FixedSchedule
 from gpbt.core.mf_pbt import MFPBT
+from gpbt.core.patient_pbt import PatientPBT
 from gpbt.core.schedulers import GPBT, PB2, PBT, PopulationScheduler, RandomSearch
 from gpbt.core.space import Space, _is_number
 from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
@@ -20,7 +21,12 @@ from gpbt.core.strategies import KeepWinner, PairwiseLearning, Perturb, Resample
 # "gpbt-pl-escape" (issue 15, pre-registered in docs/research/pairwise-preregistration.md):
 # GPBT-PL whose pairs copy only a clear lead and whose losers redraw the hyperparameters they
 # had already agreed on with their winner; its options are frozen in ESCAPE_OPTIONS.
-METHODS = ("gpbt-pl", "gpbt-pl-escape", "pbt", "pb2", "mf-pbt", "random", "default", "schedule")
+# "pbt-patient" (issue 25): PBT judging a member only after a grace period since its copy, on
+# a smoothed score (gpbt.core.patient_pbt).
+METHODS = (
+    "gpbt-pl", "gpbt-pl-escape", "pbt", "pbt-patient", "pb2", "mf-pbt", "random", "default",
+    "schedule",
+)  # fmt: skip
 ESCAPE_OPTIONS = {"escape_distance": 0.1, "copy_margin": 0.5}
 _PL_OPTIONS = set(inspect.signature(PairwiseLearning.__init__).parameters) - {"self"}
 _GPBT_OPTIONS = {"pairing", "quantile_fraction", "strategy", "copy_margin"}
@@ -46,7 +52,7 @@ _OPTION_KINDS = {
         ),
         _NUMBER,
     ),
-    **dict.fromkeys(("data_window", "refit_every"), _INTEGER),
+    **dict.fromkeys(("data_window", "refit_every", "grace_intervals", "score_window"), _INTEGER),
     **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
     "synch": _FLAG,
     **dict.fromkeys(("pairing", "strategy", "space", "anchor", "migration"), _TEXT),
@@ -154,15 +160,13 @@ def _build_scheduler(
             method=name,
             **common,
         )
-    if method == "pbt":
-        _reject_unknown(
-            method,
-            options,
-            {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"},
-        )
+    if method in ("pbt", "pbt-patient"):
+        pbt_options = {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"}
+        patient = {"grace_intervals", "score_window"} if method == "pbt-patient" else set()
+        _reject_unknown(method, options, pbt_options | patient)
         if "perturbation_factors" in options:
             options["perturbation_factors"] = tuple(options["perturbation_factors"])
-        return PBT(space, **common, **options)
+        return (PatientPBT if patient else PBT)(space, **common, **options)
     if method == "pb2":
         _reject_unknown(
             method, options, {"quantile_fraction", "data_window", "kappa", "refit_every", "synch"}
