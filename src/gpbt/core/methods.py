@@ -48,7 +48,7 @@ _OPTION_KINDS = {
     **dict.fromkeys(("data_window", "refit_every"), _INTEGER),
     **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
     "synch": _FLAG,
-    **dict.fromkeys(("pairing", "strategy", "space", "anchor"), _TEXT),
+    **dict.fromkeys(("pairing", "strategy", "space", "anchor", "resample"), _TEXT),
     "perturbation_factors": _NUMBERS,
 }
 
@@ -157,7 +157,8 @@ def _build_scheduler(
         _reject_unknown(
             method,
             options,
-            {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"},
+            {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"}
+            | {"resample"},  # Perturb's resample rule (issue 25)
         )
         if "perturbation_factors" in options:
             options["perturbation_factors"] = tuple(options["perturbation_factors"])
