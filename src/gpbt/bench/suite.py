@@ -16,6 +16,8 @@ A suite is a TOML file (the shipped ones are in `gpbt/bench/suites/`; docs/bench
     name = "gpbt-pl-sync"; method = "gpbt-pl"; options = { pairing = "sync" }
     [variants.full]                 # `gpbt bench SUITE:full`: tables merged over the suite,
     seeds = 10                      # lists (tasks, methods) replaced whole
+    defaults_outside = "why"        # only if the space does not hold the agent's defaults
+                                    # well inside its ranges (tests/test_suite_ranges.py)
 
 Fairness is structural: a method entry can only carry its scheduler's options, never a config
 key, so every method of a task gets the same space, budget, interval and agent; the seed is the
@@ -31,7 +33,10 @@ Three kinds of rows differ in their hyperparameters on purpose, and say so (`Cel
   scripts gave PBT and PB2 four of GPBT-PL's seven PPO hyperparameters.
 - `start_points = [{...}, ...]` (row "anchored"): the method searches the whole space, but
   members 0, 1, ... start at these values (the run config's `start_points`) and the rest at the
-  draws every equal row starts from; e.g. PBT with one member at the agent's defaults.
+  draws every equal row starts from; e.g. PBT with one member at the agent's defaults. A table
+  of such lists keyed by task name (`{ "Pendulum-v1" = [...], ... }`, one per task, grid points
+  share their task's) anchors each task at its own points: PPO's defaults differ between
+  discrete and continuous actions.
 `note` labels a row. Everything else (budget, interval, population, agent, env, seed, and the
 ranges of the names a subset row does search) must still match the task's equal rows, and the
 audit still compares their initial weights and code.
@@ -62,6 +67,7 @@ SUITE_KEYS = {
     "methods",
     "variants",
     "notes",
+    "defaults_outside",
 }
 TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
 # what a toy task reads (the rest of a task's keys configure the vector engine)
@@ -116,6 +122,8 @@ class Suite:
     path: str
     variant: str | None = None
     notes: str = ""
+    # why the space does not hold the agent's defaults well inside (empty: it does)
+    defaults_outside: str = ""
 
     @property
     def label(self) -> str:
@@ -164,6 +172,7 @@ class Suite:
             "methods": self.methods,
             "path": self.path,
             "notes": self.notes,
+            "defaults_outside": self.defaults_outside,
             "raw": self.raw,
         }
 
@@ -182,6 +191,7 @@ class Suite:
             path=d.get("path", ""),
             variant=d.get("variant"),
             notes=d.get("notes", ""),
+            defaults_outside=d.get("defaults_outside", ""),
         )
 
 
@@ -324,10 +334,12 @@ def build_suite(
                     "give it neither"
                 )
             points = m["start_points"]
-            if not isinstance(points, list) or not points:
+            per_task = points.values() if isinstance(points, dict) else [points]
+            if not points or any(not isinstance(p, list) or not p for p in per_task):
                 raise ConfigError(
                     f"{where}: method {entry['name']!r} start_points = {points!r}; give a list "
-                    "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}]"
+                    "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}], "
+                    "or a table of such lists keyed by task name"
                 )
             entry["start_points"] = copy.deepcopy(points)
         if "note" in m:
@@ -362,6 +374,7 @@ def build_suite(
             entry["base_task"] = base_name
             entry["grid_point"] = p
             tasks.append(entry)
+    _check_task_start_points(methods, tasks, where)
     tnames = [t["name"] for t in tasks]
     if len(set(tnames)) != len(tnames):
         raise ConfigError(f"{where}: task names must be unique, got {tnames}")
@@ -385,6 +398,14 @@ def build_suite(
     score = raw.get("score", "final_best")
     if score not in SCORES:
         raise ConfigError(f"{where}: score = {score!r}; use one of {list(SCORES)}")
+    defaults_outside = raw.get("defaults_outside", "")
+    if not isinstance(defaults_outside, str) or (
+        "defaults_outside" in raw and not defaults_outside
+    ):
+        raise ConfigError(
+            f"{where}: defaults_outside = {defaults_outside!r}; give the reason the space does "
+            "not hold the agent's defaults well inside its ranges, as text, or leave it out"
+        )
     suite = Suite(
         name=name,
         description=str(raw.get("description", "")),
@@ -397,6 +418,7 @@ def build_suite(
         path=path,
         variant=variant,
         notes=str(raw.get("notes", "")),
+        defaults_outside=defaults_outside,
     )
     suite.cells()  # validates every cell's config now, before anything trains
     return suite
@@ -437,7 +459,7 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     if "tune" in m:
         cfg["space"] = _subset_space(cfg.get("space"), m["tune"], where)
     if "start_points" in m:
-        cfg["start_points"] = copy.deepcopy(m["start_points"])
+        cfg["start_points"] = _start_points(m, task)
     try:
         cfg = validate_config(cfg).to_dict()
     except ConfigError as err:
@@ -445,6 +467,29 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     return Cell(
         task["name"], m["name"], int(seed), "vector", cfg, row=_row(m), note=m.get("note", "")
     )
+
+
+def _check_task_start_points(methods: list[dict], tasks: list[dict], where: str) -> None:
+    """A row's start points given per task name one task each, for every task."""
+    names = list(dict.fromkeys(t["base_task"] for t in tasks))
+    for m in methods:
+        points = m.get("start_points")
+        if not isinstance(points, dict):
+            continue
+        unknown = sorted(set(points) - set(names))
+        missing = [n for n in names if n not in points]
+        if unknown or missing:
+            raise ConfigError(
+                f"{where}: method {m['name']!r} start_points "
+                + (f"names {unknown[0]!r}, which is not a task" if unknown
+                   else f"has no entry for task {missing[0]!r}")
+                + f"; give one list per task, keyed by the task names {names}"
+            )  # fmt: skip
+
+
+def _start_points(m: dict, task: dict) -> list[dict]:
+    points = m["start_points"]
+    return copy.deepcopy(points[task["base_task"]] if isinstance(points, dict) else points)
 
 
 def _row(m: dict) -> str:
@@ -521,7 +566,7 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
         "mode": "max",
         "name": f"{suite.name}/{task['name']}/{m['name']}/seed{seed}",
         "space": space,
-        **({"start_points": copy.deepcopy(m["start_points"])} if "start_points" in m else {}),
+        **({"start_points": _start_points(m, task)} if "start_points" in m else {}),
     }
     try:
         make_scheduler(
