@@ -16,6 +16,8 @@ A suite is a TOML file (the shipped ones are in `gpbt/bench/suites/`; docs/bench
     name = "gpbt-pl-sync"; method = "gpbt-pl"; options = { pairing = "sync" }
     [variants.full]                 # `gpbt bench SUITE:full`: tables merged over the suite,
     seeds = 10                      # lists (tasks, methods) replaced whole
+    defaults_outside = "why"        # only if the space does not hold the agent's defaults
+                                    # well inside its ranges (tests/test_suite_ranges.py)
 
 Fairness is structural: a method entry can only carry its scheduler's options, never a config
 key, so every method of a task gets the same space, budget, interval and agent; the seed is the
@@ -32,7 +34,9 @@ Three kinds of rows differ in their hyperparameters on purpose, and say so (`Cel
 - `start_points = [{...}, ...]` (row "anchored"): the method searches the whole space, but
   members 0, 1, ... start at these values (the run config's `start_points`) and the rest at the
   draws every equal row starts from; e.g. PBT with one member at the agent's defaults
-  (`start_points = ["defaults"]`, resolved against the task's agent, or a toy's defaults).
+  (`start_points = ["defaults"]`, resolved against the task's agent, or a toy's defaults). A
+  table of such lists keyed by task name (`{ "Pendulum-v1" = [...], ... }`, one per task, grid
+  points share their task's) anchors each task at its own points.
 `note` labels a row. Everything else (budget, interval, population, agent, env, seed, and the
 ranges of the names a subset row does search) must still match the task's equal rows, and the
 audit still compares their initial weights and code.
@@ -64,6 +68,7 @@ SUITE_KEYS = {
     "methods",
     "variants",
     "notes",
+    "defaults_outside",
 }
 TASK_META_KEYS = {"name", "toy", "toy_options", "grid", "score_range", "label"}
 # what a toy task reads (the rest of a task's keys configure the vector engine)
@@ -121,6 +126,8 @@ class Suite:
     path: str
     variant: str | None = None
     notes: str = ""
+    # why the space does not hold the agent's defaults well inside (empty: it does)
+    defaults_outside: str = ""
 
     @property
     def label(self) -> str:
@@ -169,6 +176,7 @@ class Suite:
             "methods": self.methods,
             "path": self.path,
             "notes": self.notes,
+            "defaults_outside": self.defaults_outside,
             "raw": self.raw,
         }
 
@@ -187,6 +195,7 @@ class Suite:
             path=d.get("path", ""),
             variant=d.get("variant"),
             notes=d.get("notes", ""),
+            defaults_outside=d.get("defaults_outside", ""),
         )
 
 
@@ -329,11 +338,13 @@ def build_suite(
                     "give it neither"
                 )
             points = m["start_points"]
-            if not isinstance(points, list) or not points:
+            per_task = points.values() if isinstance(points, dict) else [points]
+            if not points or any(not isinstance(p, list) or not p for p in per_task):
                 raise ConfigError(
                     f"{where}: method {entry['name']!r} start_points = {points!r}; give a list "
                     "of tables, one per member to anchor, e.g. start_points = [{lr = 1e-3}], "
-                    'or start_points = ["defaults"] for the agent\'s defaults'
+                    "or a table of such lists keyed by task name, or "
+                    'start_points = ["defaults"] for the agent\'s defaults'
                 )
             entry["start_points"] = copy.deepcopy(points)
         if "note" in m:
@@ -368,6 +379,7 @@ def build_suite(
             entry["base_task"] = base_name
             entry["grid_point"] = p
             tasks.append(entry)
+    _check_task_start_points(methods, tasks, where)
     tnames = [t["name"] for t in tasks]
     if len(set(tnames)) != len(tnames):
         raise ConfigError(f"{where}: task names must be unique, got {tnames}")
@@ -391,6 +403,14 @@ def build_suite(
     score = raw.get("score", "final_test")
     if score not in SCORES:
         raise ConfigError(f"{where}: score = {score!r}; use one of {list(SCORES)}")
+    defaults_outside = raw.get("defaults_outside", "")
+    if not isinstance(defaults_outside, str) or (
+        "defaults_outside" in raw and not defaults_outside
+    ):
+        raise ConfigError(
+            f"{where}: defaults_outside = {defaults_outside!r}; give the reason the space does "
+            "not hold the agent's defaults well inside its ranges, as text, or leave it out"
+        )
     suite = Suite(
         name=name,
         description=str(raw.get("description", "")),
@@ -403,6 +423,7 @@ def build_suite(
         path=path,
         variant=variant,
         notes=str(raw.get("notes", "")),
+        defaults_outside=defaults_outside,
     )
     suite.cells()  # validates every cell's config now, before anything trains
     return suite
@@ -443,7 +464,7 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     if "tune" in m:
         cfg["space"] = _subset_space(cfg.get("space"), m["tune"], where)
     if "start_points" in m:
-        cfg["start_points"] = copy.deepcopy(m["start_points"])
+        cfg["start_points"] = _start_points(m, task)
     try:
         cfg = validate_config(cfg).to_dict()
     except ConfigError as err:
@@ -451,6 +472,29 @@ def _make_cell(suite: Suite, task: dict, m: dict, seed: int) -> Cell:
     return Cell(
         task["name"], m["name"], int(seed), "vector", cfg, row=_row(m), note=m.get("note", "")
     )
+
+
+def _check_task_start_points(methods: list[dict], tasks: list[dict], where: str) -> None:
+    """A row's start points given per task name one task each, for every task."""
+    names = list(dict.fromkeys(t["base_task"] for t in tasks))
+    for m in methods:
+        points = m.get("start_points")
+        if not isinstance(points, dict):
+            continue
+        unknown = sorted(set(points) - set(names))
+        missing = [n for n in names if n not in points]
+        if unknown or missing:
+            raise ConfigError(
+                f"{where}: method {m['name']!r} start_points "
+                + (f"names {unknown[0]!r}, which is not a task" if unknown
+                   else f"has no entry for task {missing[0]!r}")
+                + f"; give one list per task, keyed by the task names {names}"
+            )  # fmt: skip
+
+
+def _start_points(m: dict, task: dict) -> list[dict]:
+    points = m["start_points"]
+    return copy.deepcopy(points[task["base_task"]] if isinstance(points, dict) else points)
 
 
 def _row(m: dict) -> str:
@@ -514,9 +558,9 @@ def _toy_cell(suite: Suite, task: dict, m: dict, seed: int, where: str) -> Cell:
     space = inst.space.to_dict()
     if "tune" in m:
         space = _subset_space(space, m["tune"], where)
-    points = m.get("start_points")
+    points = _start_points(m, task) if "start_points" in m else None
     if points is not None:  # "defaults": the toy's own, as an agent's for a vector cell
-        points = with_defaults(copy.deepcopy(points), inst.defaults, Space.from_dict(space))
+        points = with_defaults(points, inst.defaults, Space.from_dict(space))
     cfg = {
         "engine": "toy",
         "toy": toy,

@@ -55,7 +55,7 @@ _OPTION_KINDS = {
     **dict.fromkeys(("data_window", "refit_every", "grace_intervals", "score_window"), _INTEGER),
     **dict.fromkeys(("velocity_clamp", "escape_step"), _OPTIONAL_NUMBER),
     "synch": _FLAG,
-    **dict.fromkeys(("pairing", "strategy", "space", "anchor", "migration"), _TEXT),
+    **dict.fromkeys(("pairing", "strategy", "space", "anchor", "migration", "resample"), _TEXT),
     **dict.fromkeys(("perturbation_factors", "frequencies", "subpopulation_sizes"), _NUMBERS),
 }
 
@@ -161,7 +161,9 @@ def _build_scheduler(
             **common,
         )
     if method in ("pbt", "pbt-patient"):
+        # resample: Perturb's resample rule (issue 25)
         pbt_options = {"quantile_fraction", "resample_probability", "perturbation_factors", "synch"}
+        pbt_options |= {"resample"}
         patient = {"grace_intervals", "score_window"} if method == "pbt-patient" else set()
         _reject_unknown(method, options, pbt_options | patient)
         if "perturbation_factors" in options:

@@ -51,6 +51,7 @@ class PatientPBT(PBT):
         quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
         perturbation_factors: tuple[float, ...] = (1.2, 0.8),
+        resample: str = "prior",
         synch: bool = False,
         max_time: float | None = None,
     ):
@@ -72,6 +73,7 @@ class PatientPBT(PBT):
             quantile_fraction=quantile_fraction,
             resample_probability=resample_probability,
             perturbation_factors=perturbation_factors,
+            resample=resample,
             synch=synch,
             max_time=max_time,
         )

@@ -638,7 +638,13 @@ class GPBT(PopulationScheduler):
 
 
 class PBT(PopulationScheduler):
-    """Population Based Training (Jaderberg et al. 2017): truncation + perturb/resample."""
+    """Population Based Training (Jaderberg et al. 2017): truncation + perturb/resample.
+
+    The explore step's options are `Perturb`'s: `perturbation_factors`, `resample_probability`
+    and `resample` ("prior", "local" or "none"). The defaults, (1.2, 0.8) with a prior resample
+    at p = 0.25, are Ray Tune's; (1.25, 0.8) removes their downward drift on log scales
+    (docs/research/pairwise.md, section 8).
+    """
 
     method = "pbt"
 
@@ -653,12 +659,13 @@ class PBT(PopulationScheduler):
         quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
         perturbation_factors: tuple[float, ...] = (1.2, 0.8),
+        resample: str = "prior",
         synch: bool = False,
         max_time: float | None = None,
     ):
         super().__init__(
             space,
-            Perturb(perturbation_factors, resample_probability),
+            Perturb(perturbation_factors, resample_probability, resample),
             pairing="truncation",
             perturbation_interval=perturbation_interval,
             burn_in_period=burn_in_period,

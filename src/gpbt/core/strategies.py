@@ -283,33 +283,80 @@ class PairwiseLearning(Strategy):
 
 class Perturb(Strategy):
     """PBT's explore: start from the winner's config, scale numbers by a random factor, shift
-    ordered choices one index, or (with `resample_probability`) draw a fresh value."""
+    ordered choices one index, or (with probability `resample_probability`) replace the value
+    by a draw chosen by `resample`.
+
+    `factors`: one is picked uniformly per parameter and step. Ray Tune's and the PBT paper's
+    (1.2, 0.8) are not symmetric on a log scale: the mean log factor is
+    (ln 1.2 + ln 0.8) / 2 = -0.0204 per step, so a value that is only explored, never
+    selected, shrinks by about 2% per step on average (19 steps: x0.68). Factors whose logs
+    cancel, such as (1.25, 0.8), have no such drift (docs/research/pairwise.md, section 8).
+
+    `resample` (issue 25), what a resample draws:
+    - "prior" (the default, Ray Tune's): a fresh draw from the whole space. On a log range
+      that pulls toward the range's log-midpoint, wherever the winner was.
+    - "local": the winner's value moved by N(0, LOCAL_RESAMPLE_SD^2) in the unit space,
+      reflected at the ends (a reflected walk's long-run spread is the uniform prior, so it
+      pulls toward no point; clipping would pile draws on the edges). An unordered choice has
+      no neighbourhood and is drawn from the prior.
+    - "none": never resample; every number is scaled by a factor. `resample_probability` is
+      then unused.
+    The generator is read in the same order under every rule (one uniform, one factor index,
+    one shift per parameter; "local" adds one normal when it resamples), so "prior" is the
+    step as it always was, bit for bit.
+    """
 
     name = "perturb"
 
-    def __init__(self, factors: tuple[float, ...] = (1.2, 0.8), resample_probability: float = 0.25):
-        if len(factors) == 0 or any(f <= 0 for f in factors):
+    def __init__(
+        self,
+        factors: tuple[float, ...] = (1.2, 0.8),
+        resample_probability: float = 0.25,
+        resample: str = "prior",
+    ):
+        if (
+            len(factors) == 0
+            or not all(isinstance(f, int | float) and math.isfinite(f) for f in factors)
+            or any(f <= 0 for f in factors)
+        ):
             raise ValueError(
-                f"Perturb factors={factors}: give one or more positive factors, e.g. (1.2, 0.8)"
+                f"Perturb perturbation_factors={factors}: give one or more positive factors, "
+                "e.g. (1.2, 0.8), or (1.25, 0.8) for no drift on a log scale"
             )
         if not 0.0 <= resample_probability <= 1.0:
             raise ValueError(
                 f"Perturb resample_probability={resample_probability}: must be between 0 and 1"
             )
+        if resample not in RESAMPLE_RULES:
+            raise ValueError(
+                f"Perturb resample={resample!r}: use one of {list(RESAMPLE_RULES)} (prior: a "
+                "fresh draw from the space; local: near the winner's value; none: never)"
+            )
         self.factors = tuple(float(f) for f in factors)
         self.resample_probability = float(resample_probability)
+        self.resample = resample
 
     def options(self) -> dict[str, Any]:
-        return {"factors": list(self.factors), "resample_probability": self.resample_probability}
+        out: dict[str, Any] = {
+            "factors": list(self.factors),
+            "resample_probability": self.resample_probability,
+        }
+        # only when set away from the default, so a stored run from before the option existed
+        # describes itself (and resumes) exactly as it did
+        if self.resample != "prior":
+            out["resample"] = self.resample
+        return out
 
     def explore(self, ctx: ExploreContext) -> tuple[dict[str, Any], dict[str, Any]]:
         new_config: dict[str, Any] = {}
         for name, p in ctx.space.params.items():
             value = ctx.winner_config[name]
-            resample = ctx.rng.uniform() < self.resample_probability
+            resample = ctx.rng.uniform() < self.resample_probability and self.resample != "none"
             factor = self.factors[int(ctx.rng.integers(len(self.factors)))]
             shift = 1 if ctx.rng.uniform() < 0.5 else -1
-            if resample:
+            if resample and self.resample == "local" and not _is_unordered(p):
+                new_config[name] = p.from_unit(local_draw(p.to_unit(value), ctx.rng))
+            elif resample:
                 new_config[name] = p.sample(ctx.rng)
             elif isinstance(p, Choice):
                 if p.ordered:
@@ -320,6 +367,21 @@ class Perturb(Strategy):
                 new_config[name] = p.from_raw(value * factor)
             new_config[name] = to_plain(new_config[name])
         return new_config, dict(ctx.loser_state)
+
+
+RESAMPLE_RULES = ("prior", "local", "none")
+# The "local" resample's step in the unit space. 0.1 is a tenth of the range: on a two-decade
+# log range 0.2 decades (x1.6), about two (1.25, 0.8) perturbation steps at once, so a resample
+# still jumps further than a perturbation, but it keeps the winner's neighbourhood instead of
+# forgetting it (a prior draw lands anywhere). The same scale as gpbt-pl-escape's
+# escape_distance of 0.1.
+LOCAL_RESAMPLE_SD = 0.1
+
+
+def local_draw(u: float, rng: np.random.Generator, sd: float = LOCAL_RESAMPLE_SD) -> float:
+    """`u` + N(0, sd^2), reflected back into [0, 1] (as often as needed)."""
+    x = (float(u) + sd * rng.standard_normal()) % 2.0
+    return 2.0 - x if x > 1.0 else x
 
 
 class Resample(Strategy):

@@ -43,7 +43,7 @@ from gpbt.engines.protocol import OnEvent, Summary
 from gpbt.engines.supervisor import Watchdog, watch_child
 from gpbt.errors import ConfigError
 from gpbt.live_log import LiveLog, open_live_log
-from gpbt.options import Option
+from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
 
@@ -59,12 +59,14 @@ OPTIONS: dict[str, Option] = {
     "final_eval_episodes": Option(
         int, 32, "greedy selection evaluation of every member at the end", at_least=1
     ),
+    # OPTIONAL, not a default: a default would enter every bench cell's config, and the
+    # committed records, made before the key existed, would no longer match their cells
     "test_episodes": Option(
         int,
-        0,
+        OPTIONAL,
         "fresh greedy episodes the selected member's headline score is measured on (another "
-        "key than the selection's); 0: as many as final_eval_episodes, no new compilation",
-        at_least=0,
+        "key than the selection's); absent: as many as final_eval_episodes, no new compilation",
+        at_least=1,
     ),
     "watchdog_seconds": Option((int, float), 600, "restart a generation stuck this long", above=0),
     "execution": Option(str, "auto", "auto | lockstep | per-member (docs/ppo.md)"),
