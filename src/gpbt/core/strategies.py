@@ -287,10 +287,18 @@ class Perturb(Strategy):
 
     name = "perturb"
 
-    def __init__(self, factors: tuple[float, ...] = (1.2, 0.8), resample_probability: float = 0.25):
+    # `perturbation_factors` is the name PBT and a method's options table use for them
+    # (gpbt.core.methods reads a strategy's options from this signature)
+    def __init__(
+        self,
+        perturbation_factors: tuple[float, ...] = (1.2, 0.8),
+        resample_probability: float = 0.25,
+    ):
+        factors = perturbation_factors
         if len(factors) == 0 or any(f <= 0 for f in factors):
             raise ValueError(
-                f"Perturb factors={factors}: give one or more positive factors, e.g. (1.2, 0.8)"
+                f"Perturb perturbation_factors={factors}: give one or more positive factors, "
+                "e.g. (1.2, 0.8)"
             )
         if not 0.0 <= resample_probability <= 1.0:
             raise ValueError(
