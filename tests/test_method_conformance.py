@@ -382,3 +382,19 @@ def test_a_variant_keeps_what_it_fixes_and_synch_needs_truncation():
     # forwarding the shared settings must not let a pairing method take PBT's synch
     with pytest.raises(ValueError, match="synch applies to truncation"):
         GPBT(TOY.space, perturbation_interval=4, synch=True)
+
+
+def test_the_add_a_method_example_in_docs_architecture_runs(capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (code,) = [c for c in blocks if "register_method(" in c]
+    try:
+        exec(compile(code, "docs/architecture.md", "exec"), {})
+        name, best = capsys.readouterr().out.split()
+    finally:
+        if "redraw-some" in METHODS:
+            unregister_method("redraw-some")
+    assert name == "redraw-some" and float(best) > 1.0  # the quadratic toy's optimum is 1.2
