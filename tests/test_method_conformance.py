@@ -251,6 +251,17 @@ def test_a_new_method_is_one_class_and_one_table_line(toy_method, driver):
         check(toy_method, driver)
 
 
+def test_the_demo_offers_every_tuning_method_of_the_table(toy_method):
+    from gpbt.demo import demo_methods
+
+    rows = demo_methods()
+    assert [label for label, options in rows if not options] == tuning_methods()
+    assert "toy-redraw" in tuning_methods()
+    assert all(get_method(name).tunes for name in tuning_methods())
+    assert not all(get_method(name).tunes for name in METHODS)  # default, schedule
+    assert ("gpbt-pl (sync)", {"pairing": "sync"}) in rows
+
+
 def test_a_new_methods_options_come_from_its_signature(toy_method):
     def make(**options):
         return make_scheduler(toy_method, TOY.space, perturbation_interval=4, options=options)
