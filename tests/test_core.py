@@ -16,7 +16,7 @@ from gpbt.core import (
     RandomSearch,
     Stop,
 )
-from gpbt.core.methods import make_scheduler
+from gpbt.core.methods import make_scheduler, tuning_methods
 from gpbt.core.pb2 import PB2Explore
 from gpbt.core.space import Choice, Float, Int, Space
 
@@ -359,8 +359,9 @@ def test_random_search_never_exploits_and_stops_at_budget():
 def test_same_seed_same_initial_population_for_every_method():
     pops = [
         make_scheduler(m, SPACE, perturbation_interval=10, seed=11).initial_population(6)
-        for m in ("gpbt-pl", "pbt", "pb2", "random")
+        for m in tuning_methods()
     ]
+    assert len(pops) > 1
     assert all(p == pops[0] for p in pops)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from gpbt.config import ConfigError, validate_config
-from gpbt.core.methods import make_scheduler
+from gpbt.core.methods import make_scheduler, tuning_methods
 from gpbt.core.space import Space
 
 SPACE = {
@@ -25,9 +25,7 @@ BASE = {
 }
 
 
-@pytest.mark.parametrize(
-    "method", ["gpbt-pl", "gpbt-pl-escape", "pbt", "pbt-patient", "pb2", "random"]
-)
+@pytest.mark.parametrize("method", tuning_methods())
 def test_members_start_at_the_points_and_the_rest_as_drawn(method):
     drawn = make_scheduler(method, SPACE, perturbation_interval=10, seed=3).initial_population(4)
     points = [{"lr": 1e-3}, {"lr": 1e-4, "clip": 0.3, "epochs": 4}]

@@ -10,16 +10,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpbt.core.methods import make_scheduler
+from gpbt.core.methods import get_method, make_scheduler, tuning_methods
 from gpbt.engines.toys import TOYS, run_toy
 
-DEMO_METHODS = [
-    ("gpbt-pl", {}),
-    ("gpbt-pl (sync)", {"pairing": "sync"}),
-    ("pbt", {}),
-    ("pb2", {}),
-    ("random", {}),
-]
+
+def demo_methods() -> list[tuple[str, dict]]:
+    """Every registered method that tunes, as (label, options); a method that pairs members
+    (not a named variant of one) also with its pairs decided in lockstep: "gpbt-pl (sync)"."""
+    out: list[tuple[str, dict]] = []
+    for name in tuning_methods():
+        out.append((name, {}))
+        method = get_method(name)
+        if method.is_plain and "pairing" in method.options():
+            out.append((f"{name} (sync)", {"pairing": "sync"}))
+    return out
 
 
 @dataclass
@@ -38,7 +42,7 @@ def run_demo(seeds: int = 30, population: int = 8, methods=None) -> list[DemoRow
     for toy_name, toy_cls in TOYS.items():
         toy = toy_cls()
         results: dict[str, tuple[np.ndarray, float, float]] = {}
-        for label, options in methods or DEMO_METHODS:
+        for label, options in methods or demo_methods():
             method = label.split(" ")[0]
             best, div, exploits = [], [], []
             for s in range(seeds):

@@ -25,17 +25,23 @@ class DefaultConfig(RandomSearch):
     """No search, no exploit: `initial_population(n)` is n copies of `values`."""
 
     method = "default"
+    tunes = False
 
     def __init__(
         self,
         space: Space | dict,
         *,
         values: Mapping[str, Any] | None = None,
-        **schedule: Any,
+        **common: Any,
     ):
         # the rest (perturbation_interval, burn_in_period, mode, seed, max_time) as RandomSearch
-        super().__init__(space, **schedule)
+        super().__init__(space, **common)
         self.values = _check_values(self.space, values or {})
+
+    @classmethod
+    def example_options(cls, space: Space) -> dict[str, Any]:
+        # the middle of the space: a config every toy trains with, inside every range
+        return {"values": space.point(0.5)}
 
     def initial_population(self, n: int) -> list[dict[str, Any]]:
         if n < 1:

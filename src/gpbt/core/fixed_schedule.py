@@ -70,17 +70,30 @@ class FixedSchedule(RandomSearch):
     """Follow `entries` (`[{"time": t, "config": {...}}, ...]`, the first at time 0)."""
 
     method = "schedule"
+    tunes = False
 
     def __init__(
         self,
         space: Space | dict,
-        entries: Sequence[Mapping[str, Any]],
-        **schedule: Any,
+        entries: Sequence[Mapping[str, Any]] | None = None,
+        **common: Any,
     ):
-        # the rest (perturbation_interval, burn_in_period, mode, seed, max_time) as RandomSearch
-        super().__init__(space, **schedule)
+        # `entries` has no usable default: leaving it out is refused by check_entries, whose
+        # error shows what to write. The rest (perturbation_interval, burn_in_period, mode,
+        # seed, max_time) as RandomSearch.
+        super().__init__(space, **common)
         self.entries = check_entries(self.space, entries)
         self._times = [t for t, _ in self.entries]
+
+    @classmethod
+    def example_options(cls, space: Space) -> dict[str, Any]:
+        # two configs, a quarter and three quarters along every range, switched at time 1
+        # (a member's first decision): one change of config to apply and record
+        entries = [
+            {"time": 0, "config": space.point(0.25)},
+            {"time": 1, "config": space.point(0.75)},
+        ]
+        return {"entries": entries}
 
     def start_at(self, points) -> None:
         raise ValueError("a fixed schedule starts every member at its first entry; no start_points")

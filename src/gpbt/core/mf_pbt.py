@@ -30,7 +30,7 @@ of intervals lives in its state, so a restored scheduler continues bit-identical
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,23 +72,18 @@ class MFPBT(PopulationScheduler):
     """
 
     method = "mf-pbt"
+    shared_options = ("quantile_fraction", "synch")
 
     def __init__(
         self,
         space: Space | dict,
         *,
-        frequencies: Sequence[int] = (1, 5),
-        subpopulation_sizes: Sequence[int] | None = None,
+        frequencies: tuple[int, ...] = (1, 5),
+        subpopulation_sizes: tuple[int, ...] | None = None,
         migration: str = "asymmetric",
-        quantile_fraction: float = 0.25,
         resample_probability: float = 0.0,
         perturbation_factors: tuple[float, ...] = (1.25, 0.8),
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        synch: bool = False,
-        max_time: float | None = None,
+        **common: Any,
     ):
         freqs = list(frequencies) if isinstance(frequencies, list | tuple) else None
         if (
@@ -117,13 +112,7 @@ class MFPBT(PopulationScheduler):
             space,
             Perturb(tuple(perturbation_factors), resample_probability),
             pairing="truncation",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            quantile_fraction=quantile_fraction,
-            max_time=max_time,
-            synch=synch,
+            **common,
         )
         self.frequencies = [int(f) for f in freqs]
         self.subpopulation_sizes = None if sizes is None else [int(n) for n in sizes]

@@ -31,6 +31,7 @@ from typing import Any
 
 from gpbt.core.decisions import Continue, Decision
 from gpbt.core.schedulers import PBT
+from gpbt.core.space import Space
 
 
 class PatientPBT(PBT):
@@ -40,20 +41,11 @@ class PatientPBT(PBT):
 
     def __init__(
         self,
-        space,
+        space: Space | dict,
         *,
         grace_intervals: int = 1,
         score_window: int = 2,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        quantile_fraction: float = 0.25,
-        resample_probability: float = 0.25,
-        perturbation_factors: tuple[float, ...] = (1.2, 0.8),
-        resample: str = "prior",
-        synch: bool = False,
-        max_time: float | None = None,
+        **common: Any,
     ):
         for name, value, least in (
             ("grace_intervals", grace_intervals, 0),
@@ -64,19 +56,7 @@ class PatientPBT(PBT):
                     f"{name}={value!r}: must be a whole number >= {least} ({least} is PBT's "
                     "own rule)"
                 )
-        super().__init__(
-            space,
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            quantile_fraction=quantile_fraction,
-            resample_probability=resample_probability,
-            perturbation_factors=perturbation_factors,
-            resample=resample,
-            synch=synch,
-            max_time=max_time,
-        )
+        super().__init__(space, **common)
         self.grace_intervals = int(grace_intervals)
         self.score_window = int(score_window)
 

@@ -19,13 +19,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from gpbt.core.decisions import Continue, Decision, DecisionRecord, Exploit, Stop
 from gpbt.core.space import Space, to_plain
-from gpbt.core.strategies import ExploreContext, PairwiseLearning, Perturb, Strategy
+from gpbt.core.strategies import (
+    ExploreContext,
+    KeepWinner,
+    PairwiseLearning,
+    Perturb,
+    Resample,
+    Strategy,
+)
 
 PAIRINGS = ("random", "sync", "truncation", "none")
 WORST = -math.inf
@@ -54,9 +62,26 @@ def _clean(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class PopulationScheduler:
-    """Ask/tell core shared by every method (see the module docstring)."""
+    """Ask/tell core shared by every method (see the module docstring).
+
+    Its constructor declares the settings every method shares, once. A method is a subclass
+    whose constructor takes its own options as keyword arguments and forwards the rest
+    (`**common`) here; `gpbt.core.methods` reads a method's options table from those
+    signatures and these class attributes.
+    """
 
     method = "custom"
+    # The settings of this constructor that a method's options table may set (say
+    # `quantile_fraction` for PBT). The run settings (perturbation_interval, burn_in_period,
+    # mode, seed, max_time) come from the run's config instead; the rest the method fixes.
+    shared_options: tuple[str, ...] = ()
+    # Update strategies a method's options table may pick by name (`strategy = "perturb"`),
+    # the first being the default; each strategy's constructor arguments are options too.
+    # Empty: the method builds its own strategy.
+    strategies: Mapping[str, type[Strategy]] = MappingProxyType({})
+    # False for a method that follows given hyperparameters instead of searching (the untuned
+    # reference, a fixed schedule): comparisons of tuners (the demo, the RLlib scripts) skip it.
+    tunes = True
 
     def __init__(
         self,
@@ -99,6 +124,11 @@ class PopulationScheduler:
             raise ValueError(
                 f"copy_margin applies to pairs (pairing 'random' or 'sync'), not {pairing!r}"
             )
+        if synch and pairing != "truncation":
+            raise ValueError(
+                f"synch applies to truncation (PBT, PB2), not to pairing {pairing!r}; pairs "
+                "decide for the whole population at once with pairing='sync'"
+            )
         if strategy is not None:
             strategy.check_space(self.space)
         self.strategy = strategy
@@ -119,6 +149,13 @@ class PopulationScheduler:
         self.rng = np.random.default_rng(seed)
         self.members: dict[int, Member] = {}
         self.start_points: list[dict[str, Any]] = []
+
+    @classmethod
+    def example_options(cls, space: Space) -> dict[str, Any]:
+        """The smallest options table that builds this method on `space`: what the shared
+        method conformance suite builds every registered method with. A method whose
+        constructor has an argument without a default overrides it."""
+        return {}
 
     # ------------------------------------------------------------------ population
     @property
@@ -601,40 +638,20 @@ class PopulationScheduler:
 
 
 class GPBT(PopulationScheduler):
-    """Generalized PBT: pairs instead of truncation, Pairwise Learning by default."""
+    """Generalized PBT: pairs instead of truncation, Pairwise Learning by default.
+
+    `common`: PopulationScheduler's settings (pairing, perturbation_interval, seed, ...)."""
 
     method = "gpbt-pl"
+    shared_options = ("pairing", "quantile_fraction", "copy_margin")
+    strategies = MappingProxyType(
+        {"pl": PairwiseLearning, "perturb": Perturb, "resample": Resample, "copy": KeepWinner}
+    )
 
-    def __init__(
-        self,
-        space,
-        strategy: Strategy | None = None,
-        *,
-        pairing: str = "random",
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        quantile_fraction: float = 0.25,
-        max_time: float | None = None,
-        method: str | None = None,
-        copy_margin: float = 0.0,
-    ):
-        if pairing == "none":
+    def __init__(self, space: Space | dict, strategy: Strategy | None = None, **common: Any):
+        if common.get("pairing") == "none":
             raise ValueError("GPBT pairing='none' never exploits; use RandomSearch instead")
-        super().__init__(
-            space,
-            strategy if strategy is not None else PairwiseLearning(),
-            pairing=pairing,
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            quantile_fraction=quantile_fraction,
-            max_time=max_time,
-            method=method,
-            copy_margin=copy_margin,
-        )
+        super().__init__(space, strategy if strategy is not None else PairwiseLearning(), **common)
 
 
 class PBT(PopulationScheduler):
@@ -644,97 +661,63 @@ class PBT(PopulationScheduler):
     and `resample` ("prior", "local" or "none"). The defaults, (1.2, 0.8) with a prior resample
     at p = 0.25, are Ray Tune's; (1.25, 0.8) removes their downward drift on log scales
     (docs/research/pairwise.md, section 8).
+
+    `common`: PopulationScheduler's settings (perturbation_interval, seed, synch, ...).
     """
 
     method = "pbt"
+    shared_options = ("quantile_fraction", "synch")
 
     def __init__(
         self,
-        space,
+        space: Space | dict,
         *,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        quantile_fraction: float = 0.25,
         resample_probability: float = 0.25,
         perturbation_factors: tuple[float, ...] = (1.2, 0.8),
         resample: str = "prior",
-        synch: bool = False,
-        max_time: float | None = None,
+        **common: Any,
     ):
         super().__init__(
             space,
             Perturb(perturbation_factors, resample_probability, resample),
             pairing="truncation",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            quantile_fraction=quantile_fraction,
-            max_time=max_time,
-            synch=synch,
+            **common,
         )
 
 
 class PB2(PopulationScheduler):
-    """PB2 (Parker-Holder et al. 2020): PBT's exploit, GP-UCB explore over a time-varying kernel."""
+    """PB2 (Parker-Holder et al. 2020): PBT's exploit, GP-UCB explore over a time-varying kernel.
+
+    `common`: PopulationScheduler's settings (perturbation_interval, seed, synch, ...)."""
 
     method = "pb2"
+    shared_options = ("quantile_fraction", "synch")
 
     def __init__(
         self,
-        space,
+        space: Space | dict,
         *,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        quantile_fraction: float = 0.25,
         data_window: int = 64,
         kappa: float = 2.0,
         refit_every: int = 4,
-        synch: bool = False,
-        max_time: float | None = None,
+        **common: Any,
     ):
         from gpbt.core.pb2 import PB2Explore
 
         super().__init__(
             space,
-            PB2Explore(data_window=data_window, kappa=kappa, seed=seed, refit_every=refit_every),
+            PB2Explore(data_window=data_window, kappa=kappa, refit_every=refit_every),
             pairing="truncation",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            quantile_fraction=quantile_fraction,
-            max_time=max_time,
-            synch=synch,
+            **common,
         )
 
 
 class RandomSearch(PopulationScheduler):
-    """The control: same budget and initial population, no exploit ever."""
+    """The control: same budget and initial population, no exploit ever.
+
+    `common`: PopulationScheduler's settings (perturbation_interval, seed, max_time, ...)."""
 
     method = "random"
 
-    def __init__(
-        self,
-        space,
-        *,
-        perturbation_interval: float = 50_000,
-        burn_in_period: float = 0,
-        mode: str = "max",
-        seed: int = 0,
-        max_time: float | None = None,
-    ):
-        super().__init__(
-            space,
-            None,
-            pairing="none",
-            perturbation_interval=perturbation_interval,
-            burn_in_period=burn_in_period,
-            mode=mode,
-            seed=seed,
-            max_time=max_time,
-        )
+    def __init__(self, space: Space | dict, **common: Any):
+        super().__init__(space, None, pairing="none", **common)

@@ -375,6 +375,11 @@ class Space:
     def from_unit(self, u: np.ndarray) -> dict[str, Any]:
         return {n: p.from_unit(x) for (n, p), x in zip(self.params.items(), u, strict=True)}
 
+    def point(self, u: float) -> dict[str, Any]:
+        """The config `u` of the way along every range in the unit space (0.5: the middle),
+        as plain values: a fixed config that lies in the space (a method's example options)."""
+        return {n: to_plain(p.from_unit(u)) for n, p in self.params.items()}
+
     def to_raw(self, config: Mapping[str, Any]) -> np.ndarray:
         flat = self.flat(config)
         return np.array([p.to_raw(flat[n]) for n, p in self.params.items()], dtype=float)

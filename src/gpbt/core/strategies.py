@@ -308,12 +308,15 @@ class Perturb(Strategy):
 
     name = "perturb"
 
+    # `perturbation_factors` is the name PBT and a method's options table use for them
+    # (gpbt.core.methods reads a strategy's options from this signature)
     def __init__(
         self,
-        factors: tuple[float, ...] = (1.2, 0.8),
+        perturbation_factors: tuple[float, ...] = (1.2, 0.8),
         resample_probability: float = 0.25,
         resample: str = "prior",
     ):
+        factors = perturbation_factors
         if (
             len(factors) == 0
             or not all(isinstance(f, int | float) and math.isfinite(f) for f in factors)

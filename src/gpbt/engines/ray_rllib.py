@@ -19,6 +19,7 @@ from gpbt.engines.ray import _names, run_ray
 # isort: split
 import ray
 
+from gpbt.core.methods import get_method, tuning_methods
 from gpbt.core.space import Space
 
 # RLlib's new API stack reports these; the paper's experiments use env steps as time.
@@ -42,8 +43,13 @@ def rllib_experiment_arguments(
 
     first_line = (description or "").strip().splitlines()[:1]
     p = argparse.ArgumentParser(description=first_line[0] if first_line else None)
-    p.add_argument("--method", default="gpbt-pl", choices=["gpbt-pl", "pbt", "pb2", "random"])
-    p.add_argument("--pairing", default="random", choices=["random", "sync", "truncation"])
+    p.add_argument("--method", default="gpbt-pl", choices=tuning_methods())
+    p.add_argument(
+        "--pairing",
+        default="random",
+        choices=["random", "sync", "truncation"],
+        help="for the methods that pair members (gpbt-pl and its variants)",
+    )
     p.add_argument(env_flag, dest="env", default=env)
     p.add_argument("--population", type=int, default=4)
     p.add_argument("--total-steps", type=float, default=total_steps, help="env steps per member")
@@ -99,8 +105,8 @@ def run_rllib_experiment(
     }
     if args.address:
         config["address"] = args.address
-    if args.method == "gpbt-pl":
-        config["gpbt-pl"] = {"pairing": args.pairing}
+    if "pairing" in get_method(args.method).options():
+        config[args.method] = {"pairing": args.pairing}
     summary = run_ray(config, args.folder)
     print(json.dumps(summary, indent=2, default=str))
     return summary
