@@ -204,10 +204,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    from gpbt.rl.envs import known_envs
+    from gpbt.rl.envs import describe_env, known_envs
 
-    for name in known_envs():
-        print(name)
+    infos = [describe_env(name) for name in known_envs()]
+    rows = [("name", "observation", "action space", "episode length")]
+    rows += [(i.name, str(i.obs_shape), i.action, f"{i.max_episode_steps} steps") for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for row in rows:  # plain columns: one line per environment, for a terminal or a pipe
+        print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    print('\nor your own: env = "module:function" (docs/custom-agents.md)')
     return 0
 
 
@@ -298,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--population", type=int, default=8)
     demo.set_defaults(func=cmd_demo)
 
-    envs = sub.add_parser("envs", help="list the built-in environments")
+    envs = sub.add_parser(
+        "envs", help="list the built-in environments: observation, actions, episode length"
+    )
     envs.set_defaults(func=cmd_envs)
     return p
 
