@@ -14,7 +14,12 @@ from gpbt.errors import FolderError
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal:
+        # a log file or a pipe: one line stays one line (rich would wrap it at 80 columns,
+        # splitting a value from its name), so grep and tail read it whole
+        console.soft_wrap = True
+    return console
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -105,16 +110,29 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     )
     console.print(f"  best config: {summary.best_config}")
     console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
-    from gpbt.analysis.ranges import experiment_edge_hits
-    from gpbt.store import load
+    # training is done and recorded: nothing after this line may turn it into a failure
+    from gpbt.analysis.report import describe_failure, warn_on_stderr
 
-    for hit in experiment_edge_hits(load(folder)):
-        console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
+    try:
+        from gpbt.analysis.ranges import experiment_edge_hits
+        from gpbt.store import load
+
+        for hit in experiment_edge_hits(load(folder)):
+            console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
+    except Exception as err:  # noqa: BLE001 - the notes are optional
+        warn_on_stderr(f"range-edge notes not written ({describe_failure(err)})")
     if not getattr(args, "no_report", False):
         from gpbt.analysis.report import write_report
 
-        out = write_report(folder)
-        console.print(f"report: {out}")
+        try:
+            out = write_report(folder)
+        except Exception as err:  # noqa: BLE001 - the run is kept; `gpbt report` retries
+            warn_on_stderr(
+                f"report not written ({describe_failure(err)}); the run is complete, "
+                f"`gpbt report {folder}` writes it"
+            )
+        else:
+            console.print(f"report: {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
