@@ -105,7 +105,12 @@ def test_export_writes_the_schedule_and_weights_that_load_and_act(vector_run, tm
         assert len(meta["leaf_paths"]) == sum(1 for k in data.files if k.startswith("leaf"))
 
     member = load_member(out)
-    assert member.config == manifest["config"]
+    assert member.tuned == manifest["config"]
+    # every hyperparameter it trained with: tuned, fixed by the run, and PPO's defaults
+    assert member.config == manifest["hyperparameters"]
+    assert {k: member.config[k] for k in manifest["config"]} == pytest.approx(manifest["config"])
+    assert member.config["train_batch_size"] == 256 and member.config["num_epochs"] == 2
+    assert member.config["gamma"] == pytest.approx(member.agent.default_hyperparameters()["gamma"])
     action = member.act(np.array([0.0, 0.0, 0.05, 0.0]))
     assert action.shape == () and int(action) in (0, 1)
     actions = member.act(np.zeros((5, 4)))
