@@ -176,15 +176,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from gpbt.analysis.retrain import retrain
 
-    summary = retrain(args.folder, seed=args.seed, out=args.out)
+    summary = retrain(
+        args.folder, seed=args.seed, seeds=args.seeds, logging=args.logging, out=args.out
+    )
     result = summary["retrain"]
     folder = Path(result["folder"])
     _finish(folder, summary, args)
+    if result["seeds"] == 1:
+        score = _score(result["retrained"])
+    else:
+        interval = result["interval"]
+        spread = (
+            f"95% interval [{_score(interval[0])}, {_score(interval[1])}]"
+            if interval
+            else "no interval (fewer than two finite scores)"
+        )
+        score = f"mean {_score(result['retrained'])}, {spread} over {result['seeds']} members"
     _console().print(
-        f"[bold]retrained[/] on member {result['source_best_member']}'s lineage schedule "
+        f"[bold]retrained[/] {result['seeds']} fresh member{'s' * (result['seeds'] > 1)} on "
+        f"member {result['source_best_member']}'s lineage schedule "
         f"({result['config_changes']} config changes, seed {result['seed']}): "
-        f"{_score(result['retrained'])} vs the population's best "
-        f"{_score(result['population_best'])} ({result['score_basis']})"
+        f"{score} vs the population's best {_score(result['population_best'])} "
+        f"({result['score_basis']})"
     )
     return 0
 
@@ -279,11 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_export)
 
     ret = sub.add_parser(
-        "retrain", help="train one fresh member on the best lineage's schedule, no exploits"
+        "retrain", help="train fresh members on the best lineage's schedule, no exploits"
     )
     ret.add_argument("folder")
-    ret.add_argument("--seed", type=int, help="seed of the new member (default: the run's)")
-    ret.add_argument("--out", help="experiment folder (default: FOLDER/retrain-seed<N>)")
+    ret.add_argument("--seed", type=int, help="seed of the new members (default: the run's)")
+    ret.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N fresh members (each its own initial weights) and print their mean "
+        "score with a 95%% interval",
+    )
+    ret.add_argument(
+        "--logging",
+        action="store_true",
+        help="send curves to the run's [logging] TensorBoard / W&B too (default: not)",
+    )
+    ret.add_argument(
+        "--out", help="experiment folder (default: FOLDER/retrain-seed<S>, -x<N> with --seeds)"
+    )
     ret.add_argument("--no-report", action="store_true")
     ret.set_defaults(func=cmd_retrain)
 
