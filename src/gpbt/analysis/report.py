@@ -273,19 +273,19 @@ def _decision_table(decisions: pd.DataFrame) -> pd.DataFrame:
         }
         for n in names:
             old, new = d.get(f"old_config.{n}"), d.get(f"new_config.{n}")
-            # a perturbation can land where it started (a clipped or snapped value): say so
-            row[n] = f"{fmt(new)} (unchanged)" if _same(old, new) else f"{fmt(old)} -> {fmt(new)}"
+            if _missing(old) and _missing(new):
+                row[n] = "-"  # not a hyperparameter of this decision
+            elif old == new:
+                # a perturbation can land where it started (a clipped or snapped value): say so
+                row[n] = f"{fmt(new)} (unchanged)"
+            else:
+                row[n] = f"{fmt(old)} -> {fmt(new)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _same(old, new) -> bool:
-    if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
-        return True
-    try:
-        return bool(old == new)
-    except (TypeError, ValueError):
-        return False
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _episode(exp, out: Path, warn: Warn) -> tuple[list[Block], list[tuple[str, str]]]:
