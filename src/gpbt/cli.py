@@ -106,7 +106,7 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     console.print(f"[bold green]finished[/]: {folder}")
     console.print(
         f"  best member: {summary.best_member} ({summary.score_basis}: "
-        f"{summary.best_score}), population mean {summary.population_mean}"
+        f"{_score(summary.best_score)}), population mean {_score(summary.population_mean)}"
     )
     console.print(f"  best config: {summary.best_config}")
     console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")

@@ -125,7 +125,7 @@ def plot_returns(reports, decisions, column, path: Path, final=None) -> None:
             chosen = member == final.member
             ax.scatter([end], [final.scores[member]], marker="*", s=160 if chosen else 60,
                        color=line.get_color(), edgecolor="black", linewidth=0.8 if chosen else 0,
-                       zorder=6)  # fmt: skip
+                       zorder=7 if chosen else 6)  # fmt: skip
     if final is not None:
         ax.scatter([], [], marker="*", s=60, color="0.5", label=f"final: {final.basis}")
     ex = _exploits(decisions)
