@@ -49,7 +49,7 @@ def corridor_run(tmp_path_factory):
 def test_a_finished_run_on_a_factory_env_exits_0_with_its_report(corridor_run):
     folder, done = corridor_run
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr and "warning" not in done.stderr
+    assert "Traceback" not in done.stderr and "gpbt: warning" not in done.stderr
     gif = Image.open(folder / "report" / "episode.gif")
     assert gif.width >= 400 and gif.n_frames > 1  # the corridor's observation, drawn as bars
     summary = (folder / "report" / "summary.md").read_text()
