@@ -281,3 +281,6 @@ def test_cli_bad_folders_get_one_error_line_with_the_fix(tmp_path, capsys):
         assert len(err) == 1
         assert "has no reports yet, so there is no best member" in err[0]
         assert f"gpbt resume {tmp_path / 'empty'} continues a stopped run" in err[0]
+    assert main(["retrain", str(tmp_path / "empty"), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpbt: error: --seeds 0: give the number of fresh members, 1 or more"]
