@@ -578,3 +578,22 @@ def test_the_report_counts_cells_finished_after_the_bench_last_recorded_them(tmp
     md = (write_bench_report(out, reps=50) / "report.md").read_text()
     assert "done 3" in md and "NOT done" not in md
     assert (load_bench(out).cells["status"] == "done").all()
+
+
+def test_one_seed_shows_no_interval_and_several_do():
+    import pandas as pd
+
+    from gpbt.bench.report import per_task_table
+
+    def runs(method, scores):
+        return [{"task": "quadratic", "method": method, "seed": s, "final_best": x,
+                 "final_mean": x, "auc": x, "exploits": 1}
+                for s, x in enumerate(scores)]  # fmt: skip
+
+    table = per_task_table(pd.DataFrame(runs("pbt", [0.709]) + runs("pb2", [0.5, 0.7, 0.6])),
+                           "final_best").set_index("method")  # fmt: skip
+    column = "final_best (mean [95% CI])"
+    assert table.loc["pbt", column] == "0.709 (one seed: no interval)"
+    mean, interval = table.loc["pb2", column].split(" [")
+    low, high = (float(x) for x in interval.rstrip("]").split(", "))
+    assert float(mean) == pytest.approx(0.6) and 0.5 <= low < 0.6 < high <= 0.7

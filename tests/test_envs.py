@@ -1,6 +1,7 @@
 """The environment registry and the uniform Env interface, on the real Gymnax environments."""
 
 import importlib.util
+import subprocess
 import sys
 
 import jax
@@ -189,3 +190,36 @@ def test_factory_must_return_env(private_registry):
     register_env("Bad-v0", lambda: object())
     with pytest.raises(TypeError, match="expected a gpbt.rl.envs.Env"):
         make_env("Bad-v0")
+
+
+# ------------------------------------------------------------------------------ gpbt envs
+@pytest.mark.parametrize("name", [n for n in known_envs() if not n.startswith("brax:")])
+def test_builtin_env_facts_are_those_of_the_built_env(name):
+    assert envs.BUILTIN_INFO[name] == envs.EnvInfo.of(make_env(name))
+
+
+def test_describe_env_builds_what_the_table_does_not_know(private_registry):
+    register_env("Corridor-x", lambda length=3: CORRIDOR_LIKE(length))
+    info = envs.describe_env("Corridor-x?length=7")
+    assert (info.obs_shape, info.action, info.max_episode_steps) == ((7,), "discrete, 2 actions", 9)
+    assert envs.describe_env("pendulum").action == "continuous, dim 1"
+
+
+def CORRIDOR_LIKE(length):  # noqa: N802 - reads as the env it builds
+    return Env("corridor", (length,), True, 2, 1, None, None, 9)
+
+
+def test_gpbt_envs_lists_facts_without_building_brax():
+    code = (
+        "import sys; from gpbt.cli import main; main(['envs']); "
+        "print('brax imported:', 'brax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["name", "observation", "action", "space", "episode", "length"]
+    rows = {line.split()[0]: " ".join(line.split()[1:]) for line in lines[1:] if line.strip()}
+    assert rows["CartPole-v1"] == "(4,) discrete, 2 actions 500 steps"
+    assert rows["Breakout-MinAtar"] == "(10, 10, 4) discrete, 3 actions 1000 steps"
+    assert rows["brax:hopper"] == "(11,) continuous, dim 3 1000 steps"
+    assert lines[-1] == "brax imported: False"

@@ -105,7 +105,12 @@ def test_export_writes_the_schedule_and_weights_that_load_and_act(vector_run, tm
         assert len(meta["leaf_paths"]) == sum(1 for k in data.files if k.startswith("leaf"))
 
     member = load_member(out)
-    assert member.config == manifest["config"]
+    assert member.tuned == manifest["config"]
+    # every hyperparameter it trained with: tuned, fixed by the run, and PPO's defaults
+    assert member.config == manifest["hyperparameters"]
+    assert {k: member.config[k] for k in manifest["config"]} == pytest.approx(manifest["config"])
+    assert member.config["train_batch_size"] == 256 and member.config["num_epochs"] == 2
+    assert member.config["gamma"] == pytest.approx(member.agent.default_hyperparameters()["gamma"])
     action = member.act(np.array([0.0, 0.0, 0.05, 0.0]))
     assert action.shape == () and int(action) in (0, 1)
     actions = member.act(np.zeros((5, 4)))
@@ -276,3 +281,6 @@ def test_cli_bad_folders_get_one_error_line_with_the_fix(tmp_path, capsys):
         assert len(err) == 1
         assert "has no reports yet, so there is no best member" in err[0]
         assert f"gpbt resume {tmp_path / 'empty'} continues a stopped run" in err[0]
+    assert main(["retrain", str(tmp_path / "empty"), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpbt: error: --seeds 0: give the number of fresh members, 1 or more"]

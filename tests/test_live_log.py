@@ -199,6 +199,17 @@ def test_vector_engine_logs_live_from_the_supervisors_events(tmp_path, wandb_dir
         wb = [(r["time"], r[f"population/{key}"]) for r in rows if f"population/{key}" in r]
         assert [t for t, _ in wb] == [400, 800, 1200]
         assert [v for _, v in wb] == pytest.approx(expected)
+    # the final greedy evaluation, the score the run prints, is a series of its own at the end
+    final = load(tmp_path / "run").state("final_evaluation")
+    scores = final.get("test_returns") or final["returns"]
+    chosen = final.get("selected", max(range(len(scores)), key=scores.__getitem__))
+    for member, score in enumerate(scores):
+        assert tb[f"member_{member:02d}"]["final/score"] == [(1200, pytest.approx(score))]
+    assert tb["population"]["final/best_score"] == [(1200, pytest.approx(scores[chosen]))]
+    assert tb["population"]["final/best_member"] == [(1200, chosen)]
+    (wb_final,) = [r for r in rows if "final/best_score" in r]
+    assert (wb_final["time"], wb_final["final/best_score"]) == (1200, pytest.approx(scores[chosen]))
+    assert wb_final["final/mean_score"] == pytest.approx(sum(scores) / len(scores))
 
 
 LOCAL_TRAINABLE = """

@@ -151,3 +151,26 @@ def test_bench_report_counts_the_runs_whose_best_ended_on_an_edge():
     # a hyperparameter the row does not search is not blamed on it, even at an edge
     assert table.loc["pbt-paper-protocol", "gamma"] == "untuned"
     assert table.loc["pbt-paper-protocol", "lr"] == "-"
+
+
+def test_an_edge_at_the_agents_own_limit_is_not_widened(tmp_path):
+    """gamma's range ends at PPO's own bound (1): no "widen it"; clip's ends short of it."""
+    space = {"gamma": {"type": "float", "low": 0.9, "high": 1.0},
+             "clip": {"type": "float", "low": 0.1, "high": 0.5}}  # fmt: skip
+    with ExperimentStore(tmp_path) as s:
+        s.write_config({"engine": "vector", "method": "pbt", "agent": "ppo",
+                        "env": "CartPole-v1", "space": space})  # fmt: skip
+        s.add_reports([{"member": m, "time": 1, "score": float(m),
+                        "config": {"gamma": 1.0, "clip": 0.5}} for m in (0, 1)])  # fmt: skip
+    hits = {h.name: h.sentence() for h in experiment_edge_hits(load(tmp_path))}
+    assert hits["gamma"] == (
+        "`gamma` ended at the top of its range (1) in the best member and in 2 of 2 members: "
+        "that is the agent's own limit (hyperparameter_bounds), so the range cannot be widened "
+        "that way"
+    )
+    assert hits["clip"].endswith(
+        "better values may lie above it; the agent accepts values up to 1, so widen the range "
+        "toward that"
+    )
+    low = edge_hits(Space.from_dict(space), {"gamma": 0.9}, [{"gamma": 0.9}], {"gamma": (0, 1)})
+    assert "the agent accepts values down to 0, so widen" in low[0].sentence()

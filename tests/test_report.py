@@ -127,3 +127,18 @@ def test_report_errors_are_one_line(tmp_path, capsys):
         "gpbt: error: metric 'reward' is not in this experiment's reports; available: "
         "['score'] (use --metric NAME)"
     ]
+
+
+def test_an_exploit_whose_perturbation_changed_nothing_says_unchanged(tmp_path):
+    store_with_two_members(tmp_path)
+    with ExperimentStore(tmp_path) as s:
+        s.add_decisions(
+            [{"time": 1, "member": 0, "kind": "exploit", "donor": 1, "partner": 1,
+              "member_score": 1.0, "partner_score": 2.0,
+              "old_config": {"lr": 0.001503, "gamma": 0.95, "opt": "adam"},
+              "new_config": {"lr": 0.001503, "gamma": 0.97, "opt": "adam"}}]
+        )  # fmt: skip
+    summary = (write_report(tmp_path, animate=False) / "summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| 1 | 0 | 1 |"))
+    assert "| 0.001503 (unchanged) |" in row and "| 0.95 -> 0.97 |" in row
+    assert "| adam (unchanged) |" in row

@@ -14,7 +14,12 @@ from gpbt.errors import FolderError
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal:
+        # a log file or a pipe: one line stays one line (rich would wrap it at 80 columns,
+        # splitting a value from its name), so grep and tail read it whole
+        console.soft_wrap = True
+    return console
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -101,20 +106,33 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     console.print(f"[bold green]finished[/]: {folder}")
     console.print(
         f"  best member: {summary.best_member} ({summary.score_basis}: "
-        f"{summary.best_score}), population mean {summary.population_mean}"
+        f"{_score(summary.best_score)}), population mean {_score(summary.population_mean)}"
     )
     console.print(f"  best config: {summary.best_config}")
     console.print(f"  exploits: {summary.exploits}   wall: {summary.wall_seconds or 0:.1f} s")
-    from gpbt.analysis.ranges import experiment_edge_hits
-    from gpbt.store import load
+    # training is done and recorded: nothing after this line may turn it into a failure
+    from gpbt.analysis.report import describe_failure, warn_on_stderr
 
-    for hit in experiment_edge_hits(load(folder)):
-        console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
+    try:
+        from gpbt.analysis.ranges import experiment_edge_hits
+        from gpbt.store import load
+
+        for hit in experiment_edge_hits(load(folder)):
+            console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
+    except Exception as err:  # noqa: BLE001 - the notes are optional
+        warn_on_stderr(f"range-edge notes not written ({describe_failure(err)})")
     if not getattr(args, "no_report", False):
         from gpbt.analysis.report import write_report
 
-        out = write_report(folder)
-        console.print(f"report: {out}")
+        try:
+            out = write_report(folder)
+        except Exception as err:  # noqa: BLE001 - the run is kept; `gpbt report` retries
+            warn_on_stderr(
+                f"report not written ({describe_failure(err)}); the run is complete, "
+                f"`gpbt report {folder}` writes it"
+            )
+        else:
+            console.print(f"report: {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -158,15 +176,28 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from gpbt.analysis.retrain import retrain
 
-    summary = retrain(args.folder, seed=args.seed, out=args.out)
+    summary = retrain(
+        args.folder, seed=args.seed, seeds=args.seeds, logging=args.logging, out=args.out
+    )
     result = summary["retrain"]
     folder = Path(result["folder"])
     _finish(folder, summary, args)
+    if result["seeds"] == 1:
+        score = _score(result["retrained"])
+    else:
+        interval = result["interval"]
+        spread = (
+            f"95% interval [{_score(interval[0])}, {_score(interval[1])}]"
+            if interval
+            else "no interval (fewer than two finite scores)"
+        )
+        score = f"mean {_score(result['retrained'])}, {spread} over {result['seeds']} members"
     _console().print(
-        f"[bold]retrained[/] on member {result['source_best_member']}'s lineage schedule "
+        f"[bold]retrained[/] {result['seeds']} fresh member{'s' * (result['seeds'] > 1)} on "
+        f"member {result['source_best_member']}'s lineage schedule "
         f"({result['config_changes']} config changes, seed {result['seed']}): "
-        f"{_score(result['retrained'])} vs the population's best "
-        f"{_score(result['population_best'])} ({result['score_basis']})"
+        f"{score} vs the population's best {_score(result['population_best'])} "
+        f"({result['score_basis']})"
     )
     return 0
 
@@ -204,10 +235,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    from gpbt.rl.envs import known_envs
+    from gpbt.rl.envs import describe_env, known_envs
 
-    for name in known_envs():
-        print(name)
+    infos = [describe_env(name) for name in known_envs()]
+    rows = [("name", "observation", "action space", "episode length")]
+    rows += [(i.name, str(i.obs_shape), i.action, f"{i.max_episode_steps} steps") for i in infos]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    for row in rows:  # plain columns: one line per environment, for a terminal or a pipe
+        print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    print('\nor your own: env = "module:function" (docs/custom-agents.md)')
     return 0
 
 
@@ -256,11 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_export)
 
     ret = sub.add_parser(
-        "retrain", help="train one fresh member on the best lineage's schedule, no exploits"
+        "retrain", help="train fresh members on the best lineage's schedule, no exploits"
     )
     ret.add_argument("folder")
-    ret.add_argument("--seed", type=int, help="seed of the new member (default: the run's)")
-    ret.add_argument("--out", help="experiment folder (default: FOLDER/retrain-seed<N>)")
+    ret.add_argument("--seed", type=int, help="seed of the new members (default: the run's)")
+    ret.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N fresh members (each its own initial weights) and print their mean "
+        "score with a 95%% interval",
+    )
+    ret.add_argument(
+        "--logging",
+        action="store_true",
+        help="send curves to the run's [logging] TensorBoard / W&B too (default: not)",
+    )
+    ret.add_argument(
+        "--out", help="experiment folder (default: FOLDER/retrain-seed<S>, -x<N> with --seeds)"
+    )
     ret.add_argument("--no-report", action="store_true")
     ret.set_defaults(func=cmd_retrain)
 
@@ -298,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--population", type=int, default=8)
     demo.set_defaults(func=cmd_demo)
 
-    envs = sub.add_parser("envs", help="list the built-in environments")
+    envs = sub.add_parser(
+        "envs", help="list the built-in environments: observation, actions, episode length"
+    )
     envs.set_defaults(func=cmd_envs)
     return p
 

@@ -12,7 +12,13 @@ It hands the same rows, as it writes them, to a :class:`LiveLog`, which sends th
   of reports, ``population/exploits`` (so far) after every batch of decisions with one, both
   at the largest time seen so far (asynchronous engines report members at different times; the
   population's step never goes back); and a text line per exploit ("t=40000: member 3 copied
-  member 5; lr 0.001 -> 0.002").
+  member 5; lr 0.001 -> 0.002");
+* at the end, the final greedy evaluation the run reports its score on (vector engine, state
+  ``final_evaluation``, read from the store when the log closes): ``final/score`` per member
+  (its test episodes' mean where the engine tested the members on fresh episodes, else its
+  evaluation's mean) and, for the population, ``final/best_score`` (the member the run hands
+  over, ``final/best_member``) and ``final/mean_score``, all at the run's last time; in W&B
+  also the run's summary values, so the runs table shows the score the run prints.
 
 The x axis is the engine's time (``time_attr``: env steps for the vector engine).
 
@@ -70,11 +76,12 @@ def _short(value: Any) -> str:
 class LiveLog:
     """Sends store rows to the open sinks (TensorBoard, W&B) as the engine writes them."""
 
-    def __init__(self, sinks: list[Any], mode: str = "max"):
+    def __init__(self, sinks: list[Any], mode: str = "max", folder: Path | None = None):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.sinks = sinks
         self.mode = mode
+        self.folder = folder  # the experiment's store: its final evaluation is logged at close
         self.latest: dict[int, float] = {}
         self.exploits = 0
         self.last_time: float | None = None
@@ -129,7 +136,35 @@ class LiveLog:
         for sink in self.sinks:
             sink.flush()
 
+    def log_final(self, final: Mapping[str, Any]) -> None:
+        """The final greedy evaluation (the store's state ``final_evaluation``), at the last
+        time seen: per member ``final/score``, for the population the handed-over member's."""
+        scores = [_number(x) for x in final.get("test_returns") or final.get("returns") or []]
+        scores = [math.nan if x is None else x for x in scores]
+        if not scores:
+            return
+        chosen = final.get("selected")
+        finite = [(x, m) for m, x in enumerate(scores) if math.isfinite(x)]
+        if chosen is None and finite:  # a run from before the members were tested afresh:
+            # the best on its one evaluation, ties to the lowest member (as gpbt report picks)
+            top = (max if self.mode == "max" else min)(x for x, _ in finite)
+            chosen = next(m for x, m in finite if x == top)
+        step = self.last_time if self.last_time is not None else 0.0
+        for member, score in enumerate(scores):
+            self._scalars(f"member_{member:02d}", step, {"final/score": score})
+        values = {"final/mean_score": sum(x for x, _ in finite) / len(finite)} if finite else {}
+        if chosen is not None:
+            values.update({"final/best_score": scores[chosen], "final/best_member": chosen})
+        self._scalars("population", step, values)
+        for sink in self.sinks:
+            sink.summary(values)
+        self.flush()
+
     def close(self) -> None:
+        if self.sinks and self.folder is not None:
+            final = _stored_final_evaluation(self.folder)
+            if final is not None:
+                self.log_final(final)
         for sink in self.sinks:
             sink.close(self.exploit_rows)
         self.sinks = []
@@ -186,6 +221,9 @@ class _TensorBoard:
     def text(self, run: str, time: float, tag: str, line: str) -> None:
         self._writer(run).add_text(tag, line, global_step=int(time))
 
+    def summary(self, values: dict[str, float]) -> None:
+        pass  # TensorBoard has no run summary: the final/ series say it
+
     def flush(self) -> None:
         for w in self.writers.values():
             w.flush()
@@ -223,6 +261,9 @@ class _Wandb:
     def text(self, run: str, time: float, tag: str, line: str) -> None:
         pass  # exploits go to the table at close; live, each shows as exploit/donor
 
+    def summary(self, values: dict[str, float]) -> None:
+        self.run.summary.update(values)
+
     def flush(self) -> None:
         pass  # wandb streams every log call itself
 
@@ -257,7 +298,17 @@ def open_live_log(
     wb = options.get("wandb", False)
     if wb:
         sinks.append(_Wandb({} if wb is True else wb, folder, config or {}, _wandb_id(folder)))
-    return LiveLog(sinks, mode) if sinks else None
+    return LiveLog(sinks, mode, folder) if sinks else None
+
+
+def _stored_final_evaluation(folder: Path) -> dict | None:
+    """The experiment's final evaluation, if its store has one (never creating a store)."""
+    from gpbt.store import DB_NAME, ExperimentStore
+
+    if not (folder / DB_NAME).exists():
+        return None
+    with ExperimentStore(folder) as store:
+        return store.get_state("final_evaluation")
 
 
 def _wandb_id(folder: Path) -> str:

@@ -120,7 +120,8 @@ def _export(exp, folder: Path, out: Path) -> dict[str, Any]:
             time=jm.meta["time"],
             agent=jm.meta["agent"],
             env=jm.meta["env"],
-            config=jm.config,
+            config=jm.tuned,
+            hyperparameters=jm.config,
             load="from gpbt.analysis.export import load_member; m = load_member(OUT); m.act(obs)",
         )
         if jm.meta["time"] < last:

@@ -11,6 +11,13 @@ The report and the end of `gpbt run` say so in one line per hyperparameter.
 is log), so 2% of the range; for an integer, equal to its low or high. Choices are skipped: an
 unordered one has no edges, and an ordered one's first or last value is drawn by chance too often
 to mean anything.
+
+The agent's own limits (a vector-engine agent's `hyperparameter_bounds()`, e.g. gamma <= 1)
+word the advice: a range already at the agent's limit cannot be widened that way, so the note
+says so instead of suggesting it; one short of it says how far it may go. The limits are read
+by building the run's agent (cheap for gymnax and a user's factory); Brax runs, whose env
+takes a minute to build, and local / Ray runs (whose trainables declare no bounds) get the
+note without them.
 """
 
 from __future__ import annotations
@@ -35,14 +42,29 @@ class EdgeHit:
     bound: Any  # the edge's value
     members_at_edge: int  # how many of the population's final configs sit at the same edge
     population: int
+    limit: Any = None  # the agent's own limit on this side, when known
 
     def sentence(self) -> str:
-        where = "top" if self.side == "high" else "bottom"
-        beyond = "above" if self.side == "high" else "below"
-        return (
+        where, beyond, toward = (
+            ("top", "above", "up") if self.side == "high" else ("bottom", "below", "down")
+        )
+        start = (
             f"`{self.name}` ended at the {where} of its range ({self.bound:g}) in the best member "
-            f"and in {self.members_at_edge} of {self.population} members: better values may lie "
-            f"{beyond} it; widen the range if the agent accepts such values"
+            f"and in {self.members_at_edge} of {self.population} members"
+        )
+        if self.limit is None:
+            return (
+                f"{start}: better values may lie {beyond} it; widen the range if the agent "
+                "accepts such values"
+            )
+        if self.bound >= self.limit if self.side == "high" else self.bound <= self.limit:
+            return (
+                f"{start}: that is the agent's own limit (hyperparameter_bounds), so the range "
+                "cannot be widened that way"
+            )
+        return (
+            f"{start}: better values may lie {beyond} it; the agent accepts values {toward} to "
+            f"{self.limit:g}, so widen the range toward that"
         )
 
 
@@ -60,10 +82,14 @@ def at_edge(param: Param, value: Any) -> str | None:
 
 
 def edge_hits(
-    space: Space, best_config: Mapping[str, Any], configs: list[Mapping[str, Any]]
+    space: Space,
+    best_config: Mapping[str, Any],
+    configs: list[Mapping[str, Any]],
+    limits: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[EdgeHit]:
     """One hit per hyperparameter whose value in `best_config` is at an edge, with how many of
-    `configs` (the population's final configs, the best member's included) share that edge."""
+    `configs` (the population's final configs, the best member's included) share that edge;
+    `limits` are the agent's own (low, high) per hyperparameter, where known."""
     hits = []
     for name, param in space.params.items():
         side = at_edge(param, best_config.get(name))
@@ -71,8 +97,25 @@ def edge_hits(
             continue
         same = sum(at_edge(param, c.get(name)) == side for c in configs)
         bound = param.low if side == "low" else param.high
-        hits.append(EdgeHit(name, side, bound, same, len(configs)))
+        limit = (limits or {}).get(name)
+        limit = None if limit is None else limit[0 if side == "low" else 1]
+        hits.append(EdgeHit(name, side, bound, same, len(configs), limit))
     return hits
+
+
+def agent_limits(config: Mapping[str, Any]) -> dict[str, tuple[float, float]] | None:
+    """A vector-engine run's agent's `hyperparameter_bounds()`, or None where they are not
+    cheap to know (see the module doc) or the agent cannot be built here."""
+    env = str(config.get("env") or "")
+    if config.get("engine") != "vector" or not config.get("agent") or "brax" in env.lower():
+        return None
+    from gpbt.rl.agents import make_agent
+
+    try:
+        agent = make_agent(config["agent"], env, dict(config.get("agent_options") or {}))
+        return {k: tuple(v) for k, v in agent.hyperparameter_bounds().items()}
+    except Exception:  # noqa: BLE001 - the note is still right without the limits
+        return None
 
 
 def experiment_edge_hits(exp) -> list[EdgeHit]:
@@ -85,4 +128,5 @@ def experiment_edge_hits(exp) -> list[EdgeHit]:
     best = best_member(exp)
     if best.member not in configs:
         return []
-    return edge_hits(space, configs[best.member], list(configs.values()))
+    limits = agent_limits(exp.config or {})
+    return edge_hits(space, configs[best.member], list(configs.values()), limits)

@@ -3,16 +3,22 @@
 Writes into `FOLDER/report/`: `returns.png` (every member's score over time, exploits marked),
 `hyperparameters.png` (each hyperparameter's schedule per member, the best lineage's in black,
 on a log axis where the search space is log), `lineage.png` (the ancestry of the final best
-member), `episode.gif` (vector-engine runs on MinAtar or classic control: the best member's
-greedy episode), and the same sections twice: `summary.md` and `report.html`, one
-self-contained page (rendered headings and tables, figures embedded as base64, no network).
-A hyperparameter the best member ended against an edge of its range is named in the summary and
-under the schedule (gpbt.analysis.ranges).
+member), `episode.gif` (vector-engine runs, Brax excepted: the best member's greedy episode),
+and the same sections twice: `summary.md` and `report.html`, one self-contained page
+(rendered headings and tables, figures embedded as base64, no network). A hyperparameter the
+best member ended against an edge of its range is named in the summary and under the schedule
+(gpbt.analysis.ranges).
+
+The plots and the animation are optional parts: one that fails (a drawing error, a missing
+checkpoint) is one warning line (`gpbt: warning: ...` on stderr) and a sentence in its section,
+and the rest of the report is written, so a finished run is never lost to its report.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,31 @@ MAX_DECISION_ROWS = 300  # the page stays readable; the store holds them all
 
 class ReportError(ExperimentError):
     pass
+
+
+Warn = Callable[[str], None]
+REST_WRITTEN = "the rest of the report is written"
+
+
+def warn_on_stderr(message: str) -> None:
+    print(f"gpbt: warning: {message}", file=sys.stderr, flush=True)
+
+
+def describe_failure(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def _optional(what: str, draw: Callable[[], object], warn: Warn) -> str | None:
+    """Draw one optional part of the report; a failure is one warning line, not a lost report.
+    Returns why it failed, or None."""
+    try:
+        draw()
+    except Exception as err:  # noqa: BLE001 - whatever broke, the rest of the report is written
+        reason = describe_failure(err)
+        warn(f"report: {what} not drawn ({reason}); {REST_WRITTEN}")
+        return reason
+    return None
 
 
 def _metric_column(reports: pd.DataFrame, metric: str) -> str:
@@ -81,11 +112,22 @@ def _exploits(decisions: pd.DataFrame) -> pd.DataFrame:
     return decisions[copied]
 
 
-def plot_returns(reports, decisions, column, path: Path) -> None:
+def plot_returns(reports, decisions, column, path: Path, final=None) -> None:
+    """Every member's reported `column` over time, exploits marked; `final` (a `Best` whose
+    basis is a final greedy evaluation) adds each member's final score at the end of its curve,
+    the score the summary gives, the chosen member's larger."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 5))
+    end = reports["time"].max()
     for member, df in reports.groupby("member"):
-        ax.plot(df["time"], df[column], lw=1.2, label=f"member {member}")
+        (line,) = ax.plot(df["time"], df[column], lw=1.2, label=f"member {member}")
+        if final is not None and member in final.scores.index:
+            chosen = member == final.member
+            ax.scatter([end], [final.scores[member]], marker="*", s=160 if chosen else 60,
+                       color=line.get_color(), edgecolor="black", linewidth=0.8 if chosen else 0,
+                       zorder=7 if chosen else 6)  # fmt: skip
+    if final is not None:
+        ax.scatter([], [], marker="*", s=60, color="0.5", label=f"final: {final.basis}")
     ex = _exploits(decisions)
     if len(ex):
         ax.scatter(
@@ -98,7 +140,10 @@ def plot_returns(reports, decisions, column, path: Path) -> None:
         )
     ax.set_xlabel("time (" + ("env steps" if reports["time"].max() > 1000 else "steps") + ")")
     ax.set_ylabel(column)
-    ax.set_title("score of every member; x = the member copied a winner")
+    title = "score of every member; x = the member copied a winner"
+    if final is not None:
+        title += f"; * = final score (large: member {final.member})"
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -228,12 +273,22 @@ def _decision_table(decisions: pd.DataFrame) -> pd.DataFrame:
         }
         for n in names:
             old, new = d.get(f"old_config.{n}"), d.get(f"new_config.{n}")
-            row[n] = f"{fmt(old)} -> {fmt(new)}"
+            if _missing(old) and _missing(new):
+                row[n] = "-"  # not a hyperparameter of this decision
+            elif old == new:
+                # a perturbation can land where it started (a clipped or snapped value): say so
+                row[n] = f"{fmt(new)} (unchanged)"
+            else:
+                row[n] = f"{fmt(old)} -> {fmt(new)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _episode(exp, out: Path) -> tuple[list[Block], list[tuple[str, str]]]:
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _episode(exp, out: Path, warn: Warn) -> tuple[list[Block], list[tuple[str, str]]]:
     """The best member's greedy episode as a GIF, or a sentence saying why there is none."""
     cfg = exp.config or {}
     if cfg.get("engine") != "vector":
@@ -245,19 +300,22 @@ def _episode(exp, out: Path) -> tuple[list[Block], list[tuple[str, str]]]:
             )
         ], []
     from gpbt.rl.animate import can_animate, write_gif
-
-    env = cfg.get("env", "")
     from gpbt.rl.envs import resolve_env_name
 
-    name = resolve_env_name(env)[0]
-    if not can_animate(name):
-        return [("text", f"No animation: gpbt draws MinAtar and classic control, not {env}.")], []
+    env = cfg.get("env", "")
+    try:
+        name = resolve_env_name(env)[0]
+    except ValueError:
+        name = None  # a user's env = "module:function": drawn from the env the member builds
+    if name is not None and not can_animate(name):
+        return [("text", f"No animation: gpbt does not draw Brax ({env}).")], []
     from gpbt.analysis.export import run_member
 
     best = best_member(exp)
     try:
         member = run_member(exp, best.member)
-    except (ExperimentError, ValueError) as err:
+    except ExperimentError as err:  # no checkpoint: the report says so, and so does the CLI
+        warn(f"report: no animation ({err})")
         return [("text", f"No animation: {err}")], []
     episode = write_gif(member, out / "episode.gif", seed=0)
     how = "finished" if episode.finished else "cut at 1000 steps"
@@ -269,7 +327,12 @@ def _episode(exp, out: Path) -> tuple[list[Block], list[tuple[str, str]]]:
     return [("text", text)], [("episode.gif", f"member {best.member}'s greedy episode")]
 
 
-def write_report(folder: str | Path, metric: str = "score", animate: bool = True) -> Path:
+def write_report(
+    folder: str | Path, metric: str = "score", animate: bool = True, warn: Warn = warn_on_stderr
+) -> Path:
+    """Write the report into FOLDER/report; returns that folder. Bad input (no reports, an
+    unknown metric) raises ReportError; a failing plot or animation is reported to `warn`
+    (one line) and the rest is written."""
     folder = Path(folder)
     exp = load(folder)
     try:
@@ -285,9 +348,25 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
     best = best_member(exp, column)
     doc = best_schedule(exp)
     entries, held = doc["entries"], doc["lineage"]
-    plot_returns(reports, decisions, column, out / "returns.png")
-    plot_hyperparameters(reports, space, entries, out / "hyperparameters.png")
-    plot_lineage(reports, column, entries, best.member, out / "lineage.png")
+    # the final greedy evaluation is what the summary reports: shown on the score plot
+    final = best if exp.state("final_evaluation") is not None else None
+    failed = {
+        "scores": _optional(
+            "the score plot",
+            lambda: plot_returns(reports, decisions, column, out / "returns.png", final),
+            warn,
+        ),
+        "hyperparameters": _optional(
+            "the hyperparameter plot",
+            lambda: plot_hyperparameters(reports, space, entries, out / "hyperparameters.png"),
+            warn,
+        ),
+        "lineage": _optional(
+            "the lineage plot",
+            lambda: plot_lineage(reports, column, entries, best.member, out / "lineage.png"),
+            warn,
+        ),
+    }
 
     exploits = _exploits(decisions)
     scheduled = int((decisions["kind"] == "exploit").sum()) - len(exploits) if len(decisions) else 0
@@ -311,16 +390,40 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
     summary += [f"range edge: {hit.sentence()}" for hit in edges]
     if exp.state("retrain"):
         r = exp.state("retrain")
+        n = r.get("seeds", 1)
+        if n == 1:
+            scored = f"this member scored {fmt(r['retrained'])}"
+        else:
+            spread = (
+                f", 95% interval [{fmt(r['interval'][0])}, {fmt(r['interval'][1])}]"
+                if r.get("interval")
+                else ""
+            )
+            scored = f"these {n} members scored a mean {fmt(r['retrained'])}{spread}"
         summary.append(
             f"a retrain of member {r['source_best_member']}'s lineage schedule in "
-            f"`{r['source']}`: this member scored {fmt(r['retrained'])}, the population's "
-            f"best there {fmt(r['population_best'])} ({r['score_basis']})"
+            f"`{r['source']}`: {scored}, the population's best there "
+            f"{fmt(r['population_best'])} ({r['score_basis']})"
         )
     counts = decisions["kind"].value_counts().to_dict() if len(decisions) else {}
     shown = min(int(counts.get("exploit", 0)), MAX_DECISION_ROWS)
     sections: dict[str, list[Block]] = {
         "summary": [("bullets", summary)],
-        "scores": [("table", _scores_table(exp, best, column))],
+        "scores": [
+            *(
+                [
+                    (
+                        "text",
+                        f"The curves are the {column} each member reported while training; the "
+                        f"stars at their ends are the final score the summary gives "
+                        f"({best.basis}), the largest member {best.member}'s.",
+                    )
+                ]
+                if final is not None
+                else []
+            ),
+            ("table", _scores_table(exp, best, column)),
+        ],
         "hyperparameters": [
             (
                 "text",
@@ -352,16 +455,28 @@ def write_report(folder: str | Path, metric: str = "score", animate: bool = True
             ("table", _decision_table(decisions) if len(decisions) else pd.DataFrame()),
         ],
     }
-    figures: dict[str, list[tuple[str, str]]] = {
-        "scores": [("returns.png", "score of every member")],
-        # no plot when nothing is searched (method = "default")
-        "hyperparameters": [("hyperparameters.png", "hyperparameter schedules")]
-        if (out / "hyperparameters.png").exists()
-        else [],
-        "lineage": [("lineage.png", "lineage of the final best member")],
+    plots = {
+        "scores": ("returns.png", "score of every member"),
+        "hyperparameters": ("hyperparameters.png", "hyperparameter schedules"),
+        "lineage": ("lineage.png", "lineage of the final best member"),
     }
+    figures: dict[str, list[tuple[str, str]]] = {}
+    for key, (name, caption) in plots.items():
+        if failed[key] is not None:
+            sections[key].append(("text", f"The plot was not drawn: {failed[key]}."))
+        # no hyperparameter plot when nothing is searched (method = "default")
+        figures[key] = [(name, caption)] if failed[key] is None and (out / name).exists() else []
     if animate:
-        sections["episode"], figures["episode"] = _episode(exp, out)
+        gif = out / "episode.gif"
+        gif.unlink(missing_ok=True)  # a GIF from an earlier report is not this one's
+        try:
+            sections["episode"], figures["episode"] = _episode(exp, out, warn)
+        except Exception as err:  # noqa: BLE001 - any failure: a sentence and a warning
+            reason = describe_failure(err)
+            warn(f"report: the episode animation not drawn ({reason}); {REST_WRITTEN}")
+            gif.unlink(missing_ok=True)
+            failed_text = f"No animation: drawing the episode failed ({reason})."
+            sections["episode"] = [("text", failed_text)]
     else:
         sections["episode"] = [("text", "No animation (written with --no-animation).")]
     _write(out, f"Experiment report: {method} on {env}", sections, figures)

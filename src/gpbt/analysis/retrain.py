@@ -1,11 +1,17 @@
-"""`gpbt retrain FOLDER`: train one fresh member on the schedule the run's best lineage followed.
+"""`gpbt retrain FOLDER`: train fresh members on the schedule the run's best lineage followed.
 
 Was the run's best member good because of its hyperparameter schedule, or because it inherited
-lucky weights? Retraining answers it: a new member starts from scratch (a new seed, or the
-run's), follows the lineage's configs at the recorded times and never copies anyone. It is
-the ordinary engine run with `method = "schedule"` (`gpbt.core.fixed_schedule`) and a
-population of 1, so the new folder is a normal experiment folder (report, resume, replay,
-export all work) whose config holds the schedule. Vector and local engine runs.
+lucky weights? Retraining answers it: new members start from scratch (a new seed, or the
+run's), follow the lineage's configs at the recorded times and never copy anyone. It is the
+ordinary engine run with `method = "schedule"` (`gpbt.core.fixed_schedule`) and a population
+of `seeds` members (1 by default; each member its own initial weights and environment seeds),
+so the new folder is a normal experiment folder (report, resume, replay, export all work)
+whose config holds the schedule. Vector and local engine runs.
+
+A retrain is a check, not the run: it does not send curves to the run's TensorBoard / W&B
+(`[logging]`) unless asked (`logging=True`, `gpbt retrain --logging`), since a live logger
+configured for the run (a W&B project, an offline mode set in the environment) may not be
+what the check should write to, or may not start at all here.
 """
 
 from __future__ import annotations
@@ -16,17 +22,23 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from gpbt.analysis.lineage import ExperimentError, best_member, best_schedule, require_reports
 from gpbt.store import DB_NAME, ExperimentStore, load
 
-__all__ = ["retrain", "retrain_config"]
+__all__ = ["mean_interval", "retrain", "retrain_config"]
 
 ENGINES = ("vector", "local")
 
 
-def retrain_config(exp, seed: int | None = None):
-    """(the config of the retrain run, the schedule document it follows)."""
+def retrain_config(exp, seed: int | None = None, seeds: int = 1, logging: bool = False):
+    """(the config of the retrain run, the schedule document it follows): `seeds` fresh
+    members, the run's `[logging]` kept only when `logging` is true."""
     from gpbt.config import validate_config
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ExperimentError(f"--seeds {seeds!r}: give the number of fresh members, 1 or more")
 
     require_reports(exp)
     cfg = copy.deepcopy(exp.config or {})
@@ -47,7 +59,9 @@ def retrain_config(exp, seed: int | None = None):
     cfg["schedule"] = {
         "entries": [{"time": e["time"], "config": e["config"]} for e in schedule["entries"]]
     }
-    cfg["population"] = 1
+    cfg["population"] = seeds
+    if not logging:
+        cfg.pop("logging", None)
     if seed is not None:
         cfg["seed"] = int(seed)
     if cfg.get("name"):
@@ -55,25 +69,59 @@ def retrain_config(exp, seed: int | None = None):
     return validate_config(cfg), schedule
 
 
+def mean_interval(scores) -> tuple[float, float | None, float | None]:
+    """Mean of the finite scores and its 95% Student-t interval (None, None with fewer than
+    two: one seed has no interval). Student-t, not a bootstrap: a bootstrap of a handful of
+    seeds is too narrow."""
+    from scipy import stats
+
+    x = np.asarray([s for s in scores if s is not None and math.isfinite(s)], dtype=float)
+    if len(x) == 0:
+        return math.nan, None, None
+    if len(x) == 1:
+        return float(x[0]), None, None
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def _check_out(out: Path) -> None:
+    """A folder holding a retrain that started (its config is stored) is continued by
+    `gpbt resume`, never overwritten. One a retrain left before its run started (it crashed
+    opening a live logger, say) holds no config and no reports: nothing recorded, and
+    `gpbt resume` refuses it too, so the retrain starts in it afresh."""
+    if not (out / DB_NAME).exists():
+        return
+    held = load(out)
+    if held.config is not None:
+        raise ExperimentError(
+            f"{out} already holds an experiment; gpbt resume {out} continues it, or pick "
+            "another --out"
+        )
+    if len(held.reports):
+        raise ExperimentError(
+            f"{out} holds reports but no config: not a folder a retrain wrote; pick another --out"
+        )
+
+
 def retrain(
     folder: str | os.PathLike,
     *,
     seed: int | None = None,
+    seeds: int = 1,
+    logging: bool = False,
     out: str | os.PathLike | None = None,
     supervise: bool = True,
     on_event=None,
 ):
     """Run the retrain; returns the engine's summary plus a `retrain` entry comparing the new
-    member's final score with the population's best (also stored as state `retrain`)."""
+    members' final scores (each, their mean and its 95% interval) with the population's best
+    (also stored as state `retrain`)."""
     folder = Path(folder)
     exp = load(folder)
-    cfg, schedule = retrain_config(exp, seed)
-    out = Path(out) if out is not None else folder / f"retrain-seed{cfg['seed']}"
-    if (out / DB_NAME).exists():
-        raise ExperimentError(
-            f"{out} already holds an experiment; gpbt resume {out} continues it, or pick "
-            "another --out"
-        )
+    cfg, schedule = retrain_config(exp, seed, seeds, logging)
+    name = f"retrain-seed{cfg['seed']}" + (f"-x{seeds}" if seeds > 1 else "")
+    out = Path(out) if out is not None else folder / name
+    _check_out(out)
     if cfg.engine == "vector":
         from gpbt.engines.vector import run_vector
 
@@ -85,11 +133,17 @@ def retrain(
     new = best_member(load(out))
     configs = [e["config"] for e in schedule["entries"]]
     changes = sum(1 for a, b in zip(configs, configs[1:], strict=False) if a != b)
+    scores = [None if math.isnan(x) else float(x) for x in new.scores.sort_index()]
+    mean, low, high = mean_interval(scores)
     result = {
         "source": str(folder),
         "source_best_member": schedule["best_member"],
         "population_best": schedule["best_score"],
-        "retrained": None if math.isnan(new.score) else new.score,
+        # the mean over the fresh members (with one member, its score)
+        "retrained": None if math.isnan(mean) else mean,
+        "scores": scores,
+        "interval": None if low is None else [low, high],
+        "seeds": seeds,
         "score_basis": new.basis,
         "seed": cfg["seed"],
         "config_changes": changes,

@@ -241,6 +241,10 @@ def plot_overhead(table: pd.DataFrame, colors, path: Path) -> None:
 # tables
 # ---------------------------------------------------------------------------------------------
 def _interval(p, lo, hi) -> str:
+    # A bootstrap over one seed (or seeds that all scored alike) resamples a single value:
+    # [x, x] is no interval, and printing it as one claims a certainty that is not there.
+    if lo == hi:
+        return f"{_fmt(p)} (no interval)"
     return f"{_fmt(p)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
@@ -255,7 +259,9 @@ def per_task_table(results: pd.DataFrame, score: str) -> pd.DataFrame:
                 "task": task,
                 "method": method,
                 "seeds": len(g),
-                f"{score} (mean [95% CI])": _interval(m, lo, hi),
+                f"{score} (mean [95% CI])": (
+                    f"{_fmt(m)} (one seed: no interval)" if len(g) == 1 else _interval(m, lo, hi)
+                ),
                 "population mean": _fmt(pm),
                 "auc (best so far)": _fmt(float(g["auc"].mean())),
                 "exploits/run": _fmt(float(g["exploits"].mean())),
@@ -526,6 +532,11 @@ def render_report(bench, suite: Suite, out: Path, reps: int = 2000) -> Path:
         sections["summary"] = [("bullets", summary_lines)]
         sections["fairness"] = [("text", audit_text), ("table", audit)]
         return _write(out, suite, sections, figures)
+    if results.groupby(["task", "method"]).size().max() == 1:
+        summary_lines.append(
+            "One seed per task and method: the tables show no 95% intervals (a bootstrap over "
+            "one run has no spread); run more seeds (--seeds N) for them."
+        )
     df = stats.normalize(results, score, suite.score_ranges())
     head = stats.aggregate(df, reps=reps)
     head["mean_rank"] = head["method"].map(stats.average_rank(df))

@@ -2,9 +2,13 @@
 
 gymnax has no renderer to rely on, so the frames are drawn here with matplotlib from what the
 agent observes: MinAtar's `(10, 10, channels)` boards (one colour per channel) and the state
-vectors of classic control (CartPole, Acrobot, Pendulum, MountainCar). Other environments
-(Brax) are not drawn; `can_animate` says which are. The GIF is written with matplotlib's
-PillowWriter (Pillow comes with matplotlib), small enough to embed in a report.
+vectors of classic control (CartPole, Acrobot, Pendulum, MountainCar) as scenes. Any other
+environment built from the observation alone: a `(H, W, C)` observation as a board like
+MinAtar's, an `(H, W)` one as an image, a vector as a bar per entry (a user's own
+`env = "module:function"` gets its animation this way). Brax is not drawn (its observations
+are physics state, and building it only to draw is slow); `can_animate` says which registered
+environments are. The GIF is written with matplotlib's PillowWriter (Pillow comes with
+matplotlib) at about 400 px wide, a size a person can read, still small enough to embed.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ import numpy as np
 __all__ = ["Episode", "can_animate", "play", "write_gif"]
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCar-v0", "MountainCarContinuous-v0")
-# inches; square scenes take the default, wide ones less height
+# inches at DPI: at least 400 px wide; square scenes take the default, wide ones less height
+DPI = 125
 FIGSIZE = {
-    "CartPole-v1": (3.4, 1.7),
-    "MountainCar-v0": (3.0, 2.4),
-    "MountainCarContinuous-v0": (3.0, 2.4),
+    "CartPole-v1": (3.6, 1.9),
+    "MountainCar-v0": (3.4, 2.8),
+    "MountainCarContinuous-v0": (3.4, 2.8),
 }
+DEFAULT_FIGSIZE = (3.3, 3.5)
+CAPTION_POINTS = 10  # about 17 px at DPI: legible in the report
 
 
 def can_animate(env_name: str) -> bool:
-    return env_name in CLASSIC or env_name.endswith("-MinAtar")
+    """Whether a registered environment is drawn (Brax is not); an environment from a user's
+    factory is drawn from its observations (see the module doc)."""
+    return not env_name.startswith("brax:")
 
 
 @dataclass
@@ -139,7 +148,50 @@ def _mountain_car(ax, first: np.ndarray) -> Drawer:
     return update
 
 
-def _drawer(env_name: str, ax, first: np.ndarray) -> Drawer:
+def _image(ax, observations: np.ndarray) -> Drawer:
+    """A 2-D observation as a grey image, one scale for the whole episode."""
+    low, high = float(observations.min()), float(observations.max())
+    image = ax.imshow(observations[0], cmap="gray", vmin=low, vmax=max(high, low + 1e-6),
+                      interpolation="nearest")  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return image.set_data
+
+
+def _bars(ax, observations: np.ndarray) -> Drawer:
+    """A vector observation as a bar per entry, one y scale for the whole episode."""
+    n = observations.shape[-1]
+    bars = ax.bar(range(n), observations[0], color="tab:blue")
+    low, high = min(0.0, float(observations.min())), max(0.0, float(observations.max()))
+    pad = 0.05 * max(high - low, 1e-6)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel("observation entry", fontsize=CAPTION_POINTS - 2)
+    ax.tick_params(labelsize=CAPTION_POINTS - 3)
+
+    def update(obs: np.ndarray) -> None:
+        for bar, value in zip(bars, obs, strict=True):
+            bar.set_height(float(value))
+
+    return update
+
+
+def _from_observations(ax, observations: np.ndarray) -> Drawer:
+    """An environment gpbt has no scene for, drawn from what the agent observes."""
+    shape = observations.shape[1:]
+    if len(shape) == 3:
+        return _minatar(ax, observations[0])
+    if len(shape) == 2:
+        return _image(ax, observations)
+    if len(shape) == 1:
+        return _bars(ax, observations)
+    raise ValueError(
+        f"no frame drawer for observations of shape {shape}: gpbt draws vectors, images and "
+        "(H, W, channels) boards"
+    )
+
+
+def _drawer(env_name: str, ax, observations: np.ndarray) -> Drawer:
+    first = observations[0]
     if env_name.endswith("-MinAtar"):
         return _minatar(ax, first)
     table = {
@@ -150,10 +202,7 @@ def _drawer(env_name: str, ax, first: np.ndarray) -> Drawer:
         "MountainCarContinuous-v0": _mountain_car,
     }
     if env_name not in table:
-        raise ValueError(
-            f"no frame drawer for {env_name!r}; gpbt draws MinAtar and classic control "
-            f"({', '.join(CLASSIC)})"
-        )
+        return _from_observations(ax, observations)
     artists = table[env_name](ax, first)
     ax.set_aspect("equal")
     ax.set_xticks([])
@@ -180,7 +229,7 @@ def write_gif(
 
     env_name = member.env.name
     if not can_animate(env_name):
-        raise ValueError(f"no frame drawer for {env_name!r}")
+        raise ValueError(f"no frame drawer for {env_name!r}: gpbt does not draw Brax")
     episode = play(member, seed=seed, max_steps=max_steps)
     n = len(episode.observations)
     stride = max(1, math.ceil(n / max_frames))
@@ -188,12 +237,14 @@ def write_gif(
     if frames[-1] != n - 1:
         frames.append(n - 1)
     returns = np.concatenate([[0.0], np.cumsum(episode.rewards)])
-    fig, ax = plt.subplots(figsize=FIGSIZE.get(env_name, (2.6, 2.8)))
-    update = _drawer(env_name, ax, episode.observations[0])
-    title = ax.set_title("", fontsize=8)
-    writer = PillowWriter(fps=fps)
+    fig, ax = plt.subplots(figsize=FIGSIZE.get(env_name, DEFAULT_FIGSIZE))
     try:
-        with writer.saving(fig, str(path), dpi=60):
+        update = _drawer(env_name, ax, np.stack(episode.observations))
+        # the longest caption sizes the layout, so no frame's caption is cut
+        title = ax.set_title(f"step {n - 1}  return {returns[-1]:.4g}", fontsize=CAPTION_POINTS)
+        fig.tight_layout()
+        writer = PillowWriter(fps=fps)
+        with writer.saving(fig, str(path), dpi=DPI):
             for i in frames:
                 update(episode.observations[i])
                 title.set_text(f"step {i}  return {returns[i]:.4g}")

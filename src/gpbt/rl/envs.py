@@ -61,6 +61,8 @@ __all__ = [
     "env_from_factory",
     "from_gymnax",
     "known_envs",
+    "describe_env",
+    "EnvInfo",
     "register_env",
     "BRAX_BACKENDS",
     "DEFAULT_BRAX_BACKEND",
@@ -335,6 +337,62 @@ def known_envs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+@dataclass(frozen=True)
+class EnvInfo:
+    """What a user choosing an environment wants to know, without training on it."""
+
+    name: str
+    obs_shape: tuple[int, ...]
+    num_actions: int | None  # discrete: how many actions; continuous: None
+    action_dim: int  # continuous: size of the action vector; discrete: 1
+    max_episode_steps: int
+
+    @property
+    def action(self) -> str:
+        if self.num_actions is not None:
+            return f"discrete, {self.num_actions} actions"
+        return f"continuous, dim {self.action_dim}"
+
+    @classmethod
+    def of(cls, env: Env) -> EnvInfo:
+        return cls(env.name, tuple(env.obs_shape), env.num_actions if env.discrete else None,
+                   env.action_dim, env.max_episode_steps)  # fmt: skip
+
+
+# The built-in environments' facts, so `gpbt envs` lists them without building one: gymnax
+# imports in seconds, but a Brax env takes a minute or more to build on a CPU. Each entry is
+# what make_env(name) builds with default options; tests/test_envs.py checks the gymnax ones
+# against the built env, the Brax ones were read off Brax 0.14's generalized backend.
+BUILTIN_INFO: dict[str, EnvInfo] = {
+    info.name: info
+    for info in (
+        EnvInfo("CartPole-v1", (4,), 2, 1, 500),
+        EnvInfo("Acrobot-v1", (6,), 3, 1, 500),
+        EnvInfo("Pendulum-v1", (3,), None, 1, 200),
+        EnvInfo("MountainCar-v0", (2,), 3, 1, 200),
+        EnvInfo("MountainCarContinuous-v0", (2,), None, 1, 999),
+        EnvInfo("Breakout-MinAtar", (10, 10, 4), 3, 1, 1000),
+        EnvInfo("SpaceInvaders-MinAtar", (10, 10, 6), 4, 1, 1000),
+        EnvInfo("Asterix-MinAtar", (10, 10, 4), 5, 1, 1000),
+        EnvInfo("Freeway-MinAtar", (10, 10, 7), 3, 1, 2500),
+        EnvInfo("Seaquest-MinAtar", (10, 10, 10), 6, 1, 1000),
+        EnvInfo("brax:inverted_double_pendulum", (8,), None, 1, 1000),
+        EnvInfo("brax:hopper", (11,), None, 3, 1000),
+        EnvInfo("brax:halfcheetah", (17,), None, 6, 1000),
+        EnvInfo("brax:ant", (27,), None, 8, 1000),
+    )
+}
+
+
+def describe_env(name: str) -> EnvInfo:
+    """Observation shape, action space and episode length of a registered environment: a
+    built-in one (with default options) from BUILTIN_INFO, anything else by building it."""
+    canonical, options = resolve_env_name(name)
+    if not options and canonical in BUILTIN_INFO and _REGISTRY[canonical] is _BUILTIN[canonical]:
+        return BUILTIN_INFO[canonical]
+    return EnvInfo.of(make_env(name))
+
+
 def _parse_value(text: str) -> Any:
     low = text.lower()
     if low in ("true", "false"):
@@ -447,3 +505,6 @@ for _game in ("Breakout", "SpaceInvaders", "Asterix", "Freeway", "Seaquest"):
 
 for _brax in ("inverted_double_pendulum", "hopper", "halfcheetah", "ant"):
     register_env(f"brax:{_brax}", _make_brax(_brax), aliases=(f"brax/{_brax}", _brax))
+
+# the factories BUILTIN_INFO describes (a name re-registered with overwrite=True is built)
+_BUILTIN = dict(_REGISTRY)

@@ -32,6 +32,12 @@ def _template(agent):
     return jax.tree_util.tree_structure(shapes), paths
 
 
+def _plain(value: Any) -> Any:
+    """A numpy or JAX scalar as the Python number it holds (JSON and printing read it)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "size", 2) == 1 else value
+
+
 class JaxMember:
     """`agent` (PPO or IMPALA), `state` (its population of one), `meta` (see the module doc)."""
 
@@ -43,9 +49,24 @@ class JaxMember:
         return self.agent.env
 
     @property
-    def config(self) -> dict[str, Any]:
-        """The tuned hyperparameters it trained with last."""
+    def tuned(self) -> dict[str, Any]:
+        """The tuned hyperparameters it trained with last (its run's [space])."""
         return dict(self.meta.get("config") or {})
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every hyperparameter it trained with last: the agent's defaults, overridden by its
+        run's fixed [hyperparameters], overridden by the tuned values (`tuned`), completed by
+        the agent as the engine completed them."""
+        given = {**(self.meta.get("hyperparameters") or {}), **self.tuned}
+        complete = getattr(self.agent, "effective_hyperparameters", None)
+        full = (
+            complete(given)
+            if callable(complete)  # the built-in agents' base class; the protocol needs only
+            else {**self.agent.default_hyperparameters(), **given}  # the defaults
+        )
+        ints = set(getattr(self.agent, "int_hyperparameters", ()))
+        return {k: int(v) if k in ints else _plain(v) for k, v in full.items()}
 
     @classmethod
     def from_leaves(cls, meta: dict[str, Any], leaves: list[np.ndarray]) -> JaxMember:
