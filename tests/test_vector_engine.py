@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,26 @@ def test_a_run_records_every_report_decision_and_checkpoint(reference):
     assert exp.latest_checkpoint["time"] == 4096 * 5
     assert (Path(folder) / exp.latest_checkpoint["path"]).exists()
     assert len(exp.state("final_evaluation")["returns"]) == 4
+
+
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(reference):
+    """The Python API used to start over in a finished run's folder, truncating its reports
+    while its summary stayed; every engine entry point now refuses, naming the fix."""
+    from gpbt.engines import run_engine
+    from gpbt.errors import FolderError
+
+    folder, _ = reference
+    db = Path(folder) / "experiment.sqlite"
+    before = db.read_bytes()
+    for start in (run_engine, partial(run_vector, supervise=False)):
+        with pytest.raises(FolderError) as err:
+            start(tiny(), folder, resume=False)
+        assert str(err.value) == (
+            f"{folder} already holds an experiment; use `gpbt resume {folder}` to continue it "
+            "(resume=True from Python) or pick another folder (--out)"
+        )
+    assert db.read_bytes() == before
+    assert len(load(folder).reports) == 4 * 5
 
 
 def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):
@@ -233,6 +254,14 @@ def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
         ({"hyperparameters": {"lr": 1e-3}}, "[hyperparameters] 'lr' is also in [space]"),
         ({"agent": "dqn"}, "agent = 'dqn' is not known"),
         ({"agent_options": {"num_env": 4}}, "'num_env' is not an option of agent 'ppo'"),
+        (
+            {"perturbation_interval": 128, "total_steps": 1024},
+            "perturbation_interval = 128 env steps is shorter than one update of this agent "
+            "(256 env steps per update at the largest train batch)",
+        ),
+        ({"devices": 100_000}, "devices = 100000, but this machine has"),
+        # refused from the state's shapes, before a byte of it is allocated
+        ({"population": 10_000_000}, "population = 10000000 needs at least"),
     ],
 )
 def test_config_errors_stop_before_training(tmp_path, change, needle):

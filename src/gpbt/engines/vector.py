@@ -38,7 +38,7 @@ import numpy as np
 
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
-from gpbt.engines.protocol import OnEvent, Summary
+from gpbt.engines.protocol import OnEvent, Summary, refuse_existing_run
 from gpbt.engines.supervisor import Watchdog, watch_child
 from gpbt.errors import ConfigError
 from gpbt.live_log import LiveLog, open_live_log
@@ -75,6 +75,25 @@ def check_config(cfg: dict[str, Any]) -> None:
         )
     if cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
         raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
+    # The vector engine's clock is each member's env-step count, a whole number: a fraction
+    # would be dropped without a word (an interval of 0.5 became 0, a division by zero).
+    for key in ("total_steps", "perturbation_interval", "checkpoint_interval", "burn_in_period"):
+        value = cfg.get(key)
+        if value is not None and value != math.floor(value):
+            whole = sorted({max(math.floor(value), 1), math.ceil(value)})
+            raise ConfigError(
+                f"{key} = {value!r}: the vector engine counts env steps, a whole number; use "
+                + " or ".join(f"{key} = {n}" for n in whole)
+            )
+    generations = math.ceil(cfg["total_steps"] / cfg["perturbation_interval"])
+    last_decision = (generations - 1) * cfg["perturbation_interval"]
+    if generations > 1 and cfg["burn_in_period"] > last_decision:
+        raise ConfigError(
+            f"burn_in_period ({cfg['burn_in_period']}) is past the last decision, at "
+            f"{last_decision:g} env steps (decisions come every perturbation_interval = "
+            f"{cfg['perturbation_interval']} before total_steps = {cfg['total_steps']}): no "
+            f"decision would ever be made; use burn_in_period <= {last_decision:g}"
+        )
     from gpbt.rl.execution import STRATEGIES
 
     if cfg["execution"] not in STRATEGIES:
@@ -135,20 +154,119 @@ def check_space_against_agent(space: Space, agent, fixed: dict[str, Any]) -> Non
         raise ConfigError(f"[hyperparameters] {err}") from None
 
 
+def largest_update(agent, space: Space, fixed: dict[str, Any]) -> int | None:
+    """Env steps the largest update of any member consumes: IMPALA's fixed batch, or PPO's
+    `train_batch_size` at its largest (fixed, the top of its range, or the agent's default, as
+    the agent snaps it); None for an agent that names neither."""
+    if isinstance(getattr(agent, "batch_size", None), int):
+        return int(agent.batch_size)
+    name = "train_batch_size"
+    if name not in agent.hyperparameter_names:
+        return None
+    if name in fixed:
+        value = fixed[name]
+    elif name in space.params:
+        p = space.params[name]
+        value = max(p.values) if isinstance(p, Choice) else p.high
+    else:
+        value = agent.default_hyperparameters()[name]
+    return int(np.asarray(agent.hyperparameters_to_arrays([{**fixed, name: value}])[name])[0])
+
+
+def check_interval_against_agent(spec: RunSpec, agent) -> None:
+    """An interval must hold at least one whole update of every member: a member trains whole
+    updates, so with a shorter interval it trains in some intervals and not at all in the
+    others, and is scored (and exploited) on the same weights again."""
+    batch = largest_update(agent, spec.space, dict(spec["hyperparameters"]))
+    interval = spec.perturbation_interval
+    if batch is not None and interval < batch:
+        raise ConfigError(
+            f"perturbation_interval = {interval:g} env steps is shorter than one update of "
+            f"this agent ({batch} env steps per update at the largest train batch): members "
+            f"would not train at all in some intervals; use perturbation_interval >= {batch} "
+            "or a smaller train batch"
+        )
+
+
+def configure_devices(requested: int) -> None:
+    """Set up JAX's devices for `devices = requested` (0: all), refusing more than there are.
+    Before JAX starts its backend in this process: on CPU one device per core (or the
+    configured count), so training can be spread over every core."""
+    import jax
+
+    from gpbt.rl.execution import available_cores, configure_host_devices
+
+    cores = available_cores()
+    # never ask XLA for more host devices than cores: `devices = 1000` would make 1000
+    configure_host_devices(requested if requested <= cores else 0)
+    if not requested:
+        return
+    platform = jax.default_backend()
+    have = cores if platform == "cpu" else len(jax.devices())
+    if requested > have:
+        what = "CPU cores" if platform == "cpu" else f"{platform.upper()} devices"
+        raise ConfigError(
+            f"devices = {requested}, but this machine has {have} {what}; use devices = 0 "
+            f"(all of them) or a number up to {have}"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available to a new allocation (Linux's MemAvailable: free memory
+    plus the caches the kernel would drop), or None where the machine does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(agent, population: int) -> None:
+    """Refuse a population whose state cannot fit before any of it is allocated. The state's
+    size comes from the agent's own `init`, traced without allocating (`jax.eval_shape`);
+    training holds it at least twice (the state going in and the one coming out) and each
+    checkpoint copies it to host memory once more. So this is a lower bound: a run refused
+    here could never run, and one let through may still need more for its rollouts."""
+    import jax
+
+    shapes = jax.eval_shape(lambda key: agent.init(key, population), jax.random.key(0))
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    if jax.default_backend() == "cpu":
+        need, have, where = 3 * state, available_memory(), "memory available"
+    else:
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in jax.local_devices()]
+        need, where = 2 * state, f"{jax.default_backend().upper()} memory"
+        have = sum(limits) if limits and None not in limits else None
+    if have is not None and need > have:
+        gib = 1024**3
+        raise ConfigError(
+            f"population = {population} needs at least {need / gib:.1f} GiB "
+            f"({state / population / 1024**2:.2f} MiB of state per member, held {need // state} "
+            f"times), but this machine has {have / gib:.1f} GiB {where}; lower the population "
+            "(or the agent's sizes in [agent_options])"
+        )
+
+
 def preflight(spec: RunSpec):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
     from gpbt.rl.agents import make_agent
-    from gpbt.rl.execution import configure_host_devices
 
-    # Before JAX starts its backend in this process: on CPU, one device per core (or the
-    # configured count), so training can be spread over every core.
-    configure_host_devices(spec.get("devices", 0))
+    configure_devices(spec.get("devices", 0))
     try:
         agent = make_agent(spec["agent"], spec["env"], spec["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
     check_space_against_agent(spec.space, agent, dict(spec["hyperparameters"]))
+    check_interval_against_agent(spec, agent)
+    check_memory(agent, spec.population)
     return agent
 
 
@@ -503,6 +621,10 @@ def run_vector(
     preflight(spec)
     folder = Path(folder)
     with hold_folder(folder, "resume" if resume else "run"):
+        if not resume:
+            # under the lock: no other run can create the store between this check and the
+            # fresh start, which clears whatever a killed first attempt wrote
+            refuse_existing_run(folder)
         live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
         events = partial(_dispatch, on_event, live_log)
         try:
