@@ -303,13 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpbt.errors import GpbtError
+    from gpbt.errors import GpbtError, storage_problem
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (GpbtError, FileNotFoundError) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        problem = storage_problem(err)  # a full disk or a read-only folder: one line too
+        if problem is None:
+            raise
+        print(f"gpbt: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         again = {

@@ -24,11 +24,13 @@ from the last checkpoint instead of hanging the run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
 import time
 import traceback
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -40,7 +42,7 @@ from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import OnEvent, Summary, refuse_existing_run
 from gpbt.engines.supervisor import Watchdog, watch_child
-from gpbt.errors import ConfigError
+from gpbt.errors import ConfigError, GpbtError, TrainingFailed, storage_problem
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
 from gpbt.spec import RunSpec
@@ -282,14 +284,31 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]
 
 
 def _write_npz(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """Write a checkpoint atomically: a temporary file, fsynced, then renamed over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint atomically and durably: a temporary file, fsynced, renamed over
+    `path`, then the folder fsynced, since a rename lives in the folder and is not on disk
+    until the folder is (docs/reliability.md): only then may the store name the file."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_folder(folder.parent)  # the new folder's own entry
     tmp = path.with_suffix(".tmp.npz")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(meta, dtype=np.uint8), **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the entries of `folder` (a rename, a new file) durable; POSIX only."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class VectorRun:
@@ -324,13 +343,13 @@ class VectorRun:
         The device arrays are copied to host memory here (the next `train` call may reuse
         their buffers), and the scheduler state is serialised now; compressing, writing and
         fsyncing the file happen on the writer thread while the next interval trains, so a
-        checkpoint costs the run a memory copy instead of a disk flush. The store learns of a
-        checkpoint only after its file is durable (`_record_checkpoints`), so a run killed
-        mid-write resumes from the previous one.
+        checkpoint costs the run a memory copy instead of a disk flush. The writer records
+        the checkpoint in the store as soon as its file is durable, not later: a run stopped
+        after generation g resumes from g, and one killed mid-write from the previous one.
         """
         import jax
 
-        self._record_checkpoints(wait=True)  # one write in flight at a time, in order
+        self._wait_for_checkpoint()  # one write in flight at a time, in order
         leaves = jax.tree_util.tree_leaves(self.state)
         arrays = {f"leaf{i}": np.array(x, copy=True) for i, x in enumerate(leaves)}
         meta = {
@@ -342,33 +361,33 @@ class VectorRun:
         }
         blob = json.dumps(meta).encode()
         path = self.folder / CHECKPOINT_DIR / f"gen{generation:06d}.npz"
-        self._pending_checkpoint = (
-            generation,
-            path,
-            self._writer.submit(_write_npz, path, blob, arrays),
+        self._pending_checkpoint = self._writer.submit(
+            self._write_checkpoint, generation, path, blob, arrays
         )
 
-    def _record_checkpoints(self, wait: bool, quiet: bool = False) -> None:
-        """Record the checkpoint written in the background once its file is on disk (at once
-        with `wait`), then drop the files older than the newest few. A failed write raises
+    def _wait_for_checkpoint(self, quiet: bool = False) -> None:
+        """Wait for the checkpoint being written in the background. A failed write raises
         here, in the training loop; `quiet` (an exception is already on its way) skips it."""
-        if self._pending_checkpoint is None:
+        future, self._pending_checkpoint = self._pending_checkpoint, None
+        if future is None:
             return
-        generation, path, future = self._pending_checkpoint
-        if not wait and not future.done():
-            return
-        self._pending_checkpoint = None
         if quiet and future.exception() is not None:
             return
         future.result()
+
+    def _write_checkpoint(self, generation: int, path: Path, blob: bytes, arrays) -> None:
+        """On the writer thread: write the file, record it in the store once it is durable,
+        then drop the files older than the newest few."""
+        _write_npz(path, blob, arrays)
         self.store.add_checkpoint(
             generation * self.interval,
             str(path.relative_to(self.folder)),
             members=list(range(self.population)),
             meta={"generation": generation},
         )
-        # Keep the newest few: the lockstep engine only ever resumes from the latest one.
-        for old in sorted(path.parent.glob("gen*.npz"))[:-KEEP_CHECKPOINTS]:
+        # Keep the newest few: a resume starts from the latest one, or the one before it
+        # when the latest cannot be read.
+        for old in sorted(path.parent.glob("gen[0-9]*[0-9].npz"))[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
 
     def _load_checkpoint(self, record: dict) -> int:
@@ -388,6 +407,34 @@ class VectorRun:
         self.eval_key_counter = meta["eval_key"]
         return int(meta["generation"])
 
+    def _restore_latest(self) -> int | None:
+        """Load the newest checkpoint that can be read and return its generation (None: no
+        checkpoint). One that is missing or damaged (a disk fault, a power cut) is passed over
+        for the one before it, with a notice saying so: the run is deterministic, so the
+        generations in between are trained again to the same result."""
+        unreadable = []
+        for record in reversed(self.store.checkpoints()):
+            try:
+                generation = self._load_checkpoint(record)
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+                unreadable.append(f"{record['path']} ({type(err).__name__}: {err})")
+                continue
+            if unreadable:
+                self._notice(
+                    f"checkpoint {'; '.join(unreadable)} cannot be read; resuming from "
+                    f"{record['path']} (generation {generation}) instead"
+                )
+            return generation
+        if unreadable:
+            self._notice(
+                f"no checkpoint can be read ({'; '.join(unreadable)}); starting again from "
+                "generation 0, which trains to the same result"
+            )
+        return None
+
+    def _notice(self, message: str) -> None:
+        self.emit({"type": "notice", "message": message})
+
     def _key(self):
         import jax
 
@@ -402,9 +449,8 @@ class VectorRun:
         if resume and stored is None:
             raise ConfigError(f"{self.folder} has no experiment to resume")
         self.store.write_config(self.cfg.to_dict())
-        latest = self.store.latest_checkpoint() if resume else None
-        if latest is not None:
-            generation = self._load_checkpoint(latest)
+        generation = self._restore_latest() if resume else None
+        if generation is not None:
             removed = self.store.truncate_after(generation * self.interval)
             self.emit({"type": "resumed", "generation": generation, "removed": removed})
             self.emit({"type": "initialised", "generation": generation})
@@ -419,8 +465,10 @@ class VectorRun:
         self.emit({"type": "initialised", "generation": 0})
         return 0
 
-    def run(self, resume: bool = False) -> Summary:
-        started = time.perf_counter()
+    def run(self, resume: bool = False, started: float | None = None) -> Summary:
+        """Train to the end and finish; `started` (a `time.time()`) is when the run began, for
+        a supervisor that restarted it: the summary's wall time counts every attempt."""
+        started = time.time() if started is None else started
         generation = self.start(resume)
         self._set_execution()
         self._hp_arrays = self._hp()
@@ -438,12 +486,12 @@ class VectorRun:
         except BaseException:
             # Interrupted (Ctrl-C, an error): the checkpoint being written is finished and
             # recorded first, so a resume starts from the newest generation it covers.
-            self._record_checkpoints(wait=True, quiet=True)
+            self._wait_for_checkpoint(quiet=True)
             raise
-        self._record_checkpoints(wait=True)
+        self._wait_for_checkpoint()
         return self.finish(
             compilations_during_run=self.agent.compile_count - compiles_at_start,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=time.time() - started,
             execution=self.execution,
         )
 
@@ -537,11 +585,26 @@ class VectorRun:
         self.last_scores = dict(out)
         return out
 
+    def _announce_evaluation(self, episodes: int) -> None:
+        """Tell the supervisor an evaluation of `episodes` episodes per member starts, and how
+        long it may take: not a generation's `watchdog_seconds`, but that many for every
+        interval's worth of env steps the episodes can last (evaluating costs less than
+        training), plus the time to compile the evaluation program."""
+        from gpbt.engines.supervisor import STARTUP_ALLOWANCE_S
+
+        env = getattr(self.agent, "env", None)
+        # an agent that does not say how long its episodes last: one interval each
+        longest = getattr(env, "max_episode_steps", None) or self.interval
+        intervals = max(1, math.ceil(episodes * longest / self.interval))
+        limit = self.cfg["watchdog_seconds"] * intervals + STARTUP_ALLOWANCE_S
+        self.emit({"type": "evaluating", "episodes": episodes, "watchdog_s": limit})
+
     def finish(self, **details: Any) -> Summary:
         """Evaluate every member greedily, record the summary (which marks the run done)."""
         import jax
 
         n = self.cfg["final_eval_episodes"]
+        self._announce_evaluation(n)
         final = np.asarray(self.agent.evaluate(self.state, jax.random.key(99_991), n))
         self.store.set_state(
             "final_evaluation", {"episodes": n, "returns": [float(x) for x in final]}
@@ -574,10 +637,12 @@ class VectorRun:
 
 
 # ---------------------------------------------------------------------- the supervisor
-def _child(spec: RunSpec, folder: str, resume: bool, events: mp.Queue) -> None:
+def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.Queue) -> None:
     from gpbt.engines.children import die_with_parent
+    from gpbt.engines.supervisor import stop_gracefully_on_signals
 
     die_with_parent()  # a killed `gpbt run` must not leave this process writing to the store
+    stop_gracefully_on_signals()  # Ctrl-C: finish and record the checkpoint being written
 
     def emit(event: dict) -> None:
         events.put(event)
@@ -585,19 +650,39 @@ def _child(spec: RunSpec, folder: str, resume: bool, events: mp.Queue) -> None:
     try:
         _enable_compilation_cache()
         run = VectorRun(spec, folder, emit)
-        summary = run.run(resume=resume)
+        summary = run.run(resume=resume, started=started)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
         emit({"type": "error", "kind": "config", "message": str(err)})
+    except KeyboardInterrupt:
+        emit({"type": "error", "kind": "interrupted", "message": "interrupted"})
     except BaseException as err:  # the parent must hear about every failure
         emit(
             {
                 "type": "error",
-                "kind": type(err).__name__,
-                "message": str(err),
+                "kind": "failed",
+                "message": failure_message(err, folder),
                 "traceback": traceback.format_exc(),
             }
         )
+
+
+def failure_message(err: BaseException, folder: str | Path) -> str:
+    """One line for an error raised while training. Not retried: the run is deterministic,
+    so a retry from the last checkpoint meets the same error (only a death or a hang of the
+    training process, which no exception reports, is retried)."""
+    then = f"then `gpbt resume {folder}` continues from the last checkpoint"
+    problem = storage_problem(err)
+    if problem is not None:
+        return f"training stopped: {problem}, {then}"
+    if isinstance(err, GpbtError):
+        return str(err)
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})" if frame else ""
+    return (
+        f"training stopped on {type(err).__name__}: {err}{where}; not retried, since the run "
+        f"is deterministic and would stop the same way again; once the cause is fixed, {then}"
+    )
 
 
 def run_vector(
@@ -638,7 +723,11 @@ def run_vector(
 
 
 def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -> None:
-    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B)."""
+    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B); a
+    notice (a checkpoint passed over) also to the `gpbt` logger, which without a logging
+    setup prints it on stderr."""
+    if event["type"] == "notice":
+        logging.getLogger("gpbt").warning("gpbt: %s", event["message"])
     if on_event is not None:
         on_event(event)
     if live_log is not None and event["type"] == "generation":
@@ -648,12 +737,14 @@ def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -
 
 def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:
     """Train in a watched child (gpbt.engines.supervisor); restart it from the last checkpoint
-    when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart."""
+    when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart. An error
+    the child reports is not retried (`failure_message` says why)."""
     restarts = 0
+    started = time.time()
     while True:
         end = watch_child(
             _child,
-            (spec, str(folder), resume),
+            (spec, str(folder), resume, started),
             watchdog=Watchdog(spec["watchdog_seconds"]),
             on_event=on_event,
             final=("done", "error"),
@@ -663,17 +754,20 @@ def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> 
             return outcome["summary"]
         if outcome.get("kind") == "config":
             raise ConfigError(outcome["message"])
+        if outcome.get("kind") == "interrupted":  # the child alone was stopped (SIGTERM)
+            raise KeyboardInterrupt
+        if outcome.get("kind") == "failed":
+            raise TrainingFailed(outcome["message"], detail=outcome.get("traceback", ""))
         restarts += 1
-        reason = end.problem or outcome["message"]
+        reason = end.problem
         with ExperimentStore(folder) as store:
             log = store.get_state("restarts") or {"events": []}
             log["events"].append({"reason": reason, "at": time.time()})
             store.set_state("restarts", log)
         if restarts > MAX_WATCHDOG_RESTARTS:
-            detail = outcome.get("traceback", "")
-            raise RuntimeError(
-                f"training failed {restarts} times; last: {reason}\n{detail}"
-                f"\neverything recorded is kept in {folder}"
+            raise TrainingFailed(
+                f"training stopped {restarts} times; last: {reason}; everything recorded is "
+                f"kept in {folder}, and `gpbt resume {folder}` continues from the last checkpoint"
             )
         on_event({"type": "restart", "reason": reason, "restarts": restarts})
         resume = True
