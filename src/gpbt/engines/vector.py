@@ -238,7 +238,10 @@ def check_memory(agent, population: int) -> None:
     here could never run, and one let through may still need more for its rollouts."""
     import jax
 
-    shapes = jax.eval_shape(lambda key: agent.init(key, population), jax.random.key(0))
+    try:
+        shapes = jax.eval_shape(lambda key: agent.init(key, population), jax.random.key(0))
+    except Exception:  # an agent of the protocol whose init cannot be traced: no estimate
+        return
     state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
     if jax.default_backend() == "cpu":
         need, have, where = 3 * state, available_memory(), "memory available"
