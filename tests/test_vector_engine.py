@@ -329,7 +329,7 @@ def test_a_full_disk_stops_the_run_at_once_with_one_line_and_loses_nothing(refer
         (
             {"perturbation_interval": 128, "total_steps": 1024},
             "perturbation_interval = 128 env steps is shorter than one update of this agent "
-            "(256 env steps per update at the largest train batch)",
+            "(up to 256 env steps per update)",
         ),
         ({"devices": 100_000}, "devices = 100000, but this machine has"),
         # refused from the state's shapes, before a byte of it is allocated

@@ -157,14 +157,14 @@ def check_space_against_agent(space: Space, agent, fixed: dict[str, Any]) -> Non
 
 
 def largest_update(agent, space: Space, fixed: dict[str, Any]) -> int | None:
-    """Env steps the largest update of any member consumes: IMPALA's fixed batch, or PPO's
-    `train_batch_size` at its largest (fixed, the top of its range, or the agent's default, as
-    the agent snaps it); None for an agent that names neither."""
-    if isinstance(getattr(agent, "batch_size", None), int):
-        return int(agent.batch_size)
+    """Env steps the largest update of any member consumes: PPO's `train_batch_size` at its
+    largest (fixed, the top of its range, or the agent's default, as the agent snaps it), else
+    the agent's `max_update_steps` (IMPALA's batch, a DQN's envs); None for an agent that
+    says neither."""
     name = "train_batch_size"
     if name not in agent.hyperparameter_names:
-        return None
+        steps = getattr(agent, "max_update_steps", 0)
+        return int(steps) if isinstance(steps, int) and steps > 0 else None
     if name in fixed:
         value = fixed[name]
     elif name in space.params:
@@ -184,9 +184,9 @@ def check_interval_against_agent(spec: RunSpec, agent) -> None:
     if batch is not None and interval < batch:
         raise ConfigError(
             f"perturbation_interval = {interval:g} env steps is shorter than one update of "
-            f"this agent ({batch} env steps per update at the largest train batch): members "
+            f"this agent (up to {batch} env steps per update): members "
             f"would not train at all in some intervals; use perturbation_interval >= {batch} "
-            "or a smaller train batch"
+            "or a smaller batch"
         )
 
 
