@@ -5,7 +5,9 @@ The three engines (`gpbt.engines.vector.run_vector`, `gpbt.engines.local.run_loc
 into `folder` (holding the folder's lock while they run), call `on_event(dict)` as the run goes
 and return the same `Summary`. Every event has a "type"; an event about one member also has
 its "member". The vector engine's run-wide types are "initialised", "resumed", "generation"
-(every member's score and config at a boundary), "restart", "done" and "error"; the
+(every member's score and config at a boundary), "evaluating" (the final evaluation starts,
+with the "watchdog_s" it may take), "notice" (a "message" for the user, such as a damaged
+checkpoint passed over), "restart", "done" and "error"; the
 asynchronous engines send one event per member: "report" (local and Ray), and in the local
 engine also its decisions ("continue", "exploit", "stop") and faults ("restart", "failed").
 The CLI, the bench and a notebook call them the same way.
