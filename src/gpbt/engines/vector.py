@@ -28,6 +28,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 import zipfile
@@ -668,6 +669,10 @@ def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.
                 "traceback": traceback.format_exc(),
             }
         )
+    finally:
+        # the run has ended and said how: a late Ctrl-C must not print a traceback here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def failure_message(err: BaseException, folder: str | Path) -> str:
