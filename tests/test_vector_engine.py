@@ -67,8 +67,7 @@ def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(
     from gpbt.errors import FolderError
 
     folder, *_ = reference
-    db = Path(folder) / "experiment.sqlite"
-    before = db.read_bytes()
+    before = load(folder)
     for start in (run_engine, partial(run_vector, supervise=False)):
         with pytest.raises(FolderError) as err:
             start(tiny(), folder, resume=False)
@@ -76,8 +75,10 @@ def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(
             f"{folder} already holds an experiment; use `gpbt resume {folder}` to continue it "
             "(resume=True from Python) or pick another folder (--out)"
         )
-    assert db.read_bytes() == before
-    assert len(load(folder).reports) == 4 * 5
+    after = load(folder)
+    assert len(after.reports) == 4 * 5 and after.reports.equals(before.reports)
+    assert after.decisions.equals(before.decisions)
+    assert after.state("summary") == before.state("summary")
 
 
 def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):
