@@ -77,7 +77,7 @@ def test_the_wrong_folder_or_file_is_one_line_and_leaves_nothing_behind(tmp_path
     before = db.read_bytes()
     line = _one_error_line(run_cli("run", "local.toml", "--out", "run", cwd=tmp_path))
     assert line.endswith("run already holds an experiment; use `gpbt resume run` to continue it "
-                         "or pick another --out")  # fmt: skip
+                         "(resume=True from Python) or pick another folder (--out)")  # fmt: skip
     line = _one_error_line(run_cli("run", "local.toml", "--out", "toys.py", cwd=tmp_path))
     assert line == "gpbt: error: toys.py is a file; give a folder for the experiment"
     line = _one_error_line(run_cli("run", ".", cwd=tmp_path))

@@ -100,12 +100,45 @@ def test_defaults_are_filled():
             "method 'pb2' option 'data_window' = 2.5 must be an integer",
         ),
         ({"gpbt-pl": {"w_inertia": None}}, "option 'w_inertia' = None must be a number"),
+        # budgets: env steps are whole numbers, and a budget must leave room for a decision
+        (
+            {"total_steps": 40000.7, "perturbation_interval": 4000},
+            "total_steps = 40000.7: the vector engine counts env steps, a whole number; use "
+            "total_steps = 40000 or total_steps = 40001",
+        ),
+        (
+            {"perturbation_interval": 0.5},
+            "perturbation_interval = 0.5: the vector engine counts env steps, a whole number; "
+            "use perturbation_interval = 1",
+        ),
+        (
+            {"burn_in_period": 1000},
+            "burn_in_period (1000) is not below total_steps (1000): no decision would ever be made",
+        ),
+        (
+            {"burn_in_period": 950},
+            "burn_in_period (950) is past the last decision, at 900 env steps (decisions come "
+            "every perturbation_interval = 100 before total_steps = 1000)",
+        ),
+        (
+            {"population": 1},
+            "population = 1 with method 'gpbt-pl': it copies better members into worse ones, "
+            "and one member has nobody to compare with; use population >= 2",
+        ),
+        ({"population": 1, "method": "pb2"}, "population = 1 with method 'pb2'"),
     ],
 )
 def test_config_errors_name_the_field(change, needle):
     with pytest.raises(ConfigError) as err:
         validate_config({**BASE, **change})
     assert needle in str(err.value)
+
+
+def test_budgets_that_are_whole_or_leave_a_decision_are_accepted():
+    cfg = validate_config({**BASE, "total_steps": 1000.0, "burn_in_period": 900})
+    assert cfg["total_steps"] == 1000
+    # one member is fine for a method that never copies (random search trains one config)
+    assert validate_config({**BASE, "population": 1, "method": "random"})["population"] == 1
 
 
 def test_missing_required_key():

@@ -145,6 +145,42 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(uninterr
         assert got.equals(want) if hasattr(got, "equals") else got == want
 
 
+def test_ctrl_c_after_a_generation_resumes_from_that_generation(uninterrupted, tmp_path):
+    """Ctrl-C used to SIGKILL the training process, and a checkpoint was recorded only when
+    the next one began: a run stopped after generation g resumed from g - 1. Now every
+    checkpoint file finished on disk is recorded, and the stopped run continues from it."""
+    cfg, whole = uninterrupted
+    folder = tmp_path / "run"
+    proc = _start("run", cfg, "--out", folder)
+    try:
+        second = folder / "checkpoints" / "gen000002.npz"
+        deadline = time.time() + 300
+        while not second.exists():
+            assert proc.poll() is None and time.time() < deadline, "no second checkpoint"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        assert proc.wait(timeout=120) == 130
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    on_disk = sorted((folder / "checkpoints").glob("gen[0-9]*[0-9].npz"))
+    exp = load(folder)
+    assert exp.latest_checkpoint["path"] == f"checkpoints/{on_disk[-1].name}"
+    resumes_at = exp.latest_checkpoint["time"]
+    assert resumes_at >= 2 * 4096
+    kept = exp.reports[exp.reports["time"] <= resumes_at]
+    result = run_cli("resume", folder, "--no-report")
+    assert result.returncode == 0, result.stderr
+    # nothing up to the checkpoint was trained again: its rows are the very rows written
+    # before the interrupt (same wall times), and the whole run equals an uninterrupted one
+    after = load(folder).reports
+    assert after[after["time"] <= resumes_at]["wall_time"].tolist() == kept["wall_time"].tolist()
+    for got, want in zip(_table(folder), _table(whole), strict=True):
+        assert got.equals(want) if hasattr(got, "equals") else got == want
+
+
 SCRIPT_VECTOR = """
 from gpbt.config import validate_config
 from gpbt.engines import run_engine

@@ -2,10 +2,12 @@
 
 import copy
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,9 @@ def tiny(**changes):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ref")
-    summary = run_vector(tiny(), folder, supervise=False)
-    return folder, summary
+    events = []
+    summary = run_vector(tiny(), folder, supervise=False, on_event=events.append)
+    return folder, summary, events
 
 
 def report_table(folder):
@@ -42,7 +45,7 @@ def report_table(folder):
 
 
 def test_a_run_records_every_report_decision_and_checkpoint(reference):
-    folder, summary = reference
+    folder, summary, _ = reference
     check_summary(summary, "vector", 4)
     assert summary.score_basis == (
         "selected on a greedy evaluation (4 episodes per member), tested on 4 fresh episodes"
@@ -66,8 +69,29 @@ def test_a_run_records_every_report_decision_and_checkpoint(reference):
     assert final["selected_by_training"] in range(4)
 
 
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(reference):
+    """The Python API used to start over in a finished run's folder, truncating its reports
+    while its summary stayed; every engine entry point now refuses, naming the fix."""
+    from gpbt.engines import run_engine
+    from gpbt.errors import FolderError
+
+    folder, *_ = reference
+    before = load(folder)
+    for start in (run_engine, partial(run_vector, supervise=False)):
+        with pytest.raises(FolderError) as err:
+            start(tiny(), folder, resume=False)
+        assert str(err.value) == (
+            f"{folder} already holds an experiment; use `gpbt resume {folder}` to continue it "
+            "(resume=True from Python) or pick another folder (--out)"
+        )
+    after = load(folder)
+    assert len(after.reports) == 4 * 5 and after.reports.equals(before.reports)
+    assert after.decisions.equals(before.decisions)
+    assert after.state("summary") == before.state("summary")
+
+
 def test_exploit_gives_the_loser_the_new_config_from_then_on(reference):
-    folder, _ = reference
+    folder, *_ = reference
     exp = load(folder)
     ex = exp.decisions[exp.decisions["kind"] == "exploit"].iloc[0]
     nxt = exp.reports[
@@ -155,8 +179,6 @@ def test_replay_reproduces_the_log_and_catches_tampering(reference, tmp_path):
     ok, message = replay(reference[0])
     assert ok, message
     assert "16 decisions re-derived identically" in message
-    import shutil
-
     shutil.copytree(reference[0], tmp_path / "copy")
     db = sqlite3.connect(tmp_path / "copy" / "experiment.sqlite")
     (seq,) = db.execute("SELECT seq FROM decisions WHERE kind='exploit' ORDER BY seq").fetchone()
@@ -225,6 +247,78 @@ def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
     restarts = load(folder).state("restarts")
     assert [e["reason"] for e in restarts["events"]] == ["no progress for 20 s"]
     assert report_table(folder).equals(report_table(reference[0]))
+    # the wall time is the whole run's, the 20 s lost to the hang included, not the last try's
+    assert load(folder).state("summary")["wall_seconds"] > 20
+
+
+def test_the_final_evaluation_sets_its_own_watchdog_limit(reference):
+    """After the last generation the final evaluation runs with no event; under the last
+    generation's limit a long one (many episodes, a short watchdog) was taken for a hang."""
+    from gpbt.engines.supervisor import STARTUP_ALLOWANCE_S, Watchdog
+
+    *_, events = reference
+    kinds = [e["type"] for e in events]
+    assert kinds[-2:] == ["generation", "evaluating"]
+    announced = events[-1]
+    # 4 episodes of at most 500 CartPole steps: one interval (4096 env steps) of time, at the
+    # run's watchdog_seconds (600), plus the time to compile the evaluation program
+    assert announced["episodes"] == 4
+    assert announced["watchdog_s"] == 600 * 1 + STARTUP_ALLOWANCE_S
+    dog = Watchdog(600)
+    for event in events:
+        dog.observe(event)
+        if event["type"] == "generation":
+            assert dog.limit == 600
+    assert dog.limit == announced["watchdog_s"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tmp_path, damage):
+    folder = tmp_path / "copy"
+    shutil.copytree(reference[0], folder)
+    latest = folder / load(folder).latest_checkpoint["path"]
+    assert latest.name == "gen000005.npz" and (latest.parent / "gen000004.npz").exists()
+    if damage == "missing":
+        latest.unlink()
+    else:
+        latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    result = run_cli("resume", folder, "--no-report")
+    assert result.returncode == 0, result.stderr
+    notice = [line for line in result.stderr.splitlines() if line.startswith("gpbt: ")]
+    assert len(notice) == 1 and notice[0].startswith(
+        "gpbt: checkpoint checkpoints/gen000005.npz ("
+    ), result.stderr
+    assert notice[0].endswith(
+        "cannot be read; resuming from checkpoints/gen000004.npz (generation 4) instead"
+    )
+    # generation 5 trained again, to the same reports and final evaluation
+    assert report_table(folder).equals(report_table(reference[0]))
+    assert load(folder).state("final_evaluation") == load(reference[0]).state("final_evaluation")
+    assert load(folder).latest_checkpoint["path"] == "checkpoints/gen000005.npz"
+
+
+def test_a_full_disk_stops_the_run_at_once_with_one_line_and_loses_nothing(reference, tmp_path):
+    """ENOSPC is not retried (it used to be, three times, then a traceback): the checkpoint
+    file is made to land on /dev/full, a real device on which every write fails with ENOSPC."""
+    cfg_path = write_toml_file(tmp_path / "tiny.toml", TINY)
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "gen000002.tmp.npz").symlink_to("/dev/full")
+    result = run_cli("run", cfg_path, "--out", folder, "--no-report")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == (
+        "gpbt: error: training stopped: the disk is full ([Errno 28] No space left on device); "
+        f"free some space, then `gpbt resume {folder}` continues from the last checkpoint"
+    )
+    exp = load(folder)
+    assert exp.state("restarts") is None  # not retried
+    assert exp.latest_checkpoint["time"] == 4096  # generation 1's checkpoint is kept
+    (folder / "checkpoints" / "gen000002.tmp.npz").unlink()  # space freed
+    result = run_cli("resume", folder, "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert report_table(folder).equals(report_table(reference[0]))
 
 
 @pytest.mark.parametrize(
@@ -242,6 +336,14 @@ def test_watchdog_restarts_a_hung_generation(reference, tmp_path):
         ({"hyperparameters": {"lr": 1e-3}}, "[hyperparameters] 'lr' is also in [space]"),
         ({"agent": "dqn"}, "agent = 'dqn' is not known"),
         ({"agent_options": {"num_env": 4}}, "'num_env' is not an option of agent 'ppo'"),
+        (
+            {"perturbation_interval": 128, "total_steps": 1024},
+            "perturbation_interval = 128 env steps is shorter than one update of this agent "
+            "(up to 256 env steps per update)",
+        ),
+        ({"devices": 100_000}, "devices = 100000, but this machine has"),
+        # refused from the state's shapes, before a byte of it is allocated
+        ({"population": 10_000_000}, "population = 10000000 needs at least"),
     ],
 )
 def test_config_errors_stop_before_training(tmp_path, change, needle):

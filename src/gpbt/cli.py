@@ -75,11 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags += [f"logging.wandb.project={args.wandb}"] if args.wandb else []
     cfg = load_config(args.config, [*args.overrides, *flags])
     folder = Path(args.out) if args.out else _default_folder(cfg)
-    if (folder / "experiment.sqlite").exists():
-        raise FolderError(
-            f"{folder} already holds an experiment; use `gpbt resume {folder}` to "
-            "continue it or pick another --out"
-        )
+    from gpbt.engines import refuse_existing_run
+
+    # before the live view opens; the engine checks again under the folder's lock
+    refuse_existing_run(folder)
     summary = _run_engine(cfg, folder, resume=False)
     _finish(folder, summary, args)
     return 0
@@ -357,13 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpbt.errors import GpbtError
+    from gpbt.errors import GpbtError, storage_problem
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (GpbtError, FileNotFoundError) as err:
         print(f"gpbt: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        problem = storage_problem(err)  # a full disk or a read-only folder: one line too
+        if problem is None:
+            raise
+        print(f"gpbt: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         again = {

@@ -28,3 +28,34 @@ class MainGuardMissing(GpbtError, RuntimeError):
 class FolderError(GpbtError, ValueError):
     """A command pointed at the wrong folder: one that already holds a run, a file where a
     folder belongs, or a folder that holds nothing to act on."""
+
+
+class TrainingFailed(GpbtError, RuntimeError):
+    """Training stopped on an error that a retry would meet again (the run is deterministic).
+    The message names the cause and the fix; `detail` keeps the training process's traceback
+    for a bug report."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def storage_problem(err: BaseException) -> str | None:
+    """The cause and the fix when `err` is a storage fault no retry can help (a full disk, a
+    folder that cannot be written), else None."""
+    import errno
+    import sqlite3
+
+    full = "the disk is full ({}); free some space"
+    locked = "the folder cannot be written ({}); make it writable"
+    if isinstance(err, OSError):
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return full.format(err)
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return locked.format(err)
+    if isinstance(err, sqlite3.OperationalError):
+        if "database or disk is full" in str(err):
+            return full.format(f"SQLite: {err}")
+        if "readonly database" in str(err):
+            return locked.format(f"SQLite: {err}")
+    return None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpbt.core.methods import METHODS, make_scheduler
+from gpbt.core.schedulers import RandomSearch
 from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import ConfigError
 from gpbt.options import OPTIONAL, REQUIRED, Option
@@ -171,6 +172,12 @@ class RunSpec(Mapping):
                 f"total_steps ({cfg['total_steps']}): no member would ever be ready; lower "
                 "the interval or raise the budget"
             )
+        if cfg["burn_in_period"] >= cfg["total_steps"]:
+            raise ConfigError(
+                f"burn_in_period ({cfg['burn_in_period']}) is not below total_steps "
+                f"({cfg['total_steps']}): no decision would ever be made; lower burn_in_period "
+                "(0: decide from the first interval on)"
+            )
         if cfg["mode"] not in ("max", "min"):
             raise ConfigError(f"mode = {cfg['mode']!r}: use 'max' or 'min'")
         for m in METHODS:
@@ -220,12 +227,19 @@ class RunSpec(Mapping):
             # unordered choices, unknown options) and the start points before anything trains;
             # drawing the population checks there are no more points than members, and that
             # the method can split it (MF-PBT's sub-populations).
-            spec.scheduler().initial_population(spec.population)
+            scheduler = spec.scheduler()
+            scheduler.initial_population(spec.population)
         except ValueError as err:
             # the core's start_points messages name their entry already
             raise ConfigError(
                 str(err) if str(err).startswith("start_points") else f"[{method}] {err}"
             ) from None
+        if spec.population < 2 and not isinstance(scheduler, RandomSearch):
+            raise ConfigError(
+                f"population = 1 with method '{method}': it copies better members into worse "
+                "ones, and one member has nobody to compare with; use population >= 2 (or "
+                "method = 'random' to train one config)"
+            )
         return spec
 
     # ------------------------------------------------------------------ what engines use

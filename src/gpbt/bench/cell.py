@@ -127,6 +127,9 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None):
                     "best": _finite_max([m["score"] for m in event["members"]]),
                 }
             )
+        elif event["type"] == "evaluating":
+            # the final evaluation's own silence limit ("watchdog_s"), for the bench's watchdog
+            emit(event)
         elif event["type"] == "resumed":
             # the generations after the checkpoint are re-run; their old timings go
             for k in [k for k in timings if k > event["generation"]]:

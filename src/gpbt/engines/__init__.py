@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpbt.engines.protocol import Engine, OnEvent, Summary
+from gpbt.engines.protocol import Engine, OnEvent, Summary, refuse_existing_run
 
-__all__ = ["Engine", "OnEvent", "Summary", "engine_for", "run_engine"]
+__all__ = ["Engine", "OnEvent", "Summary", "engine_for", "refuse_existing_run", "run_engine"]
 
 
 def engine_for(name: str) -> Engine:
@@ -22,5 +22,9 @@ def engine_for(name: str) -> Engine:
 def run_engine(
     spec: Any, folder: str | Path, *, resume: bool = False, on_event: OnEvent | None = None
 ) -> Summary:
-    """Run `spec` (a RunSpec) on the engine it names."""
+    """Run `spec` (a RunSpec) on the engine it names. A fresh run (`resume=False`) into a
+    folder that already holds an experiment is refused, for every engine; the vector engine,
+    whose fresh start clears the store, checks again once it holds the folder's lock."""
+    if not resume:
+        refuse_existing_run(folder)
     return engine_for(spec.engine)(spec, folder, resume=resume, on_event=on_event)

@@ -5,10 +5,15 @@ The three engines (`gpbt.engines.vector.run_vector`, `gpbt.engines.local.run_loc
 into `folder` (holding the folder's lock while they run), call `on_event(dict)` as the run goes
 and return the same `Summary`. Every event has a "type"; an event about one member also has
 its "member". The vector engine's run-wide types are "initialised", "resumed", "generation"
-(every member's score and config at a boundary), "restart", "done" and "error"; the
+(every member's score and config at a boundary), "evaluating" (the final evaluation starts,
+with the "watchdog_s" it may take), "notice" (a "message" for the user, such as a damaged
+checkpoint passed over), "restart", "done" and "error"; the
 asynchronous engines send one event per member: "report" (local and Ray), and in the local
 engine also its decisions ("continue", "exploit", "stop") and faults ("restart", "failed").
 The CLI, the bench and a notebook call them the same way.
+
+A fresh run (`resume=False`) never writes into a folder that already holds an experiment
+(`refuse_existing_run`): starting over would truncate what is recorded there.
 """
 
 from __future__ import annotations
@@ -100,6 +105,21 @@ class Engine(Protocol):
         resume: bool = False,
         on_event: OnEvent | None = None,
     ) -> Summary: ...
+
+
+def refuse_existing_run(folder: str | Path) -> None:
+    """Raise `FolderError` when `folder` already holds an experiment (its store exists), so a
+    fresh run cannot overwrite it. Engines call it while they hold the folder's lock, where no
+    other run can create the store between this check and the run's first write."""
+    from gpbt.errors import FolderError
+    from gpbt.store.schema import DB_NAME
+
+    folder = Path(folder)
+    if (folder / DB_NAME).exists():
+        raise FolderError(
+            f"{folder} already holds an experiment; use `gpbt resume {folder}` to continue it "
+            "(resume=True from Python) or pick another folder (--out)"
+        )
 
 
 def population_mean(scores: Mapping[Any, Any]) -> float | None:

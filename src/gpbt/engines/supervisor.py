@@ -10,7 +10,12 @@ bench's cell resume), which the deterministic engines turn into the same result.
 The watchdog's limit follows the child through three phases, because what is normal differs:
 starting (importing JAX and building the population: seconds, and where the hang strikes),
 compiling (until the first generation: minutes on a loaded machine), and training (each
-generation within the run's `watchdog_seconds`).
+generation within the run's `watchdog_seconds`). A step that is none of these (the final
+evaluation) announces the silence it may need with its event's "watchdog_s".
+
+Ctrl-C stops the child gracefully: it gets SIGTERM (and, from a terminal, SIGINT with the rest
+of the process group), finishes and records the checkpoint it is writing, and exits; only a
+child still running after `GRACEFUL_STOP_S` is killed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from gpbt.engines.children import check_child_exit
 INIT_WATCHDOG_S = 240.0
 # Extra seconds allowed for the generation that compiles the training program.
 STARTUP_ALLOWANCE_S = 600.0
+# Seconds an interrupted child gets to finish the checkpoint it is writing before it is killed.
+GRACEFUL_STOP_S = 60.0
 
 
 class Watchdog:
@@ -54,7 +61,9 @@ class Watchdog:
 
     def observe(self, event: dict) -> None:
         self.last = time.monotonic()
-        if event["type"] == "initialised":
+        if "watchdog_s" in event:  # a step that says how long it may stay silent
+            self.limit = float(event["watchdog_s"])
+        elif event["type"] == "initialised":
             self.limit = self.progress_s + STARTUP_ALLOWANCE_S
         elif event["type"] == "generation":
             self.limit = self.progress_s
@@ -84,7 +93,7 @@ def watch_child(
     """Run `target(*args, events)` in a spawned child; pass each event to `on_event` until one
     whose type is in `final` arrives (returned as `ChildExit.final`, the child then joined), or
     the child dies or the watchdog expires (`ChildExit.problem`, the child killed). On
-    KeyboardInterrupt the child is killed before the interrupt goes on up."""
+    KeyboardInterrupt the child is stopped (`stop_child`) before the interrupt goes on up."""
     ctx = mp.get_context("spawn")  # never fork a process that may have initialised JAX
     events = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, events), daemon=True)
@@ -111,10 +120,44 @@ def watch_child(
                 return ChildExit(final=event)
             on_event(event)
     except BaseException:
-        proc.kill()
-        proc.join()
+        stop_child(proc, events)
         raise
     proc.kill()
     proc.join()
     check_child_exit(proc.exitcode)  # no restart can help a script without a main guard
     return ChildExit(problem=problem)
+
+
+def stop_child(proc, events, grace: float = GRACEFUL_STOP_S) -> None:
+    """Ask `proc` to stop (SIGTERM) and give it `grace` seconds to finish what it is writing,
+    reading (and dropping) its events meanwhile so that it never blocks on a full pipe; then
+    kill it. A second Ctrl-C while it finishes kills it at once."""
+    try:
+        if proc.is_alive():
+            proc.terminate()
+        deadline = time.monotonic() + grace
+        while proc.is_alive() and time.monotonic() < deadline:
+            try:
+                events.get(timeout=0.2)
+            except queue.Empty:
+                pass
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+
+
+def stop_gracefully_on_signals() -> None:
+    """In a training child: turn the first SIGINT or SIGTERM into KeyboardInterrupt, so the
+    child winds down (finishing the checkpoint it is writing), and ignore any later one, which
+    would otherwise break off that very clean-up. Ctrl-C reaches the child twice: from the
+    terminal (the whole process group) and as the supervisor's SIGTERM."""
+    import signal
+
+    def stop(signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)

@@ -24,11 +24,14 @@ from the last checkpoint instead of hanging the run.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -39,9 +42,9 @@ import numpy as np
 from gpbt.core.selection import pick, select_then_test
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
-from gpbt.engines.protocol import OnEvent, Summary
+from gpbt.engines.protocol import OnEvent, Summary, refuse_existing_run
 from gpbt.engines.supervisor import Watchdog, watch_child
-from gpbt.errors import ConfigError
+from gpbt.errors import ConfigError, GpbtError, TrainingFailed, storage_problem
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
@@ -85,6 +88,25 @@ def check_config(cfg: dict[str, Any]) -> None:
         )
     if cfg["metric"] == "eval_return" and cfg["eval_episodes"] < 1:
         raise ConfigError("metric = 'eval_return' needs eval_episodes >= 1, e.g. eval_episodes = 8")
+    # The vector engine's clock is each member's env-step count, a whole number: a fraction
+    # would be dropped without a word (an interval of 0.5 became 0, a division by zero).
+    for key in ("total_steps", "perturbation_interval", "checkpoint_interval", "burn_in_period"):
+        value = cfg.get(key)
+        if value is not None and value != math.floor(value):
+            whole = sorted({max(math.floor(value), 1), math.ceil(value)})
+            raise ConfigError(
+                f"{key} = {value!r}: the vector engine counts env steps, a whole number; use "
+                + " or ".join(f"{key} = {n}" for n in whole)
+            )
+    generations = math.ceil(cfg["total_steps"] / cfg["perturbation_interval"])
+    last_decision = (generations - 1) * cfg["perturbation_interval"]
+    if generations > 1 and cfg["burn_in_period"] > last_decision:
+        raise ConfigError(
+            f"burn_in_period ({cfg['burn_in_period']}) is past the last decision, at "
+            f"{last_decision:g} env steps (decisions come every perturbation_interval = "
+            f"{cfg['perturbation_interval']} before total_steps = {cfg['total_steps']}): no "
+            f"decision would ever be made; use burn_in_period <= {last_decision:g}"
+        )
     from gpbt.rl.execution import STRATEGIES
 
     if cfg["execution"] not in STRATEGIES:
@@ -148,20 +170,122 @@ def check_space_against_agent(space: Space, agent, fixed: dict[str, Any]) -> Non
         raise ConfigError(f"[hyperparameters] {err}") from None
 
 
+def largest_update(agent, space: Space, fixed: dict[str, Any]) -> int | None:
+    """Env steps the largest update of any member consumes: PPO's `train_batch_size` at its
+    largest (fixed, the top of its range, or the agent's default, as the agent snaps it), else
+    the agent's `max_update_steps` (IMPALA's batch, a DQN's envs); None for an agent that
+    says neither."""
+    name = "train_batch_size"
+    if name not in agent.hyperparameter_names:
+        steps = getattr(agent, "max_update_steps", 0)
+        return int(steps) if isinstance(steps, int) and steps > 0 else None
+    if name in fixed:
+        value = fixed[name]
+    elif name in space.params:
+        p = space.params[name]
+        value = max(p.values) if isinstance(p, Choice) else p.high
+    else:
+        value = agent.default_hyperparameters()[name]
+    return int(np.asarray(agent.hyperparameters_to_arrays([{**fixed, name: value}])[name])[0])
+
+
+def check_interval_against_agent(spec: RunSpec, agent) -> None:
+    """An interval must hold at least one whole update of every member: a member trains whole
+    updates, so with a shorter interval it trains in some intervals and not at all in the
+    others, and is scored (and exploited) on the same weights again."""
+    batch = largest_update(agent, spec.space, dict(spec["hyperparameters"]))
+    interval = spec.perturbation_interval
+    if batch is not None and interval < batch:
+        raise ConfigError(
+            f"perturbation_interval = {interval:g} env steps is shorter than one update of "
+            f"this agent (up to {batch} env steps per update): members "
+            f"would not train at all in some intervals; use perturbation_interval >= {batch} "
+            "or a smaller batch"
+        )
+
+
+def configure_devices(requested: int) -> None:
+    """Set up JAX's devices for `devices = requested` (0: all), refusing more than there are.
+    Before JAX starts its backend in this process: on CPU one device per core (or the
+    configured count), so training can be spread over every core."""
+    import jax
+
+    from gpbt.rl.execution import available_cores, configure_host_devices
+
+    cores = available_cores()
+    # never ask XLA for more host devices than cores: `devices = 1000` would make 1000
+    configure_host_devices(requested if requested <= cores else 0)
+    if not requested:
+        return
+    platform = jax.default_backend()
+    have = cores if platform == "cpu" else len(jax.devices())
+    if requested > have:
+        what = "CPU cores" if platform == "cpu" else f"{platform.upper()} devices"
+        raise ConfigError(
+            f"devices = {requested}, but this machine has {have} {what}; use devices = 0 "
+            f"(all of them) or a number up to {have}"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available to a new allocation (Linux's MemAvailable: free memory
+    plus the caches the kernel would drop), or None where the machine does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(agent, population: int) -> None:
+    """Refuse a population whose state cannot fit before any of it is allocated. The state's
+    size comes from the agent's own `init`, traced without allocating (`jax.eval_shape`);
+    training holds it at least twice (the state going in and the one coming out) and each
+    checkpoint copies it to host memory once more. So this is a lower bound: a run refused
+    here could never run, and one let through may still need more for its rollouts."""
+    import jax
+
+    try:
+        shapes = jax.eval_shape(lambda key: agent.init(key, population), jax.random.key(0))
+    except Exception:  # an agent of the protocol whose init cannot be traced: no estimate
+        return
+    state = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    if jax.default_backend() == "cpu":
+        need, have, where = 3 * state, available_memory(), "memory available"
+    else:
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in jax.local_devices()]
+        need, where = 2 * state, f"{jax.default_backend().upper()} memory"
+        have = sum(limits) if limits and None not in limits else None
+    if have is not None and need > have:
+        gib = 1024**3
+        raise ConfigError(
+            f"population = {population} needs at least {need / gib:.1f} GiB "
+            f"({state / population / 1024**2:.2f} MiB of state per member, held {need // state} "
+            f"times), but this machine has {have / gib:.1f} GiB {where}; lower the population "
+            "(or the agent's sizes in [agent_options])"
+        )
+
+
 def preflight(spec: RunSpec):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
     from gpbt.rl.agents import make_agent
-    from gpbt.rl.execution import configure_host_devices
 
-    # Before JAX starts its backend in this process: on CPU, one device per core (or the
-    # configured count), so training can be spread over every core.
-    configure_host_devices(spec.get("devices", 0))
+    configure_devices(spec.get("devices", 0))
     try:
         agent = make_agent(spec["agent"], spec["env"], spec["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
     check_space_against_agent(spec.space, agent, dict(spec["hyperparameters"]))
+    check_interval_against_agent(spec, agent)
+    check_memory(agent, spec.population)
     return agent
 
 
@@ -177,14 +301,31 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], list[np.ndarray]]
 
 
 def _write_npz(path: Path, meta: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """Write a checkpoint atomically: a temporary file, fsynced, then renamed over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint atomically and durably: a temporary file, fsynced, renamed over
+    `path`, then the folder fsynced, since a rename lives in the folder and is not on disk
+    until the folder is (docs/reliability.md): only then may the store name the file."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_folder(folder.parent)  # the new folder's own entry
     tmp = path.with_suffix(".tmp.npz")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(meta, dtype=np.uint8), **arrays)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the entries of `folder` (a rename, a new file) durable; POSIX only."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class VectorRun:
@@ -219,13 +360,13 @@ class VectorRun:
         The device arrays are copied to host memory here (the next `train` call may reuse
         their buffers), and the scheduler state is serialised now; compressing, writing and
         fsyncing the file happen on the writer thread while the next interval trains, so a
-        checkpoint costs the run a memory copy instead of a disk flush. The store learns of a
-        checkpoint only after its file is durable (`_record_checkpoints`), so a run killed
-        mid-write resumes from the previous one.
+        checkpoint costs the run a memory copy instead of a disk flush. The writer records
+        the checkpoint in the store as soon as its file is durable, not later: a run stopped
+        after generation g resumes from g, and one killed mid-write from the previous one.
         """
         import jax
 
-        self._record_checkpoints(wait=True)  # one write in flight at a time, in order
+        self._wait_for_checkpoint()  # one write in flight at a time, in order
         leaves = jax.tree_util.tree_leaves(self.state)
         arrays = {f"leaf{i}": np.array(x, copy=True) for i, x in enumerate(leaves)}
         meta = {
@@ -237,33 +378,33 @@ class VectorRun:
         }
         blob = json.dumps(meta).encode()
         path = self.folder / CHECKPOINT_DIR / f"gen{generation:06d}.npz"
-        self._pending_checkpoint = (
-            generation,
-            path,
-            self._writer.submit(_write_npz, path, blob, arrays),
+        self._pending_checkpoint = self._writer.submit(
+            self._write_checkpoint, generation, path, blob, arrays
         )
 
-    def _record_checkpoints(self, wait: bool, quiet: bool = False) -> None:
-        """Record the checkpoint written in the background once its file is on disk (at once
-        with `wait`), then drop the files older than the newest few. A failed write raises
+    def _wait_for_checkpoint(self, quiet: bool = False) -> None:
+        """Wait for the checkpoint being written in the background. A failed write raises
         here, in the training loop; `quiet` (an exception is already on its way) skips it."""
-        if self._pending_checkpoint is None:
+        future, self._pending_checkpoint = self._pending_checkpoint, None
+        if future is None:
             return
-        generation, path, future = self._pending_checkpoint
-        if not wait and not future.done():
-            return
-        self._pending_checkpoint = None
         if quiet and future.exception() is not None:
             return
         future.result()
+
+    def _write_checkpoint(self, generation: int, path: Path, blob: bytes, arrays) -> None:
+        """On the writer thread: write the file, record it in the store once it is durable,
+        then drop the files older than the newest few."""
+        _write_npz(path, blob, arrays)
         self.store.add_checkpoint(
             generation * self.interval,
             str(path.relative_to(self.folder)),
             members=list(range(self.population)),
             meta={"generation": generation},
         )
-        # Keep the newest few: the lockstep engine only ever resumes from the latest one.
-        for old in sorted(path.parent.glob("gen*.npz"))[:-KEEP_CHECKPOINTS]:
+        # Keep the newest few: a resume starts from the latest one, or the one before it
+        # when the latest cannot be read.
+        for old in sorted(path.parent.glob("gen[0-9]*[0-9].npz"))[:-KEEP_CHECKPOINTS]:
             old.unlink(missing_ok=True)
 
     def _load_checkpoint(self, record: dict) -> int:
@@ -283,6 +424,34 @@ class VectorRun:
         self.eval_key_counter = meta["eval_key"]
         return int(meta["generation"])
 
+    def _restore_latest(self) -> int | None:
+        """Load the newest checkpoint that can be read and return its generation (None: no
+        checkpoint). One that is missing or damaged (a disk fault, a power cut) is passed over
+        for the one before it, with a notice saying so: the run is deterministic, so the
+        generations in between are trained again to the same result."""
+        unreadable = []
+        for record in reversed(self.store.checkpoints()):
+            try:
+                generation = self._load_checkpoint(record)
+            except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+                unreadable.append(f"{record['path']} ({type(err).__name__}: {err})")
+                continue
+            if unreadable:
+                self._notice(
+                    f"checkpoint {'; '.join(unreadable)} cannot be read; resuming from "
+                    f"{record['path']} (generation {generation}) instead"
+                )
+            return generation
+        if unreadable:
+            self._notice(
+                f"no checkpoint can be read ({'; '.join(unreadable)}); starting again from "
+                "generation 0, which trains to the same result"
+            )
+        return None
+
+    def _notice(self, message: str) -> None:
+        self.emit({"type": "notice", "message": message})
+
     def _key(self):
         import jax
 
@@ -297,9 +466,8 @@ class VectorRun:
         if resume and stored is None:
             raise ConfigError(f"{self.folder} has no experiment to resume")
         self.store.write_config(self.cfg.to_dict())
-        latest = self.store.latest_checkpoint() if resume else None
-        if latest is not None:
-            generation = self._load_checkpoint(latest)
+        generation = self._restore_latest() if resume else None
+        if generation is not None:
             removed = self.store.truncate_after(generation * self.interval)
             self.emit({"type": "resumed", "generation": generation, "removed": removed})
             self.emit({"type": "initialised", "generation": generation})
@@ -314,8 +482,10 @@ class VectorRun:
         self.emit({"type": "initialised", "generation": 0})
         return 0
 
-    def run(self, resume: bool = False) -> Summary:
-        started = time.perf_counter()
+    def run(self, resume: bool = False, started: float | None = None) -> Summary:
+        """Train to the end and finish; `started` (a `time.time()`) is when the run began, for
+        a supervisor that restarted it: the summary's wall time counts every attempt."""
+        started = time.time() if started is None else started
         generation = self.start(resume)
         self._set_execution()
         self._hp_arrays = self._hp()
@@ -333,12 +503,12 @@ class VectorRun:
         except BaseException:
             # Interrupted (Ctrl-C, an error): the checkpoint being written is finished and
             # recorded first, so a resume starts from the newest generation it covers.
-            self._record_checkpoints(wait=True, quiet=True)
+            self._wait_for_checkpoint(quiet=True)
             raise
-        self._record_checkpoints(wait=True)
+        self._wait_for_checkpoint()
         return self.finish(
             compilations_during_run=self.agent.compile_count - compiles_at_start,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=time.time() - started,
             execution=self.execution,
         )
 
@@ -432,6 +602,20 @@ class VectorRun:
         self.last_scores = dict(out)
         return out
 
+    def _announce_evaluation(self, episodes: int) -> None:
+        """Tell the supervisor an evaluation of `episodes` episodes per member starts, and how
+        long it may take: not a generation's `watchdog_seconds`, but that many for every
+        interval's worth of env steps the episodes can last (evaluating costs less than
+        training), plus the time to compile the evaluation program."""
+        from gpbt.engines.supervisor import STARTUP_ALLOWANCE_S
+
+        env = getattr(self.agent, "env", None)
+        # an agent that does not say how long its episodes last: one interval each
+        longest = getattr(env, "max_episode_steps", None) or self.interval
+        intervals = max(1, math.ceil(episodes * longest / self.interval))
+        limit = self.cfg["watchdog_seconds"] * intervals + STARTUP_ALLOWANCE_S
+        self.emit({"type": "evaluating", "episodes": episodes, "watchdog_s": limit})
+
     def finish(self, **details: Any) -> Summary:
         """Select, then test (gpbt.core.selection): evaluate every member greedily on the
         selection key, pick the best, and score it on fresh test episodes (another key). The
@@ -442,7 +626,9 @@ class VectorRun:
 
         n = self.cfg["final_eval_episodes"]
         m = self.cfg.get("test_episodes") or n
+        self._announce_evaluation(n)
         selection = np.asarray(self.agent.evaluate(self.state, jax.random.key(SELECTION_KEY), n))
+        self._announce_evaluation(m)
         test = np.asarray(self.agent.evaluate(self.state, jax.random.key(TEST_KEY), m))
         chosen = select_then_test(selection, test)
         by_training = pick([self.last_scores.get(i, math.nan) for i in range(self.population)])
@@ -496,10 +682,12 @@ class VectorRun:
 
 
 # ---------------------------------------------------------------------- the supervisor
-def _child(spec: RunSpec, folder: str, resume: bool, events: mp.Queue) -> None:
+def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.Queue) -> None:
     from gpbt.engines.children import die_with_parent
+    from gpbt.engines.supervisor import stop_gracefully_on_signals
 
     die_with_parent()  # a killed `gpbt run` must not leave this process writing to the store
+    stop_gracefully_on_signals()  # Ctrl-C: finish and record the checkpoint being written
 
     def emit(event: dict) -> None:
         events.put(event)
@@ -507,19 +695,43 @@ def _child(spec: RunSpec, folder: str, resume: bool, events: mp.Queue) -> None:
     try:
         _enable_compilation_cache()
         run = VectorRun(spec, folder, emit)
-        summary = run.run(resume=resume)
+        summary = run.run(resume=resume, started=started)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
         emit({"type": "error", "kind": "config", "message": str(err)})
+    except KeyboardInterrupt:
+        emit({"type": "error", "kind": "interrupted", "message": "interrupted"})
     except BaseException as err:  # the parent must hear about every failure
         emit(
             {
                 "type": "error",
-                "kind": type(err).__name__,
-                "message": str(err),
+                "kind": "failed",
+                "message": failure_message(err, folder),
                 "traceback": traceback.format_exc(),
             }
         )
+    finally:
+        # the run has ended and said how: a late Ctrl-C must not print a traceback here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def failure_message(err: BaseException, folder: str | Path) -> str:
+    """One line for an error raised while training. Not retried: the run is deterministic,
+    so a retry from the last checkpoint meets the same error (only a death or a hang of the
+    training process, which no exception reports, is retried)."""
+    then = f"then `gpbt resume {folder}` continues from the last checkpoint"
+    problem = storage_problem(err)
+    if problem is not None:
+        return f"training stopped: {problem}, {then}"
+    if isinstance(err, GpbtError):
+        return str(err)
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" (at {Path(frame.filename).name}:{frame.lineno} in {frame.name})" if frame else ""
+    return (
+        f"training stopped on {type(err).__name__}: {err}{where}; not retried, since the run "
+        f"is deterministic and would stop the same way again; once the cause is fixed, {then}"
+    )
 
 
 def run_vector(
@@ -543,6 +755,10 @@ def run_vector(
     preflight(spec)
     folder = Path(folder)
     with hold_folder(folder, "resume" if resume else "run"):
+        if not resume:
+            # under the lock: no other run can create the store between this check and the
+            # fresh start, which clears whatever a killed first attempt wrote
+            refuse_existing_run(folder)
         live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
         events = partial(_dispatch, on_event, live_log)
         try:
@@ -556,7 +772,11 @@ def run_vector(
 
 
 def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -> None:
-    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B)."""
+    """An engine event to the caller's `on_event` and to the live log (TensorBoard, W&B); a
+    notice (a checkpoint passed over) also to the `gpbt` logger, which without a logging
+    setup prints it on stderr."""
+    if event["type"] == "notice":
+        logging.getLogger("gpbt").warning("gpbt: %s", event["message"])
     if on_event is not None:
         on_event(event)
     if live_log is not None and event["type"] == "generation":
@@ -566,12 +786,14 @@ def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -
 
 def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:
     """Train in a watched child (gpbt.engines.supervisor); restart it from the last checkpoint
-    when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart."""
+    when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart. An error
+    the child reports is not retried (`failure_message` says why)."""
     restarts = 0
+    started = time.time()
     while True:
         end = watch_child(
             _child,
-            (spec, str(folder), resume),
+            (spec, str(folder), resume, started),
             watchdog=Watchdog(spec["watchdog_seconds"]),
             on_event=on_event,
             final=("done", "error"),
@@ -581,17 +803,20 @@ def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> 
             return outcome["summary"]
         if outcome.get("kind") == "config":
             raise ConfigError(outcome["message"])
+        if outcome.get("kind") == "interrupted":  # the child alone was stopped (SIGTERM)
+            raise KeyboardInterrupt
+        if outcome.get("kind") == "failed":
+            raise TrainingFailed(outcome["message"], detail=outcome.get("traceback", ""))
         restarts += 1
-        reason = end.problem or outcome["message"]
+        reason = end.problem
         with ExperimentStore(folder) as store:
             log = store.get_state("restarts") or {"events": []}
             log["events"].append({"reason": reason, "at": time.time()})
             store.set_state("restarts", log)
         if restarts > MAX_WATCHDOG_RESTARTS:
-            detail = outcome.get("traceback", "")
-            raise RuntimeError(
-                f"training failed {restarts} times; last: {reason}\n{detail}"
-                f"\neverything recorded is kept in {folder}"
+            raise TrainingFailed(
+                f"training stopped {restarts} times; last: {reason}; everything recorded is "
+                f"kept in {folder}, and `gpbt resume {folder}` continues from the last checkpoint"
             )
         on_event({"type": "restart", "reason": reason, "restarts": restarts})
         resume = True
