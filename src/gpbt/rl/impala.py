@@ -89,13 +89,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import (
-    PopulationAgent,
-    as_key,
-    bootstrap_truncated,
-    checked_hidden_sizes,
-)
+from gpbt.rl.common import PopulationAgent, as_key, checked_hidden_sizes
 from gpbt.rl.envs import Env
+from gpbt.rl.rollout import bootstrap_truncated, vtrace_targets
 
 __all__ = ["IMPALA", "IMPALAConfig", "MemberState", "vtrace_targets"]
 
@@ -108,56 +104,6 @@ _METRIC_NAMES = (
     "rho_clipped_fraction",  # share of steps whose weight rho_bar truncated
     "abs_log_rho",  # mean |log pi/mu|: how off-policy the batch was
 )
-
-
-def vtrace_targets(
-    log_rhos: jax.Array,
-    discounts: jax.Array,
-    rewards: jax.Array,
-    values: jax.Array,
-    bootstrap_value: jax.Array,
-    rho_bar: float | jax.Array = 1.0,
-    c_bar: float | jax.Array = 1.0,
-    pg_rho_bar: float | jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """V-trace targets ``v_s`` and policy-gradient advantages (Espeholt et al. 2018, sec. 4).
-
-    Time-major inputs ``[T, ...]`` (any trailing batch shape): ``log_rhos = log pi - log mu``
-    of the actions taken, ``discounts = gamma * (1 - done)`` (0 where the episode ended after
-    that step), ``rewards``, ``values = V(x_s)`` and ``bootstrap_value = V(x_T)`` (``[...]``).
-    With ``rho_s = min(rho_bar, pi/mu)`` and ``c_i = min(c_bar, pi/mu)``:
-
-        v_s - V(x_s) = rho_s delta_s + discount_s c_s (v_{s+1} - V(x_{s+1})),
-        delta_s = r_s + discount_s V(x_{s+1}) - V(x_s),   v_T = V(x_T),
-        advantage_s = min(pg_rho_bar, pi/mu) (r_s + discount_s v_{s+1} - V(x_s)).
-
-    ``pg_rho_bar`` defaults to ``rho_bar``. With ``log_rhos = 0`` and both bars >= 1 this is the
-    n-step bootstrapped return and the on-policy n-step advantage. No gradient flows through
-    the result (targets are constants of the loss).
-    """
-    log_rhos, discounts, rewards, values, bootstrap_value = (
-        jax.lax.stop_gradient(jnp.asarray(x, jnp.float32))
-        for x in (log_rhos, discounts, rewards, values, bootstrap_value)
-    )
-    pg_rho_bar = rho_bar if pg_rho_bar is None else pg_rho_bar
-    rhos = jnp.exp(log_rhos)
-    clipped_rhos = jnp.minimum(rho_bar, rhos)
-    cs = jnp.minimum(c_bar, rhos)
-    next_values = jnp.concatenate([values[1:], bootstrap_value[None]], 0)
-    deltas = clipped_rhos * (rewards + discounts * next_values - values)
-
-    def backward(acc, x):
-        delta, discount, c = x
-        acc = delta + discount * c * acc
-        return acc, acc
-
-    _, vs_minus_v = jax.lax.scan(
-        backward, jnp.zeros_like(bootstrap_value), (deltas, discounts, cs), reverse=True
-    )
-    vs = values + vs_minus_v
-    next_vs = jnp.concatenate([vs[1:], bootstrap_value[None]], 0)
-    pg_advantages = jnp.minimum(pg_rho_bar, rhos) * (rewards + discounts * next_vs - values)
-    return vs, pg_advantages
 
 
 @dataclass(frozen=True)

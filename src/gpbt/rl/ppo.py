@@ -134,13 +134,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import (
-    PopulationAgent,
-    as_key,
-    bootstrap_truncated,
-    checked_hidden_sizes,
-)
+from gpbt.rl.common import PopulationAgent, as_key, checked_hidden_sizes
 from gpbt.rl.envs import Env
+from gpbt.rl.rollout import bootstrap_truncated, gae_advantages
 
 __all__ = ["PPO", "PPOConfig", "MemberState"]
 
@@ -656,25 +652,11 @@ class PPO(PopulationAgent):
     def _advantages(self, m: MemberState, buf: dict, hp: dict, steps: jax.Array):
         """GAE over one member's own rollout (first ``steps`` rows of its buffer), flattened."""
         cfg = self.config
-        gamma, lam = hp["gamma"], hp["gae_lambda"]
         _, _, last_v = self.network.apply(m.params, self._normalize(m.obs_stats, m.obs))
-        t_idx = jnp.arange(cfg.max_rollout_len)
-        next_v = jnp.concatenate([buf["value"][1:], last_v[None]], 0)
-        next_v = jnp.where((t_idx == steps - 1)[:, None], last_v[None], next_v)
-        not_done = 1.0 - buf["done"]
-        delta = buf["reward"] + gamma * next_v * not_done - buf["value"]
-
-        # A data-dependent trip count: only this member's rollout, not the whole buffer.
-        def gae_step(i, carry):
-            adv, last = carry
-            t = steps - 1 - i
-            a = delta[t] + gamma * lam * not_done[t] * last
-            return jax.lax.dynamic_update_index_in_dim(adv, a, t, 0), a
-
-        adv, _ = jax.lax.fori_loop(
-            0, steps, gae_step, (jnp.zeros_like(delta), jnp.zeros(cfg.num_envs))
+        adv, target = gae_advantages(
+            buf["reward"], buf["value"], buf["done"], last_v, hp["gamma"], hp["gae_lambda"], steps
         )
-        target = (adv + buf["value"]).reshape(-1)
+        target = target.reshape(-1)
         adv = adv.reshape(-1)
         valid = jnp.arange(adv.shape[0]) < steps * cfg.num_envs
         count = jnp.maximum(steps * cfg.num_envs, 1).astype(jnp.float32)
