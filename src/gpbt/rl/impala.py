@@ -91,7 +91,7 @@ from flax import struct
 
 from gpbt.rl.common import PopulationAgent, as_key, checked_hidden_sizes
 from gpbt.rl.envs import Env
-from gpbt.rl.rollout import bootstrap_truncated, vtrace_targets
+from gpbt.rl.rollout import MemberStep, collect_rollout, vtrace_targets
 
 __all__ = ["IMPALA", "IMPALAConfig", "MemberState", "vtrace_targets"]
 
@@ -368,33 +368,27 @@ class IMPALA(PopulationAgent):
             rng=jax.random.key_data(rng),
         )
         ep_sum = jnp.sum(jnp.where(done, ep_return, 0.0))
-        return m, transition, info["final_obs"], info["truncated"], ep_sum, jnp.sum(done)
+        return MemberStep(
+            m, transition, info["final_obs"], info["truncated"], ep_sum, jnp.sum(done)
+        )
 
     def _collect(self, state: MemberState, actors: Any, hp: dict):
         """``unroll_length`` steps of the whole population -> batch ``[P, T, E, ...]``."""
         cfg = self.config
-        population = state.total_env_steps.shape[0]
+        return collect_rollout(
+            self._member_step,
+            state,
+            cfg.unroll_length,
+            actors,
+            truncation_value=self._learner_value if cfg.bootstrap_truncation else None,
+            gamma=hp["gamma"],
+        )
 
-        def step(carry, _):
-            st, ep_sum, ep_cnt = carry
-            st, tr, final_obs, truncated, d_sum, d_cnt = jax.vmap(self._member_step)(st, actors)
-            if cfg.bootstrap_truncation:
-                # The step's discount is 0, so V-trace sees exactly the bootstrapped TD error;
-                # the learner's parameters are those this batch's update will use.
-                tr["reward"] = bootstrap_truncated(
-                    tr["reward"],
-                    truncated,
-                    hp["gamma"],
-                    lambda: jax.vmap(lambda p, o: self._apply(p, o)[1])(st.params, final_obs),
-                    jnp.any(truncated),
-                )
-            return (st, ep_sum + d_sum, ep_cnt + d_cnt), tr
-
-        init = (state, jnp.zeros(population), jnp.zeros(population, jnp.int32))
-        (state, ep_sum, ep_cnt), batch = jax.lax.scan(step, init, None, length=cfg.unroll_length)
-        batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch)
-        state = state.replace(total_env_steps=state.total_env_steps + self.batch_size)
-        return state, batch, ep_sum, ep_cnt
+    def _learner_value(self, m: MemberState, obs: jax.Array) -> jax.Array:
+        """What a truncated step bootstraps with: the value under the learner's parameters, the
+        ones this batch's update will use (the step's discount is 0, so V-trace then sees
+        exactly the bootstrapped TD error)."""
+        return self._apply(m.params, obs)[1]
 
     # ----------------------------------------------------------------------------------------
     # Learning
@@ -481,6 +475,8 @@ class IMPALA(PopulationAgent):
         n_updates = (budget[0] + self.batch_size - 1) // self.batch_size
 
         def update(c):
+            # Collect with the lagged actors, then learn: the V-trace targets are computed
+            # inside the loss, from the same forward pass of the learner's parameters.
             st = c["state"]
             actors = jax.vmap(self.actor_params)(st)
             st, batch, ep_sum, ep_cnt = self._collect(st, actors, hp)
