@@ -25,7 +25,7 @@ import numpy as np
 
 from gpbt.rl.execution import PopulationRunner, resolve_strategy
 
-__all__ = ["PopulationAgent", "as_key", "bootstrap_truncated", "checked_hidden_sizes"]
+__all__ = ["PopulationAgent", "as_key", "checked_hidden_sizes"]
 
 
 def as_key(key: Any) -> jax.Array:
@@ -41,24 +41,6 @@ def checked_hidden_sizes(config_name: str, sizes: Any) -> tuple[int, ...]:
     if not sizes or any(int(h) < 1 for h in sizes):
         raise ValueError(f"{config_name}.hidden_sizes must be positive ints, got {sizes}")
     return tuple(int(h) for h in sizes)
-
-
-def bootstrap_truncated(
-    reward: jax.Array,
-    truncated: jax.Array,
-    gamma: jax.Array,
-    final_values: Callable[[], jax.Array],
-    any_truncated: jax.Array,
-) -> jax.Array:
-    """Add gamma * V(final observation) to the rewards of steps a time limit cut: such an
-    episode is not over, so its value must not be dropped. `reward` and `truncated` are
-    [P, E], `gamma` [P]. Truncations are rare and happen on the same steps for the whole
-    population, so the extra critic pass runs only when `any_truncated` (a population-level
-    cond, not a per-member select)."""
-    final_v = jax.lax.cond(
-        any_truncated, lambda _: final_values(), lambda _: jnp.zeros_like(reward), None
-    )
-    return reward + jnp.where(truncated, gamma[:, None] * final_v, 0.0)
 
 
 class PopulationAgent:

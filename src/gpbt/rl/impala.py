@@ -89,13 +89,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import (
-    PopulationAgent,
-    as_key,
-    bootstrap_truncated,
-    checked_hidden_sizes,
-)
+from gpbt.rl.common import PopulationAgent, as_key, checked_hidden_sizes
 from gpbt.rl.envs import Env
+from gpbt.rl.rollout import MemberStep, collect_rollout, vtrace_targets
 
 __all__ = ["IMPALA", "IMPALAConfig", "MemberState", "vtrace_targets"]
 
@@ -108,56 +104,6 @@ _METRIC_NAMES = (
     "rho_clipped_fraction",  # share of steps whose weight rho_bar truncated
     "abs_log_rho",  # mean |log pi/mu|: how off-policy the batch was
 )
-
-
-def vtrace_targets(
-    log_rhos: jax.Array,
-    discounts: jax.Array,
-    rewards: jax.Array,
-    values: jax.Array,
-    bootstrap_value: jax.Array,
-    rho_bar: float | jax.Array = 1.0,
-    c_bar: float | jax.Array = 1.0,
-    pg_rho_bar: float | jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """V-trace targets ``v_s`` and policy-gradient advantages (Espeholt et al. 2018, sec. 4).
-
-    Time-major inputs ``[T, ...]`` (any trailing batch shape): ``log_rhos = log pi - log mu``
-    of the actions taken, ``discounts = gamma * (1 - done)`` (0 where the episode ended after
-    that step), ``rewards``, ``values = V(x_s)`` and ``bootstrap_value = V(x_T)`` (``[...]``).
-    With ``rho_s = min(rho_bar, pi/mu)`` and ``c_i = min(c_bar, pi/mu)``:
-
-        v_s - V(x_s) = rho_s delta_s + discount_s c_s (v_{s+1} - V(x_{s+1})),
-        delta_s = r_s + discount_s V(x_{s+1}) - V(x_s),   v_T = V(x_T),
-        advantage_s = min(pg_rho_bar, pi/mu) (r_s + discount_s v_{s+1} - V(x_s)).
-
-    ``pg_rho_bar`` defaults to ``rho_bar``. With ``log_rhos = 0`` and both bars >= 1 this is the
-    n-step bootstrapped return and the on-policy n-step advantage. No gradient flows through
-    the result (targets are constants of the loss).
-    """
-    log_rhos, discounts, rewards, values, bootstrap_value = (
-        jax.lax.stop_gradient(jnp.asarray(x, jnp.float32))
-        for x in (log_rhos, discounts, rewards, values, bootstrap_value)
-    )
-    pg_rho_bar = rho_bar if pg_rho_bar is None else pg_rho_bar
-    rhos = jnp.exp(log_rhos)
-    clipped_rhos = jnp.minimum(rho_bar, rhos)
-    cs = jnp.minimum(c_bar, rhos)
-    next_values = jnp.concatenate([values[1:], bootstrap_value[None]], 0)
-    deltas = clipped_rhos * (rewards + discounts * next_values - values)
-
-    def backward(acc, x):
-        delta, discount, c = x
-        acc = delta + discount * c * acc
-        return acc, acc
-
-    _, vs_minus_v = jax.lax.scan(
-        backward, jnp.zeros_like(bootstrap_value), (deltas, discounts, cs), reverse=True
-    )
-    vs = values + vs_minus_v
-    next_vs = jnp.concatenate([vs[1:], bootstrap_value[None]], 0)
-    pg_advantages = jnp.minimum(pg_rho_bar, rhos) * (rewards + discounts * next_vs - values)
-    return vs, pg_advantages
 
 
 @dataclass(frozen=True)
@@ -422,33 +368,27 @@ class IMPALA(PopulationAgent):
             rng=jax.random.key_data(rng),
         )
         ep_sum = jnp.sum(jnp.where(done, ep_return, 0.0))
-        return m, transition, info["final_obs"], info["truncated"], ep_sum, jnp.sum(done)
+        return MemberStep(
+            m, transition, info["final_obs"], info["truncated"], ep_sum, jnp.sum(done)
+        )
 
     def _collect(self, state: MemberState, actors: Any, hp: dict):
         """``unroll_length`` steps of the whole population -> batch ``[P, T, E, ...]``."""
         cfg = self.config
-        population = state.total_env_steps.shape[0]
+        return collect_rollout(
+            self._member_step,
+            state,
+            cfg.unroll_length,
+            actors,
+            truncation_value=self._learner_value if cfg.bootstrap_truncation else None,
+            gamma=hp["gamma"],
+        )
 
-        def step(carry, _):
-            st, ep_sum, ep_cnt = carry
-            st, tr, final_obs, truncated, d_sum, d_cnt = jax.vmap(self._member_step)(st, actors)
-            if cfg.bootstrap_truncation:
-                # The step's discount is 0, so V-trace sees exactly the bootstrapped TD error;
-                # the learner's parameters are those this batch's update will use.
-                tr["reward"] = bootstrap_truncated(
-                    tr["reward"],
-                    truncated,
-                    hp["gamma"],
-                    lambda: jax.vmap(lambda p, o: self._apply(p, o)[1])(st.params, final_obs),
-                    jnp.any(truncated),
-                )
-            return (st, ep_sum + d_sum, ep_cnt + d_cnt), tr
-
-        init = (state, jnp.zeros(population), jnp.zeros(population, jnp.int32))
-        (state, ep_sum, ep_cnt), batch = jax.lax.scan(step, init, None, length=cfg.unroll_length)
-        batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch)
-        state = state.replace(total_env_steps=state.total_env_steps + self.batch_size)
-        return state, batch, ep_sum, ep_cnt
+    def _learner_value(self, m: MemberState, obs: jax.Array) -> jax.Array:
+        """What a truncated step bootstraps with: the value under the learner's parameters, the
+        ones this batch's update will use (the step's discount is 0, so V-trace then sees
+        exactly the bootstrapped TD error)."""
+        return self._apply(m.params, obs)[1]
 
     # ----------------------------------------------------------------------------------------
     # Learning
@@ -535,6 +475,8 @@ class IMPALA(PopulationAgent):
         n_updates = (budget[0] + self.batch_size - 1) // self.batch_size
 
         def update(c):
+            # Collect with the lagged actors, then learn: the V-trace targets are computed
+            # inside the loss, from the same forward pass of the learner's parameters.
             st = c["state"]
             actors = jax.vmap(self.actor_params)(st)
             st, batch, ep_sum, ep_cnt = self._collect(st, actors, hp)

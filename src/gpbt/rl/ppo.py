@@ -134,13 +134,9 @@ import numpy as np
 import optax
 from flax import struct
 
-from gpbt.rl.common import (
-    PopulationAgent,
-    as_key,
-    bootstrap_truncated,
-    checked_hidden_sizes,
-)
+from gpbt.rl.common import PopulationAgent, as_key, checked_hidden_sizes
 from gpbt.rl.envs import Env
+from gpbt.rl.rollout import MemberStep, collect_rollout, gae_advantages, select_members
 
 __all__ = ["PPO", "PPOConfig", "MemberState"]
 
@@ -340,10 +336,6 @@ def _shuffle_prefix(key: jax.Array, n: int, n_valid: jax.Array) -> jax.Array:
     return (jnp.sort((bits & ~low) | index) & low).astype(jnp.int32)
 
 
-def _where(pred: jax.Array, new: Any, old: Any) -> Any:
-    return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
-
-
 class PPO(PopulationAgent):
     """Population PPO on one :class:`~gpbt.rl.envs.Env`; see the module docstring."""
 
@@ -536,7 +528,8 @@ class PPO(PopulationAgent):
     # ----------------------------------------------------------------------------------------
 
     def _member_step(self, m: MemberState, hp: dict):
-        """One env step of every env of one member (truncation bootstrap added by the caller)."""
+        """One env step of every env of one member (`collect_rollout` adds the truncation
+        bootstrap)."""
         cfg = self.config
         rng, k_act, k_env = jax.random.split(jax.random.wrap_key_data(m.rng), 3)
         obs_stats = m.obs_stats.update(m.obs) if self.normalize_obs else m.obs_stats
@@ -576,7 +569,7 @@ class PPO(PopulationAgent):
             "done": done.astype(jnp.float32),
         }
         final_obs_n = self._normalize(obs_stats, info["final_obs"])
-        return m, transition, final_obs_n, info["truncated"], ep_sum, jnp.sum(done)
+        return MemberStep(m, transition, final_obs_n, info["truncated"], ep_sum, jnp.sum(done))
 
     def _collect_chunk(self, state: MemberState, hp: dict, active: jax.Array):
         """``rollout_chunk`` steps of the whole population; inactive members stay frozen.
@@ -584,33 +577,19 @@ class PPO(PopulationAgent):
         Returns the chunk as ``[P, rollout_chunk, num_envs, ...]`` arrays.
         """
         cfg = self.config
-        population = active.shape[0]
-
-        def step(carry, _):
-            st, ep_sum, ep_cnt = carry
-            st, tr, final_obs_n, truncated, d_sum, d_cnt = jax.vmap(self._member_step)(st, hp)
-            if cfg.bootstrap_truncation:
-                tr["reward"] = bootstrap_truncated(
-                    tr["reward"],
-                    truncated,
-                    hp["gamma"],
-                    lambda: jax.vmap(
-                        lambda p, o: self.network.apply(p, o, method=ActorCritic.value)
-                    )(st.params, final_obs_n),
-                    jnp.any(truncated & active[:, None]),
-                )
-            return (st, ep_sum + d_sum, ep_cnt + d_cnt), tr
-
-        zi = jnp.zeros(population, jnp.int32)
-        (new_st, ep_sum, ep_cnt), chunk = jax.lax.scan(
-            step, (state, jnp.zeros(population), zi), None, length=cfg.rollout_chunk
+        return collect_rollout(
+            self._member_step,
+            state,
+            cfg.rollout_chunk,
+            hp,
+            truncation_value=self._value if cfg.bootstrap_truncation else None,
+            gamma=hp["gamma"],
+            active=active,
         )
-        chunk = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), chunk)
-        new_st = new_st.replace(
-            total_env_steps=new_st.total_env_steps + cfg.rollout_chunk * cfg.num_envs
-        )
-        new_st = jax.vmap(_where)(active, new_st, state)
-        return new_st, chunk, ep_sum * active, ep_cnt * active
+
+    def _value(self, m: MemberState, obs_n: jax.Array) -> jax.Array:
+        """One member's critic on normalised observations (what a truncation bootstraps with)."""
+        return self.network.apply(m.params, obs_n, method=ActorCritic.value)
 
     # ----------------------------------------------------------------------------------------
     # Update
@@ -656,25 +635,11 @@ class PPO(PopulationAgent):
     def _advantages(self, m: MemberState, buf: dict, hp: dict, steps: jax.Array):
         """GAE over one member's own rollout (first ``steps`` rows of its buffer), flattened."""
         cfg = self.config
-        gamma, lam = hp["gamma"], hp["gae_lambda"]
         _, _, last_v = self.network.apply(m.params, self._normalize(m.obs_stats, m.obs))
-        t_idx = jnp.arange(cfg.max_rollout_len)
-        next_v = jnp.concatenate([buf["value"][1:], last_v[None]], 0)
-        next_v = jnp.where((t_idx == steps - 1)[:, None], last_v[None], next_v)
-        not_done = 1.0 - buf["done"]
-        delta = buf["reward"] + gamma * next_v * not_done - buf["value"]
-
-        # A data-dependent trip count: only this member's rollout, not the whole buffer.
-        def gae_step(i, carry):
-            adv, last = carry
-            t = steps - 1 - i
-            a = delta[t] + gamma * lam * not_done[t] * last
-            return jax.lax.dynamic_update_index_in_dim(adv, a, t, 0), a
-
-        adv, _ = jax.lax.fori_loop(
-            0, steps, gae_step, (jnp.zeros_like(delta), jnp.zeros(cfg.num_envs))
+        adv, target = gae_advantages(
+            buf["reward"], buf["value"], buf["done"], last_v, hp["gamma"], hp["gae_lambda"], steps
         )
-        target = (adv + buf["value"]).reshape(-1)
+        target = target.reshape(-1)
         adv = adv.reshape(-1)
         valid = jnp.arange(adv.shape[0]) < steps * cfg.num_envs
         count = jnp.maximum(steps * cfg.num_envs, 1).astype(jnp.float32)
@@ -710,7 +675,6 @@ class PPO(PopulationAgent):
         population = state.total_env_steps.shape[0]
         n_max = cfg.max_rollout_len * cfg.num_envs
         sched = self._schedule(hp)
-        vwhere = jax.vmap(_where)
 
         buf = jax.tree.map(
             lambda x: jnp.zeros((population, cfg.max_rollout_len) + x.shape[2:], x.dtype),
@@ -768,7 +732,8 @@ class PPO(PopulationAgent):
 
         # The conds below take and return only what they change: a cond's operands are not
         # guaranteed to alias, and the rollout buffer is the largest array in the program.
-        def prepare(c, ready):
+        def targets(c, ready):
+            # GAE for the members whose buffer just filled; they switch to updating.
             st = c["state"]
             small = {k: c["buf"][k] for k in ("value", "reward", "done")}
 
@@ -809,9 +774,9 @@ class PPO(PopulationAgent):
                 params, opt_state, acc, sched["micro_per_mb"], hp
             )
             return (
-                vwhere(ready, new_params, params),
-                vwhere(ready, new_opt, opt_state),
-                vwhere(ready, jax.tree.map(jnp.zeros_like, acc), acc),
+                select_members(ready, new_params, params),
+                select_members(ready, new_opt, opt_state),
+                select_members(ready, jax.tree.map(jnp.zeros_like, acc), acc),
             )
 
         def micro_step(c):
@@ -837,7 +802,7 @@ class PPO(PopulationAgent):
             )
             c = {
                 **c,
-                "acc": vwhere(updating, jax.tree.map(jnp.add, c["acc"], grads), c["acc"]),
+                "acc": select_members(updating, jax.tree.map(jnp.add, c["acc"], grads), c["acc"]),
                 "loss_sum": c["loss_sum"] + jnp.where(updating[:, None], aux, 0.0),
                 "n_micro": c["n_micro"] + updating,
             }
@@ -862,13 +827,8 @@ class PPO(PopulationAgent):
                 "updates": c["updates"] + finished,
             }
 
-        def body(c):
-            # Every member advances by one unit of its own program per iteration: a chunk of
-            # env steps if it is collecting, micro_batches_per_round micro-batches if it is
-            # updating (the two take similar time). Each part runs only if some member needs
-            # it, so a population whose members are all in the same phase pays for one.
-            c = jax.lax.cond(jnp.any(c["phase"] == _COLLECT), collect, lambda c: c, c)
-            c = prepare(c, (c["phase"] == _COLLECT) & (c["fill"] >= sched["steps"]))
+        def update_round(c):
+            # Up to micro_batches_per_round micro-batches of every updating member.
             c, _ = jax.lax.while_loop(
                 lambda cj: (
                     (cj[1] < cfg.micro_batches_per_round) & jnp.any(cj[0]["phase"] == _UPDATE)
@@ -876,6 +836,16 @@ class PPO(PopulationAgent):
                 lambda cj: (micro_step(cj[0]), cj[1] + 1),
                 (c, jnp.zeros((), jnp.int32)),
             )
+            return c
+
+        def body(c):
+            # Every member advances by one unit of its own program per iteration: a chunk of
+            # env steps if it is collecting, micro_batches_per_round micro-batches if it is
+            # updating (the two take similar time). Each part runs only if some member needs
+            # it, so a population whose members are all in the same phase pays for one.
+            c = jax.lax.cond(jnp.any(c["phase"] == _COLLECT), collect, lambda c: c, c)
+            c = targets(c, (c["phase"] == _COLLECT) & (c["fill"] >= sched["steps"]))
+            c = update_round(c)
             done = (c["phase"] == _COLLECT) & (c["fill"] == 0) & (c["consumed"] >= budget)
             return {**c, "phase": jnp.where(done, _DONE, c["phase"])}
 
