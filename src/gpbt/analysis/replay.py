@@ -16,7 +16,7 @@ from pathlib import Path
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.errors import FolderError
 from gpbt.spec import RunSpec
-from gpbt.store import ExperimentStore, load
+from gpbt.store import load
 
 
 def _same(a, b) -> bool:
@@ -78,10 +78,9 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
             "generations (pairing = 'sync' or synch = true), whose barriers the store does not "
             "record"
         )
-    with ExperimentStore(folder) as store:
-        records = store.decision_records()
-        order = store.report_order()
-        state = store.get_state(STATE_KEY) or {}
+    records = exp.decision_records()
+    order = exp.report_order()
+    state = exp.state(STATE_KEY) or {}
     failed = sorted(int(m) for m in (state.get("failed") or {}))
     if failed:
         return False, (
@@ -143,8 +142,7 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
             f"replay re-derives vector-engine and local-engine runs; {folder} used the "
             f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
         )
-    with ExperimentStore(folder) as store:
-        records = store.decision_records()
+    records = exp.decision_records()
     logged: dict[tuple[float, int], dict] = {
         (float(r["time"]), int(r["member"])): r for r in records
     }
