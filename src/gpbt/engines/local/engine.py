@@ -231,6 +231,7 @@ class LocalEngine:
         self._after_commit: Callable[[], None] | None = None  # tests: simulate a kill here
         self.store: ExperimentStore | None = None
         self.pool: _ProcessPool | _SimulatedPool | None = None
+        self._simulation: dict[str, Any] | None = None  # the simulated pool a resume continues
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, resume: bool = False):
@@ -270,13 +271,20 @@ class LocalEngine:
     def _make_pool(self):
         cache = max(1, math.ceil(self.population / self.workers))
         if self.deterministic:
-            return _SimulatedPool(
+            pool = _SimulatedPool(
                 self.workers,
                 self.trainable_cls,
                 cache_size=cache,
                 step_timeout=self.step_timeout,
                 duration=self._duration,
             )
+            sim = self._simulation
+            if sim is not None and sim.get("workers") == self.workers:
+                # the clock and the steps in flight at the last commit: the resumed run's
+                # events follow in the order the uninterrupted run's did (with other
+                # `workers` there is no such order to follow: the steps are dispatched anew)
+                self.running = pool.restore(self._with_tasks(sim, self._absolute))
+            return pool
         return _ProcessPool(
             self.workers,
             self.trainable_spec,
@@ -364,6 +372,7 @@ class LocalEngine:
         self.next_ckpt = int(state["next_ckpt"])
         self.exploits = int(state["exploits"])
         self.failed = {int(k): v for k, v in state["failed"].items()}
+        self._simulation = state.get("simulation")
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -671,6 +680,11 @@ class LocalEngine:
             "failed": {str(k): v for k, v in self.failed.items()},
             "finished": not any(st.status == "active" for st in self.members.values()),
             "pending": {"reports": reports, "decisions": decisions},
+            "simulation": (
+                self._with_tasks(self.pool.snapshot(), self._relative)
+                if isinstance(self.pool, _SimulatedPool)
+                else None
+            ),
         }
         self.store.set_state(STATE_KEY, state)
         if self._after_commit is not None:
@@ -682,6 +696,27 @@ class LocalEngine:
         if self.live_log is not None:
             self.live_log.log_reports(reports)
             self.live_log.log_decisions(decisions)
+
+    def _relative(self, path: str | None) -> str | None:
+        return None if path is None else os.path.relpath(path, self.folder)
+
+    def _absolute(self, path: str | None) -> str | None:
+        return None if path is None else str(self.folder / path)
+
+    @staticmethod
+    def _with_tasks(simulation: dict[str, Any], where: Callable) -> dict[str, Any]:
+        """`simulation` with its tasks' paths passed through `where`: stored relative to the
+        folder, so a moved folder resumes in its new place."""
+        in_flight = [
+            [
+                t,
+                seq,
+                worker,
+                {**task, "ckpt": where(task["ckpt"]), "save_to": where(task["save_to"])},
+            ]
+            for t, seq, worker, task in simulation["in_flight"]
+        ]
+        return {**simulation, "in_flight": in_flight}
 
     def _referenced(self) -> set[str]:
         return {st.ckpt for st in self.members.values() if st.ckpt is not None}
