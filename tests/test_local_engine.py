@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOY_TRAINABLE, check_summary
+from conftest import TOY_TRAINABLE, check_summary, wait_for_reports, write_toml_file
 
 from gpbt.analysis.replay import replay
 from gpbt.core.methods import make_scheduler
@@ -668,6 +668,49 @@ def test_a_deterministic_run_killed_and_resumed_is_the_uninterrupted_run(
     check_continuous(after, interval=3, total=12)
     ok, message = replay(tmp_path / "cut")
     assert ok, message
+
+
+def test_deterministic_runs_killed_with_sigkill_resume_into_the_uninterrupted_run(
+    tmp_path, monkeypatch
+):
+    """The same promise against real kills: `gpbt run` (deterministic) killed with SIGKILL at
+    three moments, each time resumed, ends as the run never killed (reports in the same order,
+    the same exploits)."""
+    (tmp_path / "worker_trainables.py").write_text(TRAINABLES)
+    config = {**kill_config(), "deterministic": True, "total_steps": 12}  # steps sleep 0.04 s
+    cfg = write_toml_file(tmp_path / "det.toml", config)
+    whole = subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", "run", cfg, "--out", "whole", "--no-report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    args = ["run", cfg, "--out", "cut"]
+    for n in (7, 19, 33):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gpbt.cli", *args, "--no-report"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_reports(tmp_path / "cut", n, proc, timeout=120)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        args = ["resume", "cut"]
+    done = subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", "resume", "cut", "--no-report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = load(tmp_path / "cut"), load(tmp_path / "whole")
+    assert a.report_order() == b.report_order()
+    assert _same_decisions(a, b)
 
 
 def _same_decisions(a, b) -> bool:
