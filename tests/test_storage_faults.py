@@ -151,7 +151,7 @@ def overwrite_header(folder: Path) -> None:
         (overwrite_header, "is not an SQLite file, so not a gpbt experiment store"),
     ],
 )
-@pytest.mark.parametrize("command", ["report", "resume", "export", "replay"])
+@pytest.mark.parametrize("command", ["report", "resume", "export", "replay", "run"])
 def test_a_damaged_store_ends_in_one_line_and_is_left_as_it_was(
     finished, workdir, tmp_path, damage, says, command
 ):
@@ -159,6 +159,11 @@ def test_a_damaged_store_ends_in_one_line_and_is_left_as_it_was(
     shutil.copytree(finished, folder)
     damage(folder)
     before = digest(folder / "experiment.sqlite")
+    if command == "run":  # a new run into that folder is refused before the store is opened
+        line = one_error_line(gpbt(workdir, "run", "toy.toml", "--out", folder))
+        assert f"{folder} already holds an experiment" in line
+        assert digest(folder / "experiment.sqlite") == before
+        return
     line = one_error_line(gpbt(workdir, command, folder))
     assert f"{folder / 'experiment.sqlite'} {says}" in line
     if damage is truncate_store:
@@ -199,16 +204,23 @@ def test_a_read_only_folder_is_read_and_refused_for_writing(finished, workdir, t
     "(gpbt.store.faults.storage_fault)",
     strict=False,
 )
+@pytest.mark.parametrize("fault", ["read-only", "full"])
 @pytest.mark.parametrize("command", ["report", "export"])
-def test_a_report_or_export_into_a_read_only_folder_ends_in_one_line(
-    finished, workdir, tmp_path, command
+def test_a_report_or_export_into_a_read_only_or_full_folder_ends_in_one_line(
+    finished, workdir, tmp_path, command, fault
 ):
     with tmpfs(tmp_path / "mnt", "2m") as mnt:
         folder = mnt / "run"
         shutil.copytree(finished, folder)
-        remount_read_only(mnt)
+        rows = recorded(folder)
+        if fault == "full":
+            fill(mnt)
+        else:
+            remount_read_only(mnt)
         line = one_error_line(gpbt(workdir, command, folder))
-        assert "Read-only file system" in line
+        cause = "Read-only file system" if fault == "read-only" else "No space left on device"
+        assert cause in line
+        assert recorded(folder) == rows
 
 
 # ------------------------------------------------------------------ a full disk
@@ -260,10 +272,12 @@ def test_resume_on_a_full_disk_clears_a_killed_runs_stale_temporary_first(
 
 
 def test_a_full_disk_under_a_finished_run_still_reads(finished, workdir, tmp_path):
+    """Even opening a store to read needs space (SQLite's shared-memory file for the log);
+    on a full disk a closed store is read as the immutable file it is."""
+    rows = recorded(finished)
     with tmpfs(tmp_path / "mnt", "1m") as mnt:
         folder = mnt / "run"
         shutil.copytree(finished, folder)
-        rows = recorded(folder)
         fill(mnt)
         result = gpbt(workdir, "replay", folder)
         assert result.returncode == 0, result.stdout

@@ -103,24 +103,29 @@ def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
             raise StoreError(
                 f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
             ) from e
-        name = getattr(e, "sqlite_errorname", "")
-        if write or not (name == "SQLITE_CANTOPEN" or name.startswith("SQLITE_READONLY")):
-            fault = storage_fault(e, path.parent, "opening the experiment store")
+        name = getattr(e, "sqlite_errorname", "") or ""
+        fault = storage_fault(e, path.parent, "opening the experiment store")
+        if write or not name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")):
             if fault is None:
                 raise
             raise fault from e
-        # A reader on read-only media: SQLite cannot create the WAL's shared-memory file
-        # next to the store. With no write-ahead log left behind (a run that closed, or
-        # whose log was checkpointed), the main file holds every committed row, and no
-        # writer can be live on media nobody can write: it is read as immutable.
+        # A reader on read-only media or a full disk: SQLite cannot create the WAL's
+        # shared-memory file next to the store. With no write-ahead log left behind (a run
+        # that closed, or whose log was checkpointed), the main file holds every committed
+        # row, and no writer is live (a live one keeps its log): it is read as immutable.
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise StorageFault(
-                f"{path.parent} cannot be written ({e}), and its store's last rows are still "
-                f"in {wal.name}, which SQLite can only read where it may write; copy the "
-                "folder somewhere writable and use the copy (nothing was changed)"
+                f"{path.parent}: SQLite cannot open the store here ({e}) and its last rows are "
+                f"still in {wal.name}, which it can only read where it may write; free space "
+                "or copy the folder somewhere writable and use the copy (nothing was changed)"
             ) from e
-        return _open(path, timeout, write=False, immutable=True)
+        try:
+            return _open(path, timeout, write=False, immutable=True)
+        except sqlite3.DatabaseError:
+            if fault is None:
+                raise
+            raise fault from e
 
 
 def _open(path: Path, timeout: float, *, write: bool, immutable: bool) -> sqlite3.Connection:
