@@ -24,7 +24,9 @@ Durability
     those rows to the report and decision tables. A run killed at any instant resumes from the
     last commit: rows already in the store were committed, so none is re-run or duplicated;
     rows of a commit whose table writes were cut off are re-added from the blob; steps that
-    were in flight are simply run again from their member's checkpoint.
+    were in flight are simply run again from their member's checkpoint. In deterministic mode
+    the blob also holds the simulated clock and the steps in flight with their finishing
+    times, so a resumed run delivers its events in the uninterrupted run's order.
 
 Checkpoints
     `FOLDER/checkpoints/m<member>-<serial>-<token>`: a fresh folder per step, renamed into
