@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOY_TRAINABLE, check_summary
+from conftest import TOY_TRAINABLE, check_summary, wait_for_reports, write_toml_file
 
 from gpbt.analysis.replay import replay
 from gpbt.core.methods import make_scheduler
@@ -631,6 +631,91 @@ def test_replay_rederives_an_asynchronous_run_and_catches_tampering(tmp_path, mo
     run_local(faulty, tmp_path / "faulty")
     ok, message = replay(tmp_path / "faulty")
     assert not ok and message.startswith("member(s) [2] failed during this run")
+
+
+@pytest.mark.parametrize("kill_at", [5, 23, 41])
+def test_a_deterministic_run_killed_and_resumed_is_the_uninterrupted_run(
+    tmp_path, monkeypatch, kill_at
+):
+    """docs/local-engine.md: with `deterministic = true` a run killed at any commit and resumed
+    gives the uninterrupted run's reports, in its order, and its decisions: the simulated
+    clock and the steps in flight are part of each commit, and a resume runs those steps again
+    from the same checkpoints to finish at the same simulated times."""
+    (tmp_path / "worker_trainables.py").write_text(TRAINABLES)
+    monkeypatch.chdir(tmp_path)
+    config = {**kill_config(), "deterministic": True, "trainable_options": {}, "total_steps": 12}
+    run_local(config, tmp_path / "whole")
+    whole = load(tmp_path / "whole")
+
+    commits, real_commit = [0], LocalEngine._commit
+
+    def commit_then_die(self, reports, decisions):
+        real_commit(self, reports, decisions)
+        commits[0] += 1
+        if commits[0] == kill_at:
+            raise KeyboardInterrupt  # as a kill -9 right after this commit
+
+    monkeypatch.setattr(LocalEngine, "_commit", commit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(config, tmp_path / "cut")
+    monkeypatch.setattr(LocalEngine, "_commit", real_commit)
+    before = load(tmp_path / "cut")
+    assert 0 < len(before.report_order()) < 4 * 12
+    run_local(config, tmp_path / "cut", resume=True)
+    after = load(tmp_path / "cut")
+    assert after.report_order() == whole.report_order()
+    assert _same_decisions(after, whole)
+    check_continuous(after, interval=3, total=12)
+    ok, message = replay(tmp_path / "cut")
+    assert ok, message
+
+
+def test_deterministic_runs_killed_with_sigkill_resume_into_the_uninterrupted_run(
+    tmp_path, monkeypatch
+):
+    """The same promise against real kills: `gpbt run` (deterministic) killed with SIGKILL at
+    three moments, each time resumed, ends as the run never killed (reports in the same order,
+    the same exploits)."""
+    (tmp_path / "worker_trainables.py").write_text(TRAINABLES)
+    config = {**kill_config(), "deterministic": True, "total_steps": 12}  # steps sleep 0.04 s
+    cfg = write_toml_file(tmp_path / "det.toml", config)
+    whole = subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", "run", cfg, "--out", "whole", "--no-report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    args = ["run", cfg, "--out", "cut"]
+    for n in (7, 19, 33):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gpbt.cli", *args, "--no-report"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_reports(tmp_path / "cut", n, proc, timeout=120)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        args = ["resume", "cut"]
+    done = subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", "resume", "cut", "--no-report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = load(tmp_path / "cut"), load(tmp_path / "whole")
+    assert a.report_order() == b.report_order()
+    assert _same_decisions(a, b)
+
+
+def _same_decisions(a, b) -> bool:
+    cols = ["seq", "time", "member", "kind", "partner", "donor", "new_config.lr"]
+    return a.decisions[cols].equals(b.decisions[cols])
 
 
 def test_replay_explains_why_a_run_started_from_python_cannot_be_rebuilt(fault_run):

@@ -189,6 +189,46 @@ def test_replay_reproduces_the_log_and_catches_tampering(reference, tmp_path):
     assert not ok and "the log says" in message
 
 
+def test_replay_checks_an_interrupted_run_up_to_where_it_stopped(tmp_path):
+    """A run stopped after generation 3 of 5 decided after it too; replay used to take that
+    generation for the run's last and report its 4 decisions as never made by the replay."""
+    import shutil
+
+    def interrupt(event):
+        if event["type"] == "generation" and event["generation"] == 3:
+            raise KeyboardInterrupt  # a Ctrl-C after the generation was recorded
+
+    folder = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run_vector(tiny(), folder, supervise=False, on_event=interrupt)
+    exp = load(folder)
+    assert sorted(exp.reports["time"].unique()) == [4096, 8192, 12288]
+    assert len(exp.decisions) == 4 * 3 and exp.state("summary") is None
+    ok, message = replay(folder)
+    assert ok, message
+    assert message.startswith("replay OK: 12 decisions re-derived identically from 12 reports")
+    assert "(the run stopped after t=12288 of 20480)" in message
+
+    # Killed between the generation's reports and its decisions (two transactions): the
+    # decisions at t=12288 were never recorded, and that is no mismatch either.
+    shutil.copytree(folder, tmp_path / "between")
+    db = sqlite3.connect(tmp_path / "between" / "experiment.sqlite")
+    db.execute("DELETE FROM decisions WHERE time = 12288")
+    db.commit()
+    db.close()
+    ok, message = replay(tmp_path / "between")
+    assert ok and "8 decisions re-derived identically from 12 reports" in message, message
+
+    # A changed decision at the last stored generation is still caught.
+    shutil.copytree(folder, tmp_path / "tampered")
+    db = sqlite3.connect(tmp_path / "tampered" / "experiment.sqlite")
+    db.execute("UPDATE decisions SET kind = 'stop' WHERE time = 12288 AND member = 0")
+    db.commit()
+    db.close()
+    ok, message = replay(tmp_path / "tampered")
+    assert not ok and message.startswith("t=12288 member 0: replay says"), message
+
+
 def test_report_writes_plots_and_summary(reference):
     out = write_report(reference[0])
     for name in ("returns.png", "hyperparameters.png", "lineage.png", "report.html"):

@@ -16,7 +16,7 @@ from pathlib import Path
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.errors import FolderError
 from gpbt.spec import RunSpec
-from gpbt.store import ExperimentStore, load
+from gpbt.store import load
 
 
 def _same(a, b) -> bool:
@@ -78,10 +78,9 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
             "generations (pairing = 'sync' or synch = true), whose barriers the store does not "
             "record"
         )
-    with ExperimentStore(folder) as store:
-        records = store.decision_records()
-        order = store.report_order()
-        state = store.get_state(STATE_KEY) or {}
+    records = exp.decision_records()
+    order = exp.report_order()
+    state = exp.state(STATE_KEY) or {}
     failed = sorted(int(m) for m in (state.get("failed") or {}))
     if failed:
         return False, (
@@ -143,8 +142,7 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
             f"replay re-derives vector-engine and local-engine runs; {folder} used the "
             f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
         )
-    with ExperimentStore(folder) as store:
-        records = store.decision_records()
+    records = exp.decision_records()
     logged: dict[tuple[float, int], dict] = {
         (float(r["time"]), int(r["member"])): r for r in records
     }
@@ -156,15 +154,38 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
     if problem:
         return False, problem
     # The recorded scores through the same lockstep loop as the run: no decision after the
-    # last generation, exploits in the same order.
+    # run's last generation, exploits in the same order.
     times = [float(t) for t in sorted(reports["time"].unique())]
+    # The vector engine's last generation ends at int(total_steps). A run stopped before it
+    # (killed, Ctrl-C, a crash) decided after its last stored generation too, so the loop is
+    # given one more generation, whose scores the record does not hold: it ends there.
+    stopped_at = times[-1] if times and times[-1] < int(cfg.total_steps) else None
     derived: list[tuple] = []
 
     def on_event(event: dict) -> None:
         derived.extend((event["time"], int(r["member"]), r) for r in event["decisions"])
 
-    Lockstep(sched, RecordedScores(reports), times, emit=on_event).run(initial)
-    return _compare(derived, logged, len(records), len(reports), verbose)
+    loop_times = times if stopped_at is None else [*times, math.inf]
+    try:
+        Lockstep(sched, RecordedScores(reports), loop_times, emit=on_event).run(initial)
+    except _RecordEnds:
+        pass
+    note = ""
+    if stopped_at is not None:
+        note = f" (the run stopped after t={stopped_at:g} of {int(cfg.total_steps)})"
+        if not any(float(t) == stopped_at for t, _ in logged):
+            # Killed between writing that generation's reports and its decisions (two
+            # transactions): those decisions were never recorded, and a resume redoes them.
+            derived = [d for d in derived if float(d[0]) != stopped_at]
+    ok, message = _compare(derived, logged, len(records), len(reports), verbose)
+    if ok and note:
+        first, _, rest = message.partition("\n")
+        message = first + note + (f"\n{rest}" if rest else "")
+    return ok, message
+
+
+class _RecordEnds(Exception):
+    """The lockstep loop asked for a generation the record of a stopped run does not hold."""
 
 
 class RecordedScores:
@@ -178,6 +199,8 @@ class RecordedScores:
         }
 
     def train(self, generation: int, until) -> Trained:
+        if until not in self.by_time:
+            raise _RecordEnds(until)
         return Trained(self.by_time[until])
 
     def copy_members(self, index) -> None:

@@ -12,14 +12,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from gpbt.errors import FolderError, FolderInUse
+from gpbt.store.faults import faults_as_errors
 
 LOCK_NAME = ".gpbt.engines.lock"
+# Where the engines write their checkpoints, each first as a temporary (`*.tmp*`) renamed
+# into place when complete (gpbt.engines.vector, gpbt.engines.local).
+TEMPORARIES_DIR = "checkpoints"
 
 
 @contextlib.contextmanager
@@ -34,8 +39,11 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder} is a file; give a folder for the experiment")
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+") as f:
+    # a read-only folder or a full disk: one line naming the cause, not an OSError traceback
+    with faults_as_errors(folder, f"starting a {what}"):
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / LOCK_NAME, "a+")
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,19 +51,38 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
             raise FolderInUse(f"{folder} is in use by {_holder(f.read())}; wait for it to end or "
                               "stop it (a stopped run can be resumed at once with "
                               f"`gpbt resume {folder}`)") from None  # fmt: skip
-        f.seek(0)
-        f.truncate(0)
-        f.write(json.dumps({
-            "pid": os.getpid(),
-            "what": what,
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
-            "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        }))  # fmt: skip
-        f.flush()
+        with faults_as_errors(folder, f"starting a {what}"):
+            _remove_stale_temporaries(folder)  # first: on a full disk they hold the space
+            f.seek(0)
+            f.truncate(0)
+            f.write(json.dumps({
+                "pid": os.getpid(),
+                "what": what,
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+                "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            }))  # fmt: skip
+            f.flush()
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the half-written checkpoints a killed run left behind. Every engine writes a
+    checkpoint as a `*.tmp*` file or folder under `checkpoints/` and renames it when complete;
+    with the lock held no writer is live, so any such entry is dead weight, and on a disk that
+    filled up it is what keeps the disk full."""
+    root = folder / TEMPORARIES_DIR
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if ".tmp" not in entry.name:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _holder(text: str) -> str:

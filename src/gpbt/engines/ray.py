@@ -44,6 +44,9 @@ OPTIONS: dict[str, Option] = {
     "num_cpus": Option(int, OPTIONAL, "CPUs of a locally started Ray", at_least=1),
     "resources_per_trial": Option(dict, OPTIONAL, "e.g. { cpu = 1 }"),
     "num_to_keep": Option(int, OPTIONAL, "checkpoints kept per trial (default: all)", at_least=1),
+    "max_failures": Option(
+        int, 2, "restarts of a trial from its last checkpoint after it or its node died", at_least=0
+    ),
     "reuse_actors": Option(bool, OPTIONAL, "default: true for functions and reset_config"),
     "store_metrics": Option(list, OPTIONAL, "extra result keys kept in the experiment store"),
 }
@@ -273,6 +276,8 @@ def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
                 name="tune",
                 storage_path=str(folder),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=config.get("num_to_keep")),
+                # a trial whose actor or node died restarts from its last checkpoint
+                failure_config=tune.FailureConfig(max_failures=int(config["max_failures"])),
                 verbose=0 if progress else 1,
                 callbacks=callbacks,
             ),

@@ -70,5 +70,11 @@ def _user_agent(spec: str, env, options: dict[str, Any]):
             f"[agent_options] {spec.partition(':')[2]}(env, **agent_options) failed: {err}; "
             "give only the keyword arguments its constructor takes"
         ) from None
+    except Exception as err:  # the agent's own code failed: say where, in one line
+        raise ValueError(
+            f"agent = {spec!r}: {cls.__name__}(env, **agent_options) raised "
+            f"{type(err).__name__}: {err}; fix the agent's constructor (gpbt builds the agent "
+            "once before anything is written, to check the config)"
+        ) from err
     check_agent(agent, spec)
     return agent

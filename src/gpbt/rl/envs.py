@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gpbt.errors import ConfigError
 from gpbt.imports import ImportSpecError, import_object, is_import_spec
 
 __all__ = [
@@ -454,12 +455,27 @@ def make_env(name: str, **options: Any) -> Env:
             raise ValueError(
                 f"{err} (nor is it a registered environment: `gpbt envs` lists those)"
             ) from None
-    env = _REGISTRY[canonical](**{**parsed, **options})
+    env = _call_factory(repr(name), _REGISTRY[canonical], {**parsed, **options})
     if not isinstance(env, Env):
         raise TypeError(
             f"factory for {canonical!r} returned {type(env).__name__}, expected a gpbt.rl.envs.Env"
         )
     return env
+
+
+def _call_factory(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> Any:
+    """`factory(**options)`; an error of the factory's own code becomes one line naming the
+    env. ValueError, TypeError and ImportError pass as they are: they already say what is
+    wrong with the options or the installation, and the engines report them as config errors."""
+    try:
+        return factory(**options)
+    except (ValueError, TypeError, ImportError):
+        raise
+    except Exception as err:
+        raise ConfigError(
+            f"env = {name}: its factory raised {type(err).__name__}: {err}; fix the factory "
+            "(gpbt builds the env once before anything is written, to check the config)"
+        ) from err
 
 
 def env_from_factory(spec: str, **options: Any) -> Env:
@@ -472,7 +488,7 @@ def env_from_factory(spec: str, **options: Any) -> Env:
     factory = import_object(base, "env", example)
     if not callable(factory):
         raise TypeError(f"env = {spec!r} names a {type(factory).__name__}, not a factory function")
-    made = factory(**{**parsed, **options})
+    made = _call_factory(repr(spec), factory, {**parsed, **options})
     if isinstance(made, Env):
         return made
     if isinstance(made, tuple) and len(made) == 2:

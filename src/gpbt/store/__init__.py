@@ -11,6 +11,13 @@ Durability model
     killed process; only a power loss can drop the last few committed batches, never corrupt
     the file.
 
+Faults of the disk
+    A full disk, a read-only folder or a damaged file raise ``StorageFault`` or
+    ``StoreDamaged`` (``gpbt.store.faults``), whose message names the folder, the cause and
+    the fix, and which the CLI prints as one ``gpbt: error:`` line; the batch being written is
+    rolled back whole, so nothing recorded is lost. A store on read-only media is still read
+    (``load``, ``gpbt replay``, ``gpbt export --out ELSEWHERE``) when its run closed it.
+
 Resume contract
     A resumed run restarts from its latest checkpoint at time ``T`` and re-generates reports
     and decisions after ``T``. Before it re-runs anything, the engine calls
@@ -36,6 +43,7 @@ Scores
 
 from typing import TYPE_CHECKING, Any
 
+from gpbt.store.faults import StorageFault, StoreDamaged
 from gpbt.store.schema import DB_NAME, SCHEMA_VERSION, SchemaVersionError
 from gpbt.store.writer import ExperimentStore
 
@@ -48,6 +56,8 @@ __all__ = [
     "Experiment",
     "ExperimentStore",
     "SchemaVersionError",
+    "StorageFault",
+    "StoreDamaged",
     "load",
 ]
 

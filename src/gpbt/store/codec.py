@@ -173,6 +173,12 @@ def _decision_record(row: tuple) -> dict[str, Any]:
     return record
 
 
+def _report_order_entry(row: tuple) -> tuple[int, Any, float]:
+    """(member, time, score) from a `_REPORT_ORDER_SELECT` row; an invalid score is NaN."""
+    member, time, score, invalid = row
+    return int(member), time, math.nan if invalid or score is None else float(score)
+
+
 def _checkpoint_record(row: tuple) -> dict[str, Any]:
     # row holds the columns of schema._CHECKPOINT_SELECT, in that order.
     return {

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from gpbt.store.codec import _checkpoint_record
+from gpbt.store.codec import _checkpoint_record, _decision_record, _report_order_entry
+from gpbt.store.faults import faults_as_errors
 from gpbt.store.frames import (
     _checkpoints_frame,
     _decisions_frame,
@@ -22,6 +23,7 @@ from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
     _DECISION_SELECT,
     _FOLDER_HELP,
+    _REPORT_ORDER_SELECT,
     DB_NAME,
     _check_version,
     _connect,
@@ -47,6 +49,8 @@ class Experiment:
         checkpoints: list[dict[str, Any]],
         states: dict[str, Any],
         lineage: Lineage,
+        decision_rows: list[tuple] = (),
+        report_order: list[tuple[int, Any, float]] = (),
     ) -> None:
         self.folder = folder
         self.config = config
@@ -55,6 +59,8 @@ class Experiment:
         self.checkpoints = checkpoints
         self.states = states
         self._lineage = lineage
+        self._decision_rows = list(decision_rows)
+        self._report_order = list(report_order)
 
     @property
     def latest_checkpoint(self) -> dict[str, Any] | None:
@@ -66,6 +72,14 @@ class Experiment:
     def lineage(self, member: int, time: int | float | None = None) -> list[tuple[Any, int]]:
         """See :meth:`ExperimentStore.lineage`."""
         return self._lineage.of(member, time)
+
+    def decision_records(self) -> list[dict[str, Any]]:
+        """See :meth:`ExperimentStore.decision_records`."""
+        return [_decision_record(r) for r in self._decision_rows]
+
+    def report_order(self) -> list[tuple[int, Any, float]]:
+        """See :meth:`ExperimentStore.report_order`."""
+        return list(self._report_order)
 
     def export(self, folder: str | os.PathLike, format: str = "csv") -> dict[str, Path]:
         """See :meth:`ExperimentStore.export`."""
@@ -95,6 +109,7 @@ def _snapshot(conn: sqlite3.Connection, folder: Path) -> Experiment:
         decisions = conn.execute(_DECISION_SELECT).fetchall()
         checkpoints = conn.execute(f"{_CHECKPOINT_SELECT} ORDER BY time, id").fetchall()
         states = conn.execute("SELECT key, value FROM state").fetchall()
+        order = conn.execute(_REPORT_ORDER_SELECT).fetchall()
         lineage = Lineage.read(conn)
     return Experiment(
         folder=folder,
@@ -104,11 +119,13 @@ def _snapshot(conn: sqlite3.Connection, folder: Path) -> Experiment:
         checkpoints=[_checkpoint_record(r) for r in checkpoints],
         states={k: json.loads(v) for k, v in states},
         lineage=lineage,
+        decision_rows=decisions,
+        report_order=[_report_order_entry(r) for r in order],
     )
 
 
 def _snapshot_store(store: ExperimentStore) -> Experiment:
-    with store._lock:
+    with store._lock, faults_as_errors(store.folder, "reading the experiment store"):
         return _snapshot(store._connection(), store.folder)
 
 
@@ -126,9 +143,10 @@ def load(folder: str | os.PathLike) -> Experiment:
         raise FileNotFoundError(
             f"{folder} has no {DB_NAME}, so it is not a gpbt experiment folder: {_FOLDER_HELP}"
         )
-    conn = _connect(path, 30.0, write=False)
-    try:
-        _check_version(conn, path, allow_empty=False)
-        return _snapshot(conn, folder)
-    finally:
-        conn.close()
+    with faults_as_errors(folder, "reading the experiment store"):
+        conn = _connect(path, 30.0, write=False)
+        try:
+            _check_version(conn, path, allow_empty=False)
+            return _snapshot(conn, folder)
+        finally:
+            conn.close()

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gpbt.errors import StoreError
+from gpbt.store.faults import StorageFault, storage_fault
 
 DB_NAME = "experiment.sqlite"
 SCHEMA_VERSION = 1
@@ -81,6 +82,9 @@ _DECISION_SELECT = (
     "wall_time, old_config, new_config, velocity, extra FROM decisions ORDER BY seq"
 )
 
+# rowid order is commit order: what an asynchronous engine fed its scheduler, report by report
+_REPORT_ORDER_SELECT = "SELECT member, time, score, score_invalid FROM reports ORDER BY rowid"
+
 _CHECKPOINT_SELECT = "SELECT time, path, members, meta, created FROM checkpoints"
 
 
@@ -92,10 +96,50 @@ class SchemaVersionError(StoreError, RuntimeError):
 
 
 def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
+    try:
+        return _open(path, timeout, write=write, immutable=False)
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            raise StoreError(
+                f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
+            ) from e
+        name = getattr(e, "sqlite_errorname", "") or ""
+        fault = storage_fault(e, path.parent, "opening the experiment store")
+        if write or not name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")):
+            if fault is None:
+                raise
+            raise fault from e
+        # A reader on read-only media or a full disk: SQLite cannot create the WAL's
+        # shared-memory file next to the store. With no write-ahead log left behind (a run
+        # that closed, or whose log was checkpointed), the main file holds every committed
+        # row, and no writer is live (a live one keeps its log): it is read as immutable.
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StorageFault(
+                f"{path.parent}: SQLite cannot open the store here ({e}) and its last rows are "
+                f"still in {wal.name}, which it can only read where it may write; free space "
+                "or copy the folder somewhere writable and use the copy (nothing was changed)"
+            ) from e
+        try:
+            return _open(path, timeout, write=False, immutable=True)
+        except sqlite3.DatabaseError:
+            if fault is None:
+                raise
+            raise fault from e
+
+
+def _open(path: Path, timeout: float, *, write: bool, immutable: bool) -> sqlite3.Connection:
     # isolation_level=None: transactions are opened explicitly, so a batch is exactly one
     # transaction regardless of the sqlite3 module's implicit-transaction rules.
+    target = os.fspath(path)
+    if immutable:
+        target = f"{path.resolve().as_uri()}?immutable=1"
     conn = sqlite3.connect(
-        os.fspath(path), timeout=timeout, isolation_level=None, check_same_thread=False
+        target,
+        timeout=timeout,
+        isolation_level=None,
+        check_same_thread=False,
+        uri=immutable,
     )
     try:
         if write:
@@ -104,12 +148,8 @@ def _connect(path: Path, timeout: float, *, write: bool) -> sqlite3.Connection:
         else:
             conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA user_version").fetchone()  # fails here on a non-SQLite file
-    except sqlite3.DatabaseError as e:
+    except BaseException:
         conn.close()
-        if "not a database" in str(e):
-            raise StoreError(
-                f"{path} is not an SQLite file, so not a gpbt experiment store; {_FOLDER_HELP}"
-            ) from e
         raise
     return conn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -22,13 +21,16 @@ from gpbt.store.codec import (
     _float_or_none,
     _member,
     _opt_member,
+    _report_order_entry,
     _score,
     _time_value,
 )
+from gpbt.store.faults import faults_as_errors
 from gpbt.store.lineage import Lineage
 from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
     _DECISION_SELECT,
+    _REPORT_ORDER_SELECT,
     _SCHEMA,
     DB_NAME,
     DECISION_KINDS,
@@ -77,15 +79,17 @@ class ExperimentStore:
         self.path = self.folder / DB_NAME
         self._timeout = timeout
         self._lock = threading.RLock()
-        self.folder.mkdir(parents=True, exist_ok=True)
         self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = _connect(self.path, timeout, write=True)
-        try:
-            self._init_schema()
-        except BaseException:
-            self._conn.close()
-            self._conn = None
-            raise
+        self._conn: sqlite3.Connection | None = None
+        with faults_as_errors(self.folder, "opening the experiment store"):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._conn = _connect(self.path, timeout, write=True)
+            try:
+                self._init_schema()
+            except BaseException:
+                self._conn.close()
+                self._conn = None
+                raise
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -121,13 +125,15 @@ class ExperimentStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        # A full disk or a read-only folder rolls the transaction back whole and says so in
+        # one line (gpbt.store.faults), instead of an sqlite3 traceback.
+        with self._lock, faults_as_errors(self.folder, "recording to the experiment store"):
             conn = self._connection()
             with _transaction(conn):
                 yield conn
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, faults_as_errors(self.folder, "reading the experiment store"):
             return self._connection().execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -171,12 +177,13 @@ class ExperimentStore:
 
     # -- reports
 
-    def add_reports(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Add a batch of reports in one transaction; returns how many rows were written.
+    def add_reports(self, rows: Iterable[Mapping[str, Any]], *, keep_existing: bool = False) -> int:
+        """Add a batch of reports in one transaction; returns how many rows were given.
 
         Each row: ``member``, ``time``, ``score`` and optional ``metrics`` and ``config``
-        dicts. Re-adding a ``(member, time)`` replaces it. The whole batch is validated
-        before anything is written: one bad row rejects the batch.
+        dicts. Re-adding a ``(member, time)`` replaces it, or with ``keep_existing`` leaves
+        the stored row as it is (a resume re-adding rows that may already be there). The whole
+        batch is validated before anything is written: one bad row rejects the batch.
         """
         wall = _time.time()
         params = []
@@ -207,7 +214,7 @@ class ExperimentStore:
         if params:
             with self._write() as conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO reports "
+                    f"INSERT OR {'IGNORE' if keep_existing else 'REPLACE'} INTO reports "
                     "(member, time, score, score_invalid, metrics, config, wall_time) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     params,
@@ -228,16 +235,18 @@ class ExperimentStore:
     def report_order(self) -> list[tuple[int, Any, float]]:
         """(member, time, score) of every report in the order they were committed (what an
         asynchronous engine fed its scheduler); an invalid score comes back as NaN."""
-        rows = self._query("SELECT member, time, score, score_invalid FROM reports ORDER BY rowid")
-        return [(int(r[0]), r[1], math.nan if r[3] or r[2] is None else float(r[2])) for r in rows]
+        return [_report_order_entry(r) for r in self._query(_REPORT_ORDER_SELECT)]
 
     # -- decisions
 
-    def add_decisions(self, records: Iterable[Mapping[str, Any]]) -> list[int]:
+    def add_decisions(
+        self, records: Iterable[Mapping[str, Any]], *, keep_existing: bool = False
+    ) -> list[int]:
         """Append a batch of scheduler decisions in one transaction; returns their ``seq``.
 
         Keys beyond the standard ones are kept in the ``extra`` JSON column. Re-adding a
-        decision for the same ``(time, member)`` overwrites it in place and keeps its seq.
+        decision for the same ``(time, member)`` overwrites it in place and keeps its seq;
+        with ``keep_existing`` the stored decision stays as it is.
         """
         wall = _time.time()
         params = []
@@ -277,9 +286,18 @@ class ExperimentStore:
             return []
         with self._write() as conn:
             seqs = []
+            if keep_existing:
+                stored = "SELECT seq FROM decisions WHERE time = ? AND member = ?"
+                kept = [conn.execute(stored, p[:2]).fetchone() for p in params]
+                seqs_kept = {i: row[0] for i, row in enumerate(kept) if row is not None}
+            else:
+                seqs_kept = {}
             # One statement per row (not executemany) because RETURNING hands back the seq,
             # which an upsert may have kept from the row it overwrote.
-            for p in params:
+            for i, p in enumerate(params):
+                if i in seqs_kept:
+                    seqs.append(seqs_kept[i])
+                    continue
                 seqs.append(
                     conn.execute(
                         "INSERT INTO decisions (time, member, kind, method, partner, donor, "
@@ -332,7 +350,7 @@ class ExperimentStore:
         copied from donor1 at t1, which had copied them from donor2 at t2 < t1, ... back to
         the initial member (the last entry) that trained them from scratch.
         """
-        with self._lock:
+        with self._lock, faults_as_errors(self.folder, "reading the experiment store"):
             conn = self._connection()
             with _transaction(conn, "DEFERRED"):
                 graph = Lineage.read(conn)

@@ -32,6 +32,7 @@ _HOME = {
             "RESUME_KEYS",
             "STATE_KEY",
             "_STATE_VERSION",
+            "AllMembersFailed",
             "LocalEngine",
             "_Member",
             "_is_number",
@@ -49,7 +50,7 @@ _HOME = {
     ),
 }
 
-__all__ = ["LocalEngine", "run_local", "Trainable", "TrainableError"]
+__all__ = ["AllMembersFailed", "LocalEngine", "run_local", "Trainable", "TrainableError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,9 @@ Durability
     those rows to the report and decision tables. A run killed at any instant resumes from the
     last commit: rows already in the store were committed, so none is re-run or duplicated;
     rows of a commit whose table writes were cut off are re-added from the blob; steps that
-    were in flight are simply run again from their member's checkpoint.
+    were in flight are simply run again from their member's checkpoint. In deterministic mode
+    the blob also holds the simulated clock and the steps in flight with their finishing
+    times, so a resumed run delivers its events in the uninterrupted run's order.
 
 Checkpoints
     `FOLDER/checkpoints/m<member>-<serial>-<token>`: a fresh folder per step, renamed into
@@ -36,6 +38,7 @@ Checkpoints
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -58,10 +61,12 @@ from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
 from gpbt.engines.lock import hold_folder
 from gpbt.engines.protocol import Summary, population_mean
 from gpbt.engines.trainable import TrainableError, load_trainable, trainable_name
+from gpbt.errors import GpbtError
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import Option
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
+from gpbt.store.faults import storage_fault
 
 # The local engine's own config keys (gpbt.spec collects them; docs: docs/local-engine.md).
 OPTIONS: dict[str, Option] = {
@@ -83,12 +88,19 @@ DEFAULTS = {"metric": "episode_reward_mean", "time_attr": "timesteps_total"}
 
 log = logging.getLogger("gpbt.local")
 
+# What a full, over-quota or read-only disk raises: no restart of the member can help.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
 STATE_KEY = "local_engine"
 CHECKPOINTS = "checkpoints"
 _STATE_VERSION = 1
 # Keys of the config that may differ on resume (another machine, a longer timeout after a
 # hang): `gpbt resume FOLDER step_timeout=1200`. The store keeps the first run's values.
 RESUME_KEYS = ("workers", "step_timeout", "max_failures", "threads_per_worker")
+
+
+class AllMembersFailed(GpbtError, RuntimeError):
+    """Every member of a local-engine run faulted more than `max_failures` times."""
 
 
 # =========================================================================== member state
@@ -221,6 +233,7 @@ class LocalEngine:
         self._after_commit: Callable[[], None] | None = None  # tests: simulate a kill here
         self.store: ExperimentStore | None = None
         self.pool: _ProcessPool | _SimulatedPool | None = None
+        self._simulation: dict[str, Any] | None = None  # the simulated pool a resume continues
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, resume: bool = False):
@@ -238,22 +251,42 @@ class LocalEngine:
                     raise
                 self.pool.close()
             self._sweep()
+            if self.failed and len(self.failed) == self.population:
+                raise self._all_failed()
             summary = self.summary(wall_seconds=_time.monotonic() - t0)
             summary["main_cpu_seconds"] = _time.process_time() - c0
             return Summary.from_dict(summary)
         finally:
             self.store.close()
 
+    def _all_failed(self) -> AllMembersFailed:
+        first = min(self.failed)
+        others = len(self.failed) - 1
+        return AllMembersFailed(
+            f"every member failed, so this run has no result: member {first}: "
+            f"{self.failed[first]}"
+            + (f" (and {others} more; each traceback is in the log above)" if others else "")
+            + f"; fix the trainable and start a new run in another folder (the faults are "
+            f"recorded in {self.folder})"
+        )
+
     def _make_pool(self):
         cache = max(1, math.ceil(self.population / self.workers))
         if self.deterministic:
-            return _SimulatedPool(
+            pool = _SimulatedPool(
                 self.workers,
                 self.trainable_cls,
                 cache_size=cache,
                 step_timeout=self.step_timeout,
                 duration=self._duration,
             )
+            sim = self._simulation
+            if sim is not None and sim.get("workers") == self.workers:
+                # the clock and the steps in flight at the last commit: the resumed run's
+                # events follow in the order the uninterrupted run's did (with other
+                # `workers` there is no such order to follow: the steps are dispatched anew)
+                self.running = pool.restore(self._with_tasks(sim, self._absolute))
+            return pool
         return _ProcessPool(
             self.workers,
             self.trainable_spec,
@@ -302,10 +335,12 @@ class LocalEngine:
         else:
             self._load(state)
             pending = state.get("pending") or {}
+            # the last commit's rows, in case the kill came before they reached their tables;
+            # rows that did are left as they are (their wall time and commit order are facts)
             if pending.get("reports"):
-                store.add_reports(pending["reports"])
+                store.add_reports(pending["reports"], keep_existing=True)
             if pending.get("decisions"):
-                store.add_decisions(pending["decisions"])
+                store.add_decisions(pending["decisions"], keep_existing=True)
             log.info("resumed %s from its last commit", self.folder)
         self._sweep()
 
@@ -339,6 +374,7 @@ class LocalEngine:
         self.next_ckpt = int(state["next_ckpt"])
         self.exploits = int(state["exploits"])
         self.failed = {int(k): v for k, v in state["failed"].items()}
+        self._simulation = state.get("simulation")
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -563,8 +599,12 @@ class LocalEngine:
                 shutil.rmtree(path + ".tmp", ignore_errors=True)
         error = ev.payload.get("error", ev.kind)
         if ev.payload.get("fatal"):
-            raise TrainableError(f"member {m}: {error}\n{ev.payload.get('traceback', '')}")
+            # the message names the member and the fix; the traceback would point into gpbt
+            raise TrainableError(ev.payload.get("message") or f"member {m}: {error}")
         where = ev.payload.get("phase")
+        disk = self._disk_fault(m, ev.payload)
+        if disk is not None:
+            raise disk
         detail = ev.payload.get("traceback") or ""
         st.failures += 1
         st.last_error = f"{ev.kind}{' in ' + where if where else ''}: {error}"
@@ -616,6 +656,19 @@ class LocalEngine:
             ]
         )
 
+    def _disk_fault(self, m: int, payload: dict[str, Any]) -> Exception | None:
+        """A step that failed because the disk is full or read-only fails every member the
+        same way: the run stops with one line instead of failing members one by one."""
+        code = payload.get("errno")
+        if code not in _DISK_ERRNOS and not (
+            payload.get("phase") == "save" and code in (errno.EACCES, errno.EPERM)
+        ):
+            return None
+        err = OSError(code, os.strerror(code), payload.get("filename"))
+        phase = payload.get("phase") or "step"
+        doing = f"saving member {m}'s checkpoint" if phase == "save" else f"member {m}'s {phase}"
+        return storage_fault(err, self.folder, doing)
+
     # ------------------------------------------------------------------ persistence
     def _commit(self, reports: list[dict], decisions: list[dict]) -> None:
         state = {
@@ -629,6 +682,11 @@ class LocalEngine:
             "failed": {str(k): v for k, v in self.failed.items()},
             "finished": not any(st.status == "active" for st in self.members.values()),
             "pending": {"reports": reports, "decisions": decisions},
+            "simulation": (
+                self._with_tasks(self.pool.snapshot(), self._relative)
+                if isinstance(self.pool, _SimulatedPool)
+                else None
+            ),
         }
         self.store.set_state(STATE_KEY, state)
         if self._after_commit is not None:
@@ -640,6 +698,27 @@ class LocalEngine:
         if self.live_log is not None:
             self.live_log.log_reports(reports)
             self.live_log.log_decisions(decisions)
+
+    def _relative(self, path: str | None) -> str | None:
+        return None if path is None else os.path.relpath(path, self.folder)
+
+    def _absolute(self, path: str | None) -> str | None:
+        return None if path is None else str(self.folder / path)
+
+    @staticmethod
+    def _with_tasks(simulation: dict[str, Any], where: Callable) -> dict[str, Any]:
+        """`simulation` with its tasks' paths passed through `where`: stored relative to the
+        folder, so a moved folder resumes in its new place."""
+        in_flight = [
+            [
+                t,
+                seq,
+                worker,
+                {**task, "ckpt": where(task["ckpt"]), "save_to": where(task["save_to"])},
+            ]
+            for t, seq, worker, task in simulation["in_flight"]
+        ]
+        return {**simulation, "in_flight": in_flight}
 
     def _referenced(self) -> set[str]:
         return {st.ckpt for st in self.members.values() if st.ckpt is not None}

@@ -11,7 +11,7 @@ import os
 import pickle
 import sys
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as _mp_wait
 from typing import Any
@@ -257,6 +257,11 @@ class _SimulatedPool:
         return len(self.busy_workers)
 
     def submit(self, i: int, task: dict[str, Any]) -> None:
+        event, d = self._run(i, task)
+        self.seq += 1
+        self._push(self.clock + max(d, 0.0), self.seq, event)
+
+    def _run(self, i: int, task: dict[str, Any]) -> tuple[_Event, float]:
         kind, payload = self.runners[i].run(task)
         if kind == "result":
             d = float(self.duration(task, payload["metrics"]))
@@ -274,10 +279,36 @@ class _SimulatedPool:
             )
             self.runners[i].close()
             self.runners[i] = _Runner(self.cls, self.cache_size)
-        self.seq += 1
-        heapq.heappush(self.heap, (self.clock + max(d, 0.0), self.seq, event))
-        self.busy_workers.add(i)
-        self.last_worker[task["member"]] = i
+        return event, d
+
+    def _push(self, finish: float, seq: int, event: _Event) -> None:
+        heapq.heappush(self.heap, (finish, seq, event))
+        self.busy_workers.add(event.worker)
+        self.last_worker[event.task["member"]] = event.worker
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a resume needs to go on exactly where this pool is: the clock, the steps in
+        flight (their tasks, virtual workers and finishing times) and who ran where."""
+        return {
+            "workers": self.n,
+            "clock": self.clock,
+            "seq": self.seq,
+            "in_flight": [[t, seq, ev.worker, ev.task] for t, seq, ev in sorted(self.heap)],
+            "last_worker": {str(m): w for m, w in self.last_worker.items()},
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> dict[int, int]:
+        """Continue from `snapshot`: each step that was in flight runs again (from the same
+        checkpoint and config, so with the same result) and finishes at its recorded simulated
+        time. Returns member -> virtual worker of the steps in flight."""
+        self.clock, self.seq = float(snapshot["clock"]), int(snapshot["seq"])
+        self.last_worker = {int(m): int(w) for m, w in snapshot["last_worker"].items()}
+        running = {}
+        for finish, seq, worker, task in snapshot["in_flight"]:
+            event, _ = self._run(int(worker), task)
+            self._push(float(finish), int(seq), event)
+            running[int(task["member"])] = int(worker)
+        return running
 
     def drop(self, member: int) -> None:
         i = self.last_worker.pop(member, None)

@@ -78,6 +78,11 @@ class _Runner:
                 "member": member,
                 "phase": phase,
                 "error": f"{type(e).__name__}: {e}",
+                # a broken API contract names the member and the fix itself: sent as it is
+                "message": str(e) if isinstance(e, TrainableError) else None,
+                # lets the engine tell a full or read-only disk (no retry helps) from a fault
+                "errno": e.errno if isinstance(e, OSError) else None,
+                "filename": getattr(e, "filename", None),
                 "traceback": traceback.format_exc(),
                 "fatal": isinstance(e, TrainableError),
             }
