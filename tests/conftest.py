@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 # JAX on CPU: keep tests deterministic and quiet, and share compiled programs between the test
@@ -202,3 +203,23 @@ class Toy(Trainable):
     def reset_config(self, config):
         return True
 """
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real, small file system at `path` for the block; skips where it cannot be mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); the "
+            "full-disk and read-only cases need root to mount one"
+        )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOY_TRAINABLE, run_cli, wait_for_reports, write_toml_file
+from conftest import TOY_TRAINABLE, run_cli, tmpfs, wait_for_reports, write_toml_file
 
 from gpbt.store import load
 
@@ -94,26 +94,6 @@ def recorded(folder: Path) -> tuple:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    """A real, small file system at `path` for the block; skips where it cannot be mounted."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); the "
-            "full-disk and read-only cases need root to mount one"
-        )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def remount_read_only(path: Path) -> None:
@@ -198,12 +178,6 @@ def test_a_read_only_folder_is_read_and_refused_for_writing(finished, workdir, t
         assert recorded(folder) == rows
 
 
-@pytest.mark.xfail(
-    reason="the report and the default export write FOLDER/report and FOLDER/export outside "
-    "the store; their OSError reaches the CLI's main, which maps it to one line once it passes "
-    "OSError through gpbt.store.faults.storage_fault (then drop this marker)",
-    strict=False,
-)
 @pytest.mark.parametrize("fault", ["read-only", "full"])
 @pytest.mark.parametrize("command", ["report", "export"])
 def test_a_report_or_export_into_a_read_only_or_full_folder_ends_in_one_line(

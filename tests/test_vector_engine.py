@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_summary, run_cli, tiny_vector, wait_for_reports, write_toml_file
+from conftest import (
+    check_summary,
+    run_cli,
+    tiny_vector,
+    tmpfs,
+    wait_for_reports,
+    write_toml_file,
+)
 
 from gpbt.analysis.replay import replay
 from gpbt.analysis.report import ReportError, write_report
@@ -338,24 +345,25 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tmp
 
 
 def test_a_full_disk_stops_the_run_at_once_with_one_line_and_loses_nothing(reference, tmp_path):
-    """ENOSPC is not retried (it used to be, three times, then a traceback): the checkpoint
-    file is made to land on /dev/full, a real device on which every write fails with ENOSPC."""
+    """ENOSPC is not retried (it used to be, three times, then a traceback): the checkpoints
+    live on a real tmpfs with room for about one and a half checkpoints, so the second one
+    cannot be written."""
     cfg_path = write_toml_file(tmp_path / "tiny.toml", TINY)
     folder = tmp_path / "run"
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / "checkpoints" / "gen000002.tmp.npz").symlink_to("/dev/full")
-    result = run_cli("run", cfg_path, "--out", folder, "--no-report")
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0] == (
-        "gpbt: error: training stopped: the disk is full ([Errno 28] No space left on device); "
-        f"free some space, then `gpbt resume {folder}` continues from the last checkpoint"
-    )
-    exp = load(folder)
-    assert exp.state("restarts") is None  # not retried
-    assert exp.latest_checkpoint["time"] == 4096  # generation 1's checkpoint is kept
-    (folder / "checkpoints" / "gen000002.tmp.npz").unlink()  # space freed
+    one = (Path(reference[0]) / "checkpoints" / "gen000005.npz").stat().st_size
+    with tmpfs(folder / "checkpoints", f"{one * 3 // 2 // 1024}k"):
+        result = run_cli("run", cfg_path, "--out", folder, "--no-report")
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"gpbt: error: the disk holding {folder} is full"), lines[0]
+        assert f"`gpbt resume {folder}`" in lines[0]
+        exp = load(folder)
+        assert exp.state("restarts") is None  # not retried
+        assert exp.latest_checkpoint["time"] == 4096  # generation 1's checkpoint is kept
+        kept = {p.name: p.read_bytes() for p in (folder / "checkpoints").glob("*.npz")}
+    for name, data in kept.items():  # the user frees space: the same files on a roomy disk
+        (folder / "checkpoints" / name).write_bytes(data)
     result = run_cli("resume", folder, "--no-report")
     assert result.returncode == 0, result.stderr
     assert report_table(folder).equals(report_table(reference[0]))

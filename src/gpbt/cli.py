@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpbt.errors import GpbtError, storage_problem
+    from gpbt.errors import GpbtError
+    from gpbt.store.faults import storage_fault
 
     args = build_parser().parse_args(argv)
     try:
@@ -365,10 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpbt: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
-        problem = storage_problem(err)  # a full disk or a read-only folder: one line too
-        if problem is None:
+        # a full disk or a read-only folder met outside the store (a report's PNGs, an
+        # export's files): one line too, worded as the store words it
+        where = getattr(args, "out", None) or getattr(args, "folder", None) or "."
+        fault = storage_fault(err, where, f"gpbt {args.command}")
+        if fault is None:
             raise
-        print(f"gpbt: error: {problem}", file=sys.stderr)
+        print(f"gpbt: error: {fault}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         again = {

@@ -38,24 +38,3 @@ class TrainingFailed(GpbtError, RuntimeError):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
-
-
-def storage_problem(err: BaseException) -> str | None:
-    """The cause and the fix when `err` is a storage fault no retry can help (a full disk, a
-    folder that cannot be written), else None."""
-    import errno
-    import sqlite3
-
-    full = "the disk is full ({}); free some space"
-    locked = "the folder cannot be written ({}); make it writable"
-    if isinstance(err, OSError):
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return full.format(err)
-        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return locked.format(err)
-    if isinstance(err, sqlite3.OperationalError):
-        if "database or disk is full" in str(err):
-            return full.format(f"SQLite: {err}")
-        if "readonly database" in str(err):
-            return locked.format(f"SQLite: {err}")
-    return None

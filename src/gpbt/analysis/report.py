@@ -65,12 +65,22 @@ def describe_failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
+def _raise_if_disk_fault(err: Exception) -> None:
+    """A full or read-only disk is no optional part's failure: nothing else can be written
+    either, so it ends the report at once in the store's one line (gpbt.store.faults)."""
+    from gpbt.store.faults import storage_fault
+
+    if storage_fault(err, ".", "writing the report") is not None:
+        raise err
+
+
 def _optional(what: str, draw: Callable[[], object], warn: Warn) -> str | None:
     """Draw one optional part of the report; a failure is one warning line, not a lost report.
     Returns why it failed, or None."""
     try:
         draw()
     except Exception as err:  # noqa: BLE001 - whatever broke, the rest of the report is written
+        _raise_if_disk_fault(err)
         reason = describe_failure(err)
         warn(f"report: {what} not drawn ({reason}); {REST_WRITTEN}")
         return reason
@@ -472,6 +482,7 @@ def write_report(
         try:
             sections["episode"], figures["episode"] = _episode(exp, out, warn)
         except Exception as err:  # noqa: BLE001 - any failure: a sentence and a warning
+            _raise_if_disk_fault(err)
             reason = describe_failure(err)
             warn(f"report: the episode animation not drawn ({reason}); {REST_WRITTEN}")
             gif.unlink(missing_ok=True)

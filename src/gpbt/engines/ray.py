@@ -27,7 +27,7 @@ import ray
 import ray.tune  # _ProgressCallback below subclasses ray.tune.Callback
 
 from gpbt.core.space import Space
-from gpbt.engines.protocol import Summary, population_mean
+from gpbt.engines.protocol import Summary, population_mean, refuse_existing_run
 from gpbt.imports import import_object
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
@@ -225,6 +225,7 @@ def run_ray(
             "Ray runs are resumed by Ray Tune itself (tune.Tuner.restore); see docs/ray.md"
         )
     with hold_folder(folder, "run"):
+        refuse_existing_run(folder)  # under the lock: no other run can create it meanwhile
         return _run_ray(spec, folder, on_event=on_event)
 
 

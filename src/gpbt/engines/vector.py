@@ -44,11 +44,12 @@ from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import OnEvent, Summary, refuse_existing_run
 from gpbt.engines.supervisor import Watchdog, watch_child
-from gpbt.errors import ConfigError, GpbtError, TrainingFailed, storage_problem
+from gpbt.errors import ConfigError, GpbtError, TrainingFailed
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
+from gpbt.store.faults import storage_fault
 
 # The vector engine's own config keys (gpbt.spec collects them; docs: README "The config file").
 OPTIONS: dict[str, Option] = {
@@ -719,11 +720,12 @@ def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.
 def failure_message(err: BaseException, folder: str | Path) -> str:
     """One line for an error raised while training. Not retried: the run is deterministic,
     so a retry from the last checkpoint meets the same error (only a death or a hang of the
-    training process, which no exception reports, is retried)."""
+    training process, which no exception reports, is retried). A full disk or an unwritable
+    folder is the store's own one line (gpbt.store.faults), which says how to continue."""
+    fault = storage_fault(err, folder, "training")
+    if fault is not None:
+        return str(fault)
     then = f"then `gpbt resume {folder}` continues from the last checkpoint"
-    problem = storage_problem(err)
-    if problem is not None:
-        return f"training stopped: {problem}, {then}"
     if isinstance(err, GpbtError):
         return str(err)
     frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
