@@ -309,13 +309,9 @@ class MFPBT(PopulationScheduler):
         """Every member reached `time` together: every evolving sub-population's plan is taken
         from the scores at `time`, before any of its exploits (a donor index means the donor's
         state before this generation's exploits, as the engines gather them)."""
-        for member, score in sorted(scores.items()):
-            self.report(member, time, score)
-        active = [i for i in sorted(scores) if not self.members[i].failed]
-        if self.max_time is not None and time >= self.max_time:
-            return {i: self._stop(i, time) for i in active}
-        if time < self.burn_in_period:
-            return {i: Continue() for i in active}
+        active, settled = self._open_generation(time, scores)
+        if settled is not None:
+            return settled
         blocks = self.subpopulations()
         evolving = set()
         for s, block in enumerate(blocks):

@@ -363,18 +363,29 @@ class PopulationScheduler:
         return self._exploit(member, donor, time, partner=donor)
 
     # ------------------------------------------------------------------ lockstep
+    def _open_generation(
+        self, time: float, scores: dict[int, float]
+    ) -> tuple[list[int], dict[int, Decision] | None]:
+        """Record every member's score at `time`; returns the members still in the population
+        and, when this boundary decides nothing (the run's end, the burn-in), the decisions
+        for all of them, else None. Every lockstep method starts a generation this way."""
+        for member, score in sorted(scores.items()):
+            self.report(member, time, score)
+        active = [i for i in sorted(scores) if not self.members[i].failed]
+        if self.max_time is not None and time >= self.max_time:
+            return active, {i: self._stop(i, time) for i in active}
+        if time < self.burn_in_period:
+            return active, {i: Continue() for i in active}
+        return active, None
+
     def on_generation(self, time: float, scores: dict[int, float]) -> dict[int, Decision]:
         """Every member reached `time` together (lockstep engines). Decisions are taken
         against the population as it stood at `time`: a donor index always means the donor's
         state *before* this generation's exploits, so an engine can apply them as one gather.
         """
-        for member, score in sorted(scores.items()):
-            self.report(member, time, score)
-        active = [i for i in sorted(scores) if not self.members[i].failed]
-        if self.max_time is not None and time >= self.max_time:
-            return {i: self._stop(i, time) for i in active}
-        if time < self.burn_in_period:
-            return {i: Continue() for i in active}
+        active, settled = self._open_generation(time, scores)
+        if settled is not None:
+            return settled
         for i in active:
             self.members[i].last_perturbation = float(time)
         # (config, score, score as reported) of every member at `time`: the state decisions
