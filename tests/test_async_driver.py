@@ -19,7 +19,7 @@ from gpbt.core.space import Space
 from gpbt.engines.asynchronous import WAIT, AsyncDriver
 from gpbt.engines.local import LocalEngine
 from gpbt.engines.trainable import Trainable
-from gpbt.store import load
+from gpbt.store import ExperimentStore, load
 
 SPACE = {"lr": {"type": "float", "low": 0.0, "high": 1.0}}
 POPULATION, TOTAL, INTERVAL = 4, 8, 2
@@ -184,3 +184,41 @@ def test_the_asynchronous_driver_example_in_docs_architecture_runs(capsys):
     exec(compile(code, "docs/architecture.md", "exec"), {})
     # the worse member copies the better one at the boundary, with a new config
     assert capsys.readouterr().out.startswith("member 0 copies 1 at t=2: {'lr': ")
+
+
+def test_a_synchronous_run_killed_at_its_barrier_resumes_to_the_same_decisions(tmp_path):
+    # the members waiting at the boundary are committed with the state and handed back to
+    # the driver on resume, so the generation they wait for is decided as if never killed
+    def local(folder):
+        return LocalEngine(
+            Counter,
+            scheduler("gpbt-pl", {"pairing": "sync"}),
+            folder,
+            population=POPULATION,
+            total_steps=TOTAL,
+            workers=2,
+            deterministic=True,
+            sim_duration=lambda m, metrics: 1.0 + 0.3 * m,
+        )
+
+    local(tmp_path / "straight").run()
+    straight = [comparable(r) for r in load(tmp_path / "straight").decision_records()]
+    waited = 0
+    for kill_at in (4, 7, 10, 13):
+        folder = tmp_path / f"killed{kill_at}"
+        eng, commits = local(folder), []
+
+        def die(eng=eng, commits=commits, kill_at=kill_at):
+            commits.append(1)
+            if len(commits) == kill_at:
+                raise KeyboardInterrupt
+
+        eng._after_commit = die
+        with pytest.raises(KeyboardInterrupt):
+            eng.run()
+        state = ExperimentStore(folder).get_state("local_engine")
+        waited += sum(bool(st["waiting"]) for st in state["members"].values())
+        local(folder).run(resume=True)
+        resumed = [comparable(r) for r in load(folder).decision_records()]
+        assert resumed == straight, kill_at
+    assert waited > 0  # some kill came while members waited at the barrier
