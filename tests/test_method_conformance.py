@@ -3,9 +3,10 @@ runs one test suite over every sampler), on both ways engines drive a scheduler:
 
 - the lockstep driver (gpbt.engines.lockstep.Lockstep, the vector engine's loop) with a toy
   population;
-- the asynchronous path: members report one at a time, in an order set by their speeds, and
-  the scheduler answers each report (`on_report`, which calls `on_ready` at a boundary), as the
-  local engine and the Ray adapter call it.
+- the asynchronous driver (gpbt.engines.asynchronous.AsyncDriver, the local engine's and
+  the Ray adapter's): members report one at a time, in an order set by their speeds, and the
+  driver answers each report (a synchronous method's members wait at the boundary until the
+  whole population arrived).
 
 The checks: the same seed gives the same configs and decisions; a state saved mid-run and
 restored into a freshly built scheduler continues bit-identically; every decision is recorded
@@ -36,6 +37,7 @@ from gpbt.core.methods import (
     tuning_methods,
     unregister_method,
 )
+from gpbt.engines.asynchronous import WAIT, AsyncDriver
 from gpbt.engines.lockstep import Lockstep
 from gpbt.engines.toys import QuadraticToy, ToyPopulation
 
@@ -110,15 +112,14 @@ def run_lockstep(name: str, seed: int, swap_at: int | None = None) -> Trace:
 
 def run_async(name: str, seed: int, swap_at: int | None = None) -> Trace:
     """Members train REPORT_EVERY toy steps at a speed of their own and report as they finish,
-    the slowest falling behind; each report goes to `on_report` at once and its decision is
-    carried out (an exploit copies the donor's state as of its last report). After report
+    the slowest falling behind; each report goes to the asynchronous driver at once and its
+    decisions are carried out (an exploit copies the donor's state as of its last report; a
+    member told to wait trains no further until its generation is decided). After report
     number `swap_at` the run goes on with a restored copy of the scheduler."""
     total = TOY.steps
-    sched = build(name, seed, max_time=total)
-    if sched.synchronous:
-        pytest.skip(f"{name} decides for the whole population at once: the lockstep driver")
+    driver = AsyncDriver(build(name, seed, max_time=total))
     members = ToyPopulation(TOY, POPULATION, seed)
-    initial = sched.initial_population(POPULATION)
+    initial = driver.scheduler.initial_population(POPULATION)
     trace = Trace(initial=initial, configs_seen=list(initial))
     members.set_configs([members.complete(c) for c in initial])
     seconds_per_report = np.random.default_rng([seed, 31]).uniform(0.5, 2.0, POPULATION)
@@ -127,25 +128,32 @@ def run_async(name: str, seed: int, swap_at: int | None = None) -> Trace:
     live = set(range(POPULATION))
     reports = 0
     while live:
-        m = min(live, key=lambda i: (clock[i], i))
+        m = min((i for i in live if not driver.waiting(i)), key=lambda i: (clock[i], i))
         for _ in range(REPORT_EVERY):
             steps[m] += 1
             members.states[m] = TOY.step(
                 members.states[m], members.configs[m], steps[m], members.rngs[m]
             )
         clock[m] += float(seconds_per_report[m])
-        decision = sched.on_report(m, steps[m], TOY.score(members.states[m]))
+        step = driver.on_result(m, steps[m], TOY.score(members.states[m]))
         reports += 1
-        record(trace, m, steps[m], decision)
-        if isinstance(decision, Exploit):
-            members.states[m] = members.states[decision.donor].copy()
-            members.configs[m] = members.complete(decision.config)
-            trace.configs_seen.append(decision.config)
-        if isinstance(decision, Stop) or steps[m] >= total:
-            live.discard(m)
+        if step.decisions[m] is WAIT:
+            step = driver.generation(live)
+        for i, decision in {} if step is None else step.decisions.items():
+            record(trace, i, steps[m] if step.time is None else step.time, decision)
+        donors = {} if step is None else step.snapshot(lambda d: members.states[d].copy())
+        for i, decision in {} if step is None else step.decisions.items():
+            if isinstance(decision, Exploit):
+                members.states[i] = donors[decision.donor].copy()
+                members.configs[i] = members.complete(decision.config)
+                trace.configs_seen.append(decision.config)
+            if isinstance(decision, Stop) or steps[i] >= total:
+                live.discard(i)
+                driver.leave(i)
         if reports == swap_at:
-            sched = restored(name, seed, sched)
-    trace.final = sched.configs()
+            # a resume: the restored scheduler, and the members waiting at the boundary
+            driver.scheduler = restored(name, seed, driver.scheduler)
+    trace.final = driver.scheduler.configs()
     return trace
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gpbt.engines.asynchronous import AsyncDriver
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.errors import FolderError
 from gpbt.spec import RunSpec
@@ -95,9 +96,11 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
     if problem:
         return False, problem
 
+    driver = AsyncDriver(sched)  # the local engine's own driver, fed the same reports
+
     def derived():
         for m, t, score in order:
-            d = sched.on_report(m, t, score)
+            d = driver.on_result(m, t, score).decisions[m]
             if d.record is not None:  # not at a boundary: the engine logs nothing either
                 yield t, m, d.record.to_dict()
 

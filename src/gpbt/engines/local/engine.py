@@ -3,9 +3,10 @@ checkpoints and the summary (any Python trainable, N worker processes, crash-saf
 
 How a run proceeds
     Every member trains in steps. After each `step()` its worker saves a checkpoint and sends the
-    metrics to the main process, which feeds the scheduler (`on_report`: a decision only when the
-    member reached its perturbation interval), applies the decision and hands the member, or the
-    member furthest behind if others wait, the worker again. Only the reporting member changes:
+    metrics to the main process, which feeds them to the asynchronous driver (the one the Ray
+    adapter uses, `gpbt.engines.asynchronous`: a decision only when the member reached its
+    perturbation interval), applies the decision and hands the member, or the member furthest
+    behind if others wait, the worker again. Only the reporting member changes:
     an exploit points the loser at the donor's latest checkpoint and gives it the new config; the
     next worker to run the loser restores that checkpoint and calls `reset_config`.
     Synchronous schedulers (`pairing = "sync"`, PBT/PB2 with `synch = true`) make members wait
@@ -53,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.core.decisions import Decision
 from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Space
+from gpbt.engines.asynchronous import AsyncDriver, Step
 from gpbt.engines.children import refuse_while_bootstrapping
 from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
 from gpbt.engines.lock import hold_folder
@@ -118,7 +119,6 @@ class _Member:
     failures: int = 0
     last_error: str | None = None
     score: float | None = None  # last reported raw score
-    waiting: bool = False  # at a synchronous barrier
     exploits: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,6 +206,8 @@ class LocalEngine:
         self.live_log = live_log
         self.store_config = dict(store_config) if store_config is not None else None
         self.sync = bool(scheduler.synchronous)
+        # when a result reaches the scheduler and who waits for a generation: decided there
+        self.driver = AsyncDriver(scheduler)
 
         self.members: dict[int, _Member] = {}
         self.ckpts: dict[str, dict[str, Any]] = {}  # live checkpoint -> its facts
@@ -369,7 +371,12 @@ class LocalEngine:
                 f"{self.population}; resume with the original config"
             )
         self.scheduler.load_state_dict(state["scheduler"])
-        self.members = {int(k): _Member(**v) for k, v in state["members"].items()}
+        self.members = {}
+        for k, v in state["members"].items():
+            v = dict(v)
+            st = self.members[int(k)] = _Member(**{f: x for f, x in v.items() if f != "waiting"})
+            if v.get("waiting"):  # at a synchronous barrier when the state was committed
+                self.driver.arrivals[int(k)] = (st.time, st.score)
         self.ckpts = dict(state["ckpts"])
         self.next_ckpt = int(state["next_ckpt"])
         self.exploits = int(state["exploits"])
@@ -396,7 +403,7 @@ class LocalEngine:
         return [
             m
             for m, st in self.members.items()
-            if st.status == "active" and m not in self.running and not st.waiting
+            if st.status == "active" and m not in self.running and not self.driver.waiting(m)
         ]
 
     def _dispatch(self) -> None:
@@ -498,21 +505,12 @@ class LocalEngine:
             }
         ]
         self._record_stats(m, p, t_recv)  # before _apply: it may flag m's *next* step
-        decisions: dict[int, Decision] = {}
-        if self.sync:
-            if self.scheduler.max_time is not None and st.time >= self.scheduler.max_time:
-                decisions[m] = self.scheduler.on_report(m, st.time, score)
-            elif self.scheduler.is_ready(m, st.time):
-                st.waiting = True  # reported to the scheduler with the whole generation
-            else:
-                self.scheduler.report(m, st.time, score)
-        else:
-            decisions[m] = self.scheduler.on_report(m, st.time, score)
-        records, more = self._apply(decisions, released)
+        records, more = self._apply(self.driver.on_result(m, st.time, score), released)
         events += more
         if st.status == "active" and st.time >= self.total_steps:
             # A scheduler built without max_time: the engine still enforces the budget.
-            st.status, st.waiting = "done", False
+            st.status = "done"
+            self.driver.leave(m)
             self.pool.drop(m)
         self._commit([report], records)
         self._release(released)
@@ -522,20 +520,16 @@ class LocalEngine:
         self._emit(events)
 
     def _apply(
-        self, decisions: dict[int, Decision], released: list[str | None]
+        self, step: Step, released: list[str | None]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        # Donors are resolved before any decision is applied: in a lockstep generation a
-        # donor that is itself a loser still hands over its state from before the generation.
-        sources = {
-            m: self.members[d.donor].ckpt for m, d in decisions.items() if d.kind == "exploit"
-        }
+        # a donor's state is its latest checkpoint (every step saves one)
+        sources = step.snapshot(lambda donor: self.members[donor].ckpt)
         records, events = [], []
-        for m, d in sorted(decisions.items()):
+        for m, d in step.decisions.items():
             st = self.members[m]
-            st.waiting = False
             rec = None if d.record is None else d.record.to_dict()
             if d.kind == "exploit":
-                src = sources[m]
+                src = sources[d.donor]
                 if src is None:
                     raise RuntimeError(
                         f"member {d.donor} was chosen as donor for member {m} but has no "
@@ -574,16 +568,11 @@ class LocalEngine:
 
     def _barrier(self) -> bool:
         """Synchronous schedulers: decide for the generation once every active member waits."""
-        active = [m for m, st in self.members.items() if st.status == "active"]
-        if not active or not all(self.members[m].waiting for m in active):
+        step = self.driver.generation(m for m, st in self.members.items() if st.status == "active")
+        if step is None:
             return False
-        t = min(self.members[m].time for m in active)
-        scores = {m: self.members[m].score for m in active}
-        decisions = self.scheduler.on_generation(t, scores)
-        for m in active:
-            self.members[m].waiting = False
         released: list[str | None] = []
-        records, events = self._apply(decisions, released)
+        records, events = self._apply(step, released)
         self._commit([], records)
         self._release(released)
         self._emit(events)
@@ -611,7 +600,7 @@ class LocalEngine:
         released: list[str | None] = []
         if st.failures > self.max_failures:
             st.status = "failed"
-            st.waiting = False
+            self.driver.leave(m)
             self.failed[m] = st.last_error
             self.scheduler.mark_failed(m)
             released.append(st.ckpt)
@@ -675,7 +664,10 @@ class LocalEngine:
             "version": _STATE_VERSION,
             "population": self.population,
             "scheduler": self.scheduler.state_dict(),
-            "members": {str(m): st.to_dict() for m, st in self.members.items()},
+            "members": {
+                str(m): {**st.to_dict(), "waiting": self.driver.waiting(m)}
+                for m, st in self.members.items()
+            },
             "ckpts": self.ckpts,
             "next_ckpt": self.next_ckpt,
             "exploits": self.exploits,

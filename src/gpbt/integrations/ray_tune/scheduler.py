@@ -25,6 +25,7 @@ from gpbt.core.decisions import Decision, Exploit, Stop
 from gpbt.core.methods import make_scheduler
 from gpbt.core.schedulers import PopulationScheduler
 from gpbt.core.space import Space, to_plain
+from gpbt.engines.asynchronous import WAIT, AsyncDriver, Step
 from gpbt.integrations.ray_tune.compat import check_ray_internals
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.store import ExperimentStore
@@ -49,8 +50,6 @@ class _Member:
     checkpoint: Any = None
     checkpoint_time: float | None = None
     offset: float = 0.0  # gpbt time = reported time_attr + offset (see _exploit)
-    arrived: bool = False  # synchronous mode: reached the current boundary
-    arrival: tuple[float, float] | None = None  # (time, score) at the boundary
     extra: dict = field(default_factory=dict)
 
 
@@ -156,7 +155,12 @@ class GPBTScheduler(TrialScheduler):
         self._options = dict(options or {})
         self._start_points = [dict(p) for p in start_points or []]
         self.core: PopulationScheduler | None = scheduler
-        if scheduler is None:
+        # when a result reaches the core and who waits for a generation: decided there (on
+        # the fixed grid of boundaries Tune's trials keep to; see AsyncDriver)
+        self._driver: AsyncDriver | None = None
+        if scheduler is not None:
+            self._driver = AsyncDriver(scheduler, grid=True)
+        else:
             # Built now only to fail early on a bad method, space or option; rebuilt with the
             # final mode once Tune has told us (set_search_properties).
             self._build_core(mode or "max")
@@ -182,7 +186,6 @@ class GPBTScheduler(TrialScheduler):
         self._pending_reports: list[dict] = []
         self._pending_decisions: list[dict] = []
         self._last_flush = _time.monotonic()
-        self._next_sync = self._clamp(max(self._interval, self._burn_in))
         self._config_written = False
         # statistics for the benchmark and the summary
         self.num_exploits = 0
@@ -204,6 +207,7 @@ class GPBTScheduler(TrialScheduler):
             options=dict(self._options),
             start_points=self._start_points,
         )
+        self._driver = AsyncDriver(self.core, grid=True)
 
     @property
     def metric(self):
@@ -346,7 +350,7 @@ class GPBTScheduler(TrialScheduler):
                 and (t + state.offset, s) != (state.time, state.score)
             ):
                 self._queue_report(state, t + state.offset, s, result)
-                self.core.report(state.member, t + state.offset, s)
+                self._driver.observe(state.member, t + state.offset, s)
         self._flush(force=all(o.is_finished() or o is trial for o in self._by_trial))
 
     def on_trial_remove(self, tune_controller, trial):
@@ -357,7 +361,7 @@ class GPBTScheduler(TrialScheduler):
         # least (in time_attr) goes first; in lockstep only those short of the boundary.
         candidates = self._candidates(tune_controller)
         if not candidates and self.synchronous and self._by_trial:
-            if self._maybe_generation(tune_controller, current=None) is not None:
+            if self._maybe_generation(tune_controller, current=None):
                 candidates = self._candidates(tune_controller)
         if not candidates:
             return None
@@ -374,7 +378,7 @@ class GPBTScheduler(TrialScheduler):
         for t in tune_controller.get_trials():
             if t.status not in (Trial.PENDING, Trial.PAUSED) or t not in self._by_trial:
                 continue
-            if self.synchronous and self._by_trial[t].arrived:
+            if self._driver.waiting(self._by_trial[t].member):
                 continue
             out.append(t)
         return out
@@ -406,10 +410,10 @@ class GPBTScheduler(TrialScheduler):
         t += state.offset
         score = result[self._metric]
         self._queue_report(state, t, score, result)
-        if self.synchronous:
-            return self._on_result_sync(tune_controller, trial, state, t, score, result)
         dstart = _time.perf_counter()
-        decision = self.core.on_report(state.member, t, score)
+        decision = self._driver.on_result(state.member, t, score).decisions[state.member]
+        if decision is WAIT:
+            return self._wait_for_generation(tune_controller, trial, state, result)
         if decision.record is None:
             self._flush()
             return TrialScheduler.CONTINUE
@@ -441,55 +445,44 @@ class GPBTScheduler(TrialScheduler):
         return TrialScheduler.PAUSE if waiting else TrialScheduler.CONTINUE
 
     # ------------------------------------------------------------------ lockstep
-    def _clamp(self, boundary: float) -> float:
-        # the budget is a boundary too, so the last generation is the one that stops everyone
-        return boundary if self._max_time is None else min(boundary, float(self._max_time))
-
-    def _on_result_sync(self, tune_controller, trial, state, t, score, result):
-        if t < self._next_sync:
-            self.core.report(state.member, t, score)
-            self._flush()
-            return TrialScheduler.CONTINUE
+    def _wait_for_generation(self, tune_controller, trial, state, result):
         # At the boundary: wait for the rest of the population (the core hears this score
         # with the whole generation, at the boundary's time).
-        state.arrived = True
-        state.arrival = (t, score)
         state.ready_result = dict(result)
         dstart = _time.perf_counter()
-        decisions = self._maybe_generation(tune_controller, current=trial)
+        step = self._maybe_generation(tune_controller, current=trial)
         self.decision_seconds += _time.perf_counter() - dstart
         self._flush()
         if trial.status == Trial.PAUSED:
             return TrialScheduler.NOOP
-        if decisions is None:
+        if step is None:
             return TrialScheduler.PAUSE  # wait for the rest of the population
-        if isinstance(decisions.get(state.member), Stop):
+        if isinstance(step.decisions.get(state.member), Stop):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
-    def _maybe_generation(self, tune_controller, current) -> dict[int, Decision] | None:
+    def _maybe_generation(self, tune_controller, current) -> Step | None:
         live = [
             s
             for s in self._by_trial.values()
             if not s.trial.is_finished() and not self.core.members[s.member].failed
         ]
-        if not live or not all(s.arrived for s in live):
+        step = self._driver.generation(s.member for s in live)
+        if step is None:
             return None
-        boundary = self._next_sync
-        scores = {s.member: s.arrival[1] for s in live}
-        decisions = self.core.on_generation(boundary, scores)
+        decisions = step.decisions
         self.num_decisions += len(decisions)
-        # Every donor's state is taken before any exploit is applied: the core decided
-        # against the population as it stood at the boundary.
+        # Every live member's own state at the boundary is taken (a save) unless an exploit
+        # is about to replace it, and every donor's before any exploit is applied.
+        donors = set(step.donors())
         checkpoints: dict[int, tuple[Any, dict | None]] = {}
         for s in live:
-            if not isinstance(decisions.get(s.member), Exploit) or any(
-                isinstance(d, Exploit) and d.donor == s.member for d in decisions.values()
-            ):
-                checkpoints[s.member] = self._boundary_checkpoint(tune_controller, s, current)
-        donors_needed = {d.donor for d in decisions.values() if isinstance(d, Exploit)}
-        resolved = {m: self._resolve(checkpoints[m]) for m in donors_needed}
-        for member, decision in sorted(decisions.items()):
+            if not isinstance(decisions.get(s.member), Exploit) or s.member in donors:
+                checkpoints[s.member] = self._boundary_checkpoint(
+                    tune_controller, s, current, step.arrivals[s.member][0]
+                )
+        resolved = step.snapshot(lambda donor: self._resolve(checkpoints[donor]))
+        for member, decision in decisions.items():
             s = self._by_member[member]
             if isinstance(decision, Exploit):
                 donor = self._by_member[decision.donor]
@@ -500,13 +493,11 @@ class GPBTScheduler(TrialScheduler):
                 self._queue_decision(decision, s)
                 if isinstance(decision, Stop) and s.trial is not current:
                     tune_controller.stop_trial(s.trial)
-        for s in live:
-            s.arrived = False
-        self._next_sync = self._clamp(boundary + self._interval)
-        return decisions
+        return step
 
-    def _boundary_checkpoint(self, tune_controller, s: _Member, current):
-        """The member's own state at the boundary (a Checkpoint or a pending save)."""
+    def _boundary_checkpoint(self, tune_controller, s: _Member, current, arrived: float):
+        """The member's own state at the boundary it `arrived` at (a Checkpoint or a pending
+        save)."""
         trial = s.trial
         saving = trial.temporary_state.saving_to
         if trial.status == Trial.PAUSED:
@@ -519,7 +510,7 @@ class GPBTScheduler(TrialScheduler):
             ckpt = tune_controller._schedule_trial_save(trial, result=s.ready_result)
             self.num_saves += 1
             result = s.ready_result
-        s.checkpoint, s.checkpoint_time = ckpt, s.arrival[0] if s.arrival else s.time
+        s.checkpoint, s.checkpoint_time = ckpt, arrived
         s.ready_result = result
         return ckpt, result
 
@@ -689,6 +680,10 @@ class GPBTScheduler(TrialScheduler):
         d["_store"] = None
         d["_live_log"] = None  # open writers stay with the driver's scheduler
         d["_by_trial"], d["_by_member"] = {}, {}
+        if self._driver is not None:
+            # who waits at the boundary belongs with the trials, which do not travel either
+            driver = d["_driver"] = copy.copy(self._driver)
+            driver.arrivals = {}
         d["_config_written"] = False
         return d
 
