@@ -6,7 +6,8 @@ listed with the size overrides given there, or in SKIPPED with the reason it can
 GPU, a cluster, hours of training, an install). A command in the docs that is in neither table
 fails `test_every_documented_command_is_run_or_skipped_with_a_reason`, so a new command has to
 be placed. The runs share one folder, so the report, export, retrain, replay and resume
-commands read the small runs made by the commands before them.
+commands read the small runs made by the commands before them. The ```python blocks are
+checked to parse (running them is not done here: several train for minutes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +260,31 @@ def test_the_extractor_joins_continuations_and_drops_comments(tmp_path, monkeypa
     }
 
 
+def documented_python_blocks() -> list[tuple[str, str]]:
+    """(place, source) of every ```python block of the docs."""
+    blocks, fence, lines, start = [], None, [], 0
+    for doc in DOCUMENTS:
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+            marker = re.match(r"^\s*```(\w*)", line)
+            if marker and fence is None:
+                fence, lines, start = marker.group(1), [], number
+            elif marker:
+                if fence == "python":
+                    blocks.append((f"{doc.relative_to(ROOT)}:{start}", "\n".join(lines)))
+                fence = None
+            elif fence is not None:
+                lines.append(line)
+    return blocks
+
+
+def test_every_documented_python_block_is_valid_python():
+    # The Python blocks are not run here (several train for minutes); they must at least parse.
+    blocks = documented_python_blocks()
+    assert len(blocks) > 10
+    for place, source in blocks:
+        compile(textwrap.dedent(source), place, "exec")
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text().splitlines()
     assert readme[2] == "```bash" and readme[5] == "```"  # exactly two commands on top
@@ -275,10 +303,12 @@ def _argv(command: str, run: Run) -> list[str]:
     assert words[0] in ("gpbt", "python"), command
     if words[0] == "python":
         return [sys.executable, *words[1:]]
-    args = [sys.executable, "-m", "gpbt.cli", *words[1:]]
-    if words[1] == "run":
-        args += SIZES[Path(words[2]).name]
-    return args + list(run.extra)
+    # The size overrides go after the command's own (the last value of a key wins) and before
+    # its first --option (argparse takes no positional arguments after those).
+    first_option = next((i for i, w in enumerate(words) if w.startswith("--")), len(words))
+    sizes = SIZES[Path(words[2]).name] if words[1] == "run" else []
+    return [sys.executable, "-m", "gpbt.cli", *words[1:first_option], *sizes,
+            *words[first_option:], *run.extra]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -302,6 +332,7 @@ def test_every_documented_command_runs(tmp_path):
     for command, run in RUNS.items():
         if command not in commands:
             continue  # reported by the placement test
+        started = time.monotonic()
         result = subprocess.run(
             _argv(command, run),
             cwd=tmp_path / run.cwd,
@@ -310,6 +341,8 @@ def test_every_documented_command_runs(tmp_path):
             text=True,
             timeout=600,
         )
+        seconds = time.monotonic() - started
+        print(f"rc={result.returncode} {seconds:.0f}s {commands[command][0]}: {command}")
         if result.returncode != 0:
             failures.append(f"{commands[command][0]}: {command}\n{result.stderr[-1500:]}")
     assert not failures, "\n\n".join(failures)
