@@ -19,7 +19,8 @@ recompiles). Any class with these members runs in the engine, chosen in a config
     ``gather``, ``rng`` (each member's raw uint32 key data).
 ``train(state, hp, env_steps_per_member)``
     Train member ``i`` for at least ``env_steps_per_member[i]`` env steps (a ``[P]`` array, or
-    one number for all) with hyperparameters ``hp[name][i]``; return ``(state, metrics)``, where
+    one number for all), and less than one update (``max_update_steps``, when the agent sets
+    it) more, with hyperparameters ``hp[name][i]``; return ``(state, metrics)``, where
     ``metrics`` maps names to ``[P]`` arrays and has at least ``episode_return`` (mean
     undiscounted return of the episodes finished in this call, NaN if none) and ``episodes``
     (how many). Every other metric is recorded too.
