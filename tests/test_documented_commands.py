@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,10 +109,9 @@ class Run:
 
 
 NO_REPORT = ("--no-report",)  # the report is run by its own documented command
-# In the order they run: a run before the commands that read its folder.
+# In the order they run: a run before the commands that read its folder. From SECOND_LANE on
+# the commands share no folder with the ones before, so the two lanes run side by side.
 RUNS: dict[str, Run] = {
-    "gpbt envs": Run(),
-    "gpbt demo": Run(),
     "gpbt run examples/quickstart.toml": Run(),
     "gpbt run examples/quickstart.toml method=pbt population=4 --out runs/bo-pbt": Run(
         extra=NO_REPORT
@@ -170,12 +170,15 @@ RUNS: dict[str, Run] = {
         extra=NO_REPORT
     ),
     "gpbt replay runs/ip": Run(),
+    "gpbt envs": Run(),
+    "gpbt demo": Run(),
     "gpbt bench smoke --estimate": Run(),
     "gpbt report benchmarks/results/long-ppo --out /tmp/long-ppo-report": Run(
         part="gpbt report benchmarks/results/long-ppo --out long-ppo-report"
     ),
 }
 
+SECOND_LANE = "gpbt run examples/a2c.toml"
 GPU_HOURS = "a benchmark suite: hours of training on many cores (its cells are tested at toy size in tests/test_bench.py)"  # noqa: E501
 SKIPPED: dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && gpbt run "
@@ -314,11 +317,13 @@ def _argv(command: str, run: Run) -> list[str]:
 @pytest.mark.slow
 def test_every_documented_command_runs(tmp_path):
     commands = documented_commands()
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
-    shutil.copytree(
-        ROOT / "benchmarks" / "results" / "long-ppo", tmp_path / "benchmarks/results/long-ppo"
-    )
+    # Each lane works in a folder of its own (runs without --out are named by the second
+    # they start in, so two lanes could pick the same name).
+    lanes = [tmp_path / "first", tmp_path / "second"]
+    for lane in lanes:
+        shutil.copytree(ROOT / "examples", lane / "examples")
+        results = Path("benchmarks/results/long-ppo")
+        shutil.copytree(ROOT / results, lane / results)
     cache = tmp_path / "jax-cache"  # every run of the same program compiles it once
     base_env = {
         **os.environ,
@@ -328,27 +333,35 @@ def test_every_documented_command_runs(tmp_path):
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
     }
-    failures = []
-    for command, run in RUNS.items():
-        if command not in commands:
-            continue  # reported by the placement test
-        started = time.monotonic()
-        result = subprocess.run(
-            _argv(command, run),
-            cwd=tmp_path / run.cwd,
-            env={**base_env, **run.env},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        seconds = time.monotonic() - started
-        print(f"rc={result.returncode} {seconds:.0f}s {commands[command][0]}: {command}")
-        if result.returncode != 0:
-            failures.append(f"{commands[command][0]}: {command}\n{result.stderr[-1500:]}")
+    failures: list[str] = []
+
+    def run_lane(folder: Path, lane: list[str]) -> None:
+        for command in lane:
+            run = RUNS[command]
+            started = time.monotonic()
+            result = subprocess.run(
+                _argv(command, run),
+                cwd=folder / run.cwd,
+                env={**base_env, **run.env},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            seconds = time.monotonic() - started
+            print(f"rc={result.returncode} {seconds:.0f}s {commands[command][0]}: {command}")
+            if result.returncode != 0:
+                failures.append(f"{commands[command][0]}: {command}\n{result.stderr[-1500:]}")
+
+    ordered = [c for c in RUNS if c in commands]  # a missing one fails the placement test
+    split = ordered.index(SECOND_LANE)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(run_lane, lanes, [ordered[:split], ordered[split:]]))
     assert not failures, "\n\n".join(failures)
     # what the commands were for is there
-    assert (tmp_path / "runs/bo-pbt/report/report.html").is_file()
-    assert (tmp_path / "runs/bo-pbt/export/member.npz").is_file()
-    assert (tmp_path / "runs/bo/retrain-seed1").is_dir()
-    assert any((tmp_path / "runs/qs2/tensorboard").iterdir())
-    assert (tmp_path / "long-ppo-report").is_dir()
+    first, second = lanes
+    assert (first / "runs/bo-pbt/report/report.html").is_file()
+    assert (first / "runs/bo-pbt/export/member.npz").is_file()
+    assert (first / "runs/bo/retrain-seed1").is_dir()
+    assert any((first / "runs/qs2/tensorboard").iterdir())
+    assert (second / "runs/pendulum/report/report.html").is_file()
+    assert (second / "long-ppo-report").is_dir()
