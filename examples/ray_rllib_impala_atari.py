@@ -1,5 +1,5 @@
 """The paper's IMPALA experiment, redone on current Ray: RLlib IMPALA on an Atari game
-(ale-py ships the ROMs), tuned by gpbt under Ray Tune with PAPER.md's search space (RMSProp
+(ale-py ships the ROMs), tuned by gpbt under Ray Tune with docs/method.md's search space (RMSProp
 epsilon, entropy coefficient, learning rate), the same for every method.
 
     python examples/ray_rllib_impala_atari.py --method gpbt-pl --game Breakout
@@ -25,7 +25,7 @@ from gpbt.core.space import Float
 from gpbt.engines.ray import rllib_fixed_config
 from gpbt.engines.ray_rllib import rllib_experiment_arguments, run_rllib_experiment
 
-# PAPER.md: RMSProp epsilon [0.01, 0.5], entropy coeff [0.001, 0.1], lr [1e-5, 1e-2].
+# docs/method.md: RMSProp epsilon [0.01, 0.5], entropy coeff [0.001, 0.1], lr [1e-5, 1e-2].
 PAPER_SPACE = {
     "epsilon": Float(0.01, 0.5, log=True),
     "entropy_coeff": Float(0.001, 0.1, log=True),

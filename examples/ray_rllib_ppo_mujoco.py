@@ -1,5 +1,5 @@
 """The paper's PPO experiment, redone on current Ray: RLlib PPO on a Gymnasium MuJoCo task,
-tuned by gpbt under Ray Tune. Every method gets the same search space (PAPER.md's seven PPO
+tuned by gpbt under Ray Tune. Every method gets the same search space (docs/method.md's seven PPO
 hyperparameters), population, budget and seed.
 
     python examples/ray_rllib_ppo_mujoco.py --method gpbt-pl --env HalfCheetah-v5
@@ -21,7 +21,7 @@ from gpbt.core.space import Choice, Float, Int
 from gpbt.engines.ray import rllib_fixed_config
 from gpbt.engines.ray_rllib import rllib_experiment_arguments, run_rllib_experiment
 
-# PAPER.md: GAE lambda [0.9, 1], clip [0.1, 0.5], lr [1e-5, 1e-3], train batch size
+# docs/method.md: GAE lambda [0.9, 1], clip [0.1, 0.5], lr [1e-5, 1e-3], train batch size
 # [1000, 60000], gamma [0.95, 1], SGD epochs [5, 15], minibatch size {16..256}.
 PAPER_SPACE = {
     "lambda": Float(0.9, 1.0),

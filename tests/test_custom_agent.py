@@ -1,5 +1,6 @@
 """Bring your own agent and environment to the vector engine: the public protocol, its
-checker, and examples/dqn_minatar.py (a DQN) on examples/custom_env.py, through the engine."""
+checker, examples/dqn_minatar.py (a DQN) on examples/custom_env.py and examples/a2c_gymnax.py
+(an A2C written from docs/custom-agents.md alone), through the engine."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gpbt.config import ConfigError, validate_config
 from gpbt.engines.vector import VectorRun, run_vector
 from gpbt.rl.agents import make_agent
+from gpbt.rl.envs import make_env
 from gpbt.rl.protocol import AgentProtocolError, check_agent, check_agent_runs
 from gpbt.store import load
 
@@ -103,7 +106,8 @@ def test_check_agent_names_everything_missing(tmp_path, monkeypatch):
     message = str(err.value)
     assert message.startswith("agent 'half_agent:Half' does not follow the population-agent")
     for needle in ("init(key, population)", "_train_impl(state, hp, budget)",
-                   "_eval_action(member, obs, key)", "default_hyperparameters()"):  # fmt: skip
+                   "_eval_action(member, obs, key)", "_act_impl(state, obs, key, greedy)",
+                   "default_hyperparameters()"):  # fmt: skip
         assert needle in message
     assert "hyperparameter_bounds()" not in message  # it is written
     with pytest.raises(AgentProtocolError) as err:
@@ -128,6 +132,89 @@ def test_the_dqn_example_follows_the_protocol_and_lr_0_freezes_its_weights():
     ]  # fmt: skip
     assert all(same[0]) and not any(same[1])
     assert np.asarray(trained.replay.size).tolist() == [256, 256]
+
+
+A2C = "examples.a2c_gymnax:A2C"
+A2C_OPTIONS = {"num_envs": 2, "num_steps": 4, "hidden_sizes": [16]}  # one update: 8 env steps
+
+
+def _a2c_variant(**methods):
+    """The example A2C with some of its hooks replaced (the broken agents a user might write)."""
+    from examples.a2c_gymnax import A2C as Base
+
+    return type("Variant", (Base,), methods)(make_env("CartPole-v1"), **A2C_OPTIONS)
+
+
+def test_the_a2c_example_written_from_the_docs_passes_the_checker():
+    agent = make_agent(A2C, "CartPole-v1", A2C_OPTIONS)
+    metrics = check_agent_runs(agent)  # the documented call: default budget, 3 updates
+    assert metrics["episodes"].shape == (2,) and np.all(metrics["episodes"] >= 0)
+    assert {"loss", "value_loss", "entropy"} <= set(metrics)
+    state = agent.init(jax.random.key(0), 3)
+    hp = agent.hyperparameters_to_arrays([{}, {}, {}])
+    state, _ = agent.train(state, hp, np.array([8, 24, 0]))  # 1, 3 and 0 updates of 8 steps
+    assert np.asarray(state.total_env_steps).tolist() == [8, 24, 0]
+
+
+def test_the_checker_fails_a_train_that_ignores_its_budget_an_untraceable_init_and_bad_act():
+    def one_update(self, state, hp, budget):  # what an agent without the budget loop does
+        return type(self).__mro__[1]._train_impl(self, state, hp, jnp.minimum(budget, 8))
+
+    def host_init(self, key, population):  # NumPy on the key: runs eagerly, cannot trace
+        np.asarray(jax.random.key_data(key))
+        return type(self).__mro__[1].init(self, key, population)
+
+    def one_action(self, state, obs, key, greedy):  # drops the batch axis
+        return jnp.zeros(obs.shape[0], jnp.int32)
+
+    agent = _a2c_variant(_train_impl=one_update, init=host_init, _act_impl=one_action)
+    with pytest.raises(AgentProtocolError) as err:
+        check_agent_runs(agent)
+    message = str(err.value)
+    assert "train(state, hp, [24, 24]) advanced total_env_steps by [8, 8], less than" in message
+    assert "'The budget loop'" in message  # names the fix
+    assert "init(key, 1) does not trace under jax.eval_shape" in message
+    assert (
+        "act(state, obs [2, 3, ...], key, greedy=True) returned shape (2,), not (2, 3)" in message
+    )
+
+
+def test_the_checker_fails_a_train_that_gives_every_member_the_largest_budget():
+    def largest(self, state, hp, budget):
+        budget = jnp.full_like(budget, budget.max())
+        return type(self).__mro__[1]._train_impl(self, state, hp, budget)
+
+    with pytest.raises(AgentProtocolError) as err:
+        check_agent_runs(_a2c_variant(_train_impl=largest))
+    assert ("train(state, hp, [48, 24]) advanced total_env_steps by [48, 48], a whole update "
+            "(max_update_steps = 8) or more past a budget") in str(err.value)  # fmt: skip
+
+
+def test_a_type_error_inside_the_constructor_is_not_called_an_agent_options_mistake(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "typo_agent.py").write_text(
+        textwrap.dedent(
+            """
+            from examples.a2c_gymnax import A2C
+
+            class Typo(A2C):
+                def __init__(self, env, width=16):
+                    super().__init__(env, hidden_sizes=(width + "0",))
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        make_agent("typo_agent:Typo", "CartPole-v1", {"width": 8})
+    message = str(err.value)
+    assert "[agent_options]" not in message
+    assert "Typo(env, **agent_options) raised TypeError inside the agent's own code" in message
+    assert "typo_agent.py:6 in __init__" in message
+    with pytest.raises(ValueError) as err:
+        make_agent("typo_agent:Typo", "CartPole-v1", {"widht": 8})
+    assert str(err.value).startswith("[agent_options] Typo(env, **agent_options) does not accept")
+    assert "unexpected keyword argument 'widht'; its constructor takes width" in str(err.value)
 
 
 # ------------------------------------------------------------------------- the engine
@@ -178,6 +265,26 @@ def test_a_config_value_reaches_training_lr_0_keeps_the_initial_weights(tmp_path
                             strict=True)
         ]  # fmt: skip
         assert all(same) if lr == 0.0 else not any(same), (m, lr)
+
+
+def test_gpbt_run_trains_the_a2c_example_and_writes_its_report(tmp_path):
+    # The README-style command at a tiny size, report included: the report plays a greedy
+    # episode through the agent's act, so the whole documented protocol runs.
+    out = tmp_path / "run"
+    overrides = ["population=2", "total_steps=64", "perturbation_interval=32",
+                 "final_eval_episodes=2"]  # fmt: skip
+    overrides += [f"agent_options.{k}={v}" for k, v in A2C_OPTIONS.items()]
+    result = subprocess.run(
+        [sys.executable, "-m", "gpbt.cli", "run", "examples/a2c.toml", *overrides,
+         "--out", str(out)],  # fmt: skip
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    exp = load(out)
+    assert exp.config["agent"] == A2C
+    assert sorted(exp.reports["time"].unique().tolist()) == [32, 64]
+    assert {"metric.entropy", "metric.value_loss"} <= set(exp.reports.columns)
+    assert (out / "report" / "report.html").exists()
 
 
 @pytest.mark.slow

@@ -63,8 +63,7 @@ def one_error_line(result) -> str:
         (
             BROKEN_AGENT,
             {"agent": "user_code:Broken"},
-            "agent = 'user_code:Broken': Broken(env, **agent_options) raised RuntimeError: "
-            "no accelerator named tpu9; fix the agent's constructor",
+            "agent = 'user_code:Broken': Broken(env, **agent_options) raised RuntimeError at ",
         ),
         (
             BROKEN_ENV,
@@ -82,6 +81,15 @@ def test_an_agent_or_env_factory_that_raises_is_one_line_before_anything_is_writ
     cfg = write_toml_file(tmp_path / "run.toml", tiny_vector(**change))
     line = one_error_line(run_cli("run", cfg, "--out", "run", cwd=tmp_path))
     assert says in line
+    # the agent's message and the fix, after where in its code it failed
+    assert (
+        change.get("agent") is None
+        or "user_code.py:" in line
+        and line.endswith(
+            "no accelerator named tpu9; fix the agent's constructor (gpbt builds the agent once "
+            "before anything is written, to check the config)"
+        )
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -9,6 +9,8 @@ and checks it against the protocol before anything trains.
 
 from __future__ import annotations
 
+import inspect
+import traceback
 from typing import Any
 
 from gpbt.imports import import_object, is_import_spec
@@ -62,19 +64,54 @@ def _user_agent(spec: str, env, options: dict[str, Any]):
         raise ValueError(
             f"agent = {spec!r} is a {type(cls).__name__}, not a class; name the agent's class"
         )
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    class_name = spec.partition(":")[2]
     try:
-        agent = cls(env, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a class whose signature Python cannot read
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(env, **options)
+        except TypeError as err:
+            # Checked before the call, so an [agent_options] mistake is never confused with
+            # a TypeError raised by the agent's own code below.
+            raise ValueError(
+                f"[agent_options] {class_name}(env, **agent_options) does not accept these "
+                f"options: {err}; its constructor takes {_keywords(signature)}"
+            ) from None
+    try:
+        agent = cls(env, **options)
     except TypeError as err:
-        # Almost always an [agent_options] key the constructor does not take.
         raise ValueError(
-            f"[agent_options] {spec.partition(':')[2]}(env, **agent_options) failed: {err}; "
-            "give only the keyword arguments its constructor takes"
-        ) from None
+            f"agent = {spec!r}: {class_name}(env, **agent_options) raised TypeError inside "
+            f"the agent's own code, at {_where(err)}: {err} (its keyword arguments "
+            "were accepted: the error is in the agent)"
+        ) from err
     except Exception as err:  # the agent's own code failed: say where, in one line
         raise ValueError(
-            f"agent = {spec!r}: {cls.__name__}(env, **agent_options) raised "
-            f"{type(err).__name__}: {err}; fix the agent's constructor (gpbt builds the agent "
-            "once before anything is written, to check the config)"
+            f"agent = {spec!r}: {class_name}(env, **agent_options) raised "
+            f"{type(err).__name__} at {_where(err)}: {err}; fix the agent's constructor (gpbt "
+            "builds the agent once before anything is written, to check the config)"
         ) from err
     check_agent(agent, spec)
     return agent
+
+
+def _keywords(signature: inspect.Signature) -> str:
+    """The keyword arguments a constructor takes besides `env`, for an error message."""
+    names = [
+        n
+        for i, (n, prm) in enumerate(signature.parameters.items())
+        if i > 0 and prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)
+    ]
+    return ", ".join(names) if names else "no keyword arguments (only env)"
+
+
+def _where(err: BaseException) -> str:
+    """file:line (function) of the innermost frame that raised `err`."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "an unknown place"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
