@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from gpbt.analysis.replay import replay  # noqa: E402
 from gpbt.engines.ray import run_ray  # noqa: E402
 from gpbt.store import load  # noqa: E402
 
@@ -153,3 +154,6 @@ def test_a_worker_node_killed_mid_run_loses_no_report(cluster, tmp_path, monkeyp
         assert sorted(rows["time"]) == [4, 8, 12], member
     for _, d in decisions[decisions["kind"] == "exploit"].iterrows():
         assert d["extra.donor_checkpoint"].startswith(str(folder))  # on the shared storage
+    # and the decisions are re-derived from the recorded reports, the node's death included
+    ok, message = replay(folder)
+    assert ok, message

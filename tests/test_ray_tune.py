@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
+from gpbt.analysis.replay import replay  # noqa: E402
 from gpbt.core.methods import make_scheduler  # noqa: E402
 from gpbt.core.space import Choice, Float  # noqa: E402
 from gpbt.engines.local import LocalEngine  # noqa: E402
@@ -448,6 +449,9 @@ def test_run_ray_from_a_config_dict(ray_cluster, tmp_path, monkeypatch):
     assert summary["exploits"] > 0 and summary["errors"] == 0
     assert seen and {"type", "member", "time", "score", "config"} <= set(seen[0])
     assert {e["type"] for e in seen} == {"report"}  # the event contract every engine keeps
+    # a Ray run's decisions are re-derived from its recorded reports, as the other engines'
+    ok, message = replay(tmp_path / "exp")
+    assert ok and message.startswith("replay OK: "), message
     exp = load(tmp_path / "exp")
     assert exp.config["gpbt-pl"]["w_inertia"] == 0.5
     first = exp.reports.sort_values("time").groupby("member")["config.lr"].first()

@@ -4,8 +4,9 @@ The scheduler is pure and seeded, so feeding it the recorded scores in the recor
 reproduce the decision log exactly: who was paired with whom, who copied whom, and each new
 config. A mismatch means the log, the store or the scheduler changed since the run; the first
 difference is reported. Lockstep (vector engine) runs are replayed generation by generation;
-asynchronous local-engine runs report by report, in the order the engine committed them (which
-is the order its scheduler saw them, whatever the workers' timing was).
+asynchronous runs (the local engine, Ray Tune through gpbt's scheduler) report by report, in
+the order the engine committed them (which is the order its scheduler saw them, whatever the
+workers' timing was).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def _check_initial(initial: list[dict], reports, config_cols: list[str]) -> str 
 
 
 def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
+    """An asynchronous run (the local engine, or Ray Tune through gpbt's scheduler): the
+    recorded reports, in the order the engine committed them, through the engine's own
+    asynchronous driver. Ray's driver puts generations on a fixed grid (`grid=True`)."""
     from gpbt.engines.local import STATE_KEY
 
     if "method" not in cfg or "space" not in cfg:
@@ -75,7 +79,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
     sched = RunSpec.from_config(cfg).scheduler(max_time=cfg["total_steps"])
     if sched.synchronous:
         return False, (
-            "replay re-derives asynchronous local-engine runs; this run waited for whole "
+            "replay re-derives asynchronous runs; this run waited for whole "
             "generations (pairing = 'sync' or synch = true), whose barriers the store does not "
             "record"
         )
@@ -96,7 +100,8 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
     if problem:
         return False, problem
 
-    driver = AsyncDriver(sched)  # the local engine's own driver, fed the same reports
+    # the engine's own driver, fed the same reports
+    driver = AsyncDriver(sched, grid=cfg.get("engine") == "ray")
 
     def derived():
         for m, t, score in order:
@@ -139,12 +144,11 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
         )
     if exp.config.get("engine") == "local":
         return _replay_local(folder, exp.config, exp, verbose)
+    if exp.config.get("engine") == "ray":
+        # Ray's adapter stores its scheduler's description beside the run's config
+        cfg = {k: v for k, v in exp.config.items() if k != "scheduler"}
+        return _replay_local(folder, cfg, exp, verbose)
     cfg = RunSpec.from_config(exp.config)
-    if cfg["engine"] != "vector":
-        raise FolderError(
-            f"replay re-derives vector-engine and local-engine runs; {folder} used the "
-            f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
-        )
     records = exp.decision_records()
     logged: dict[tuple[float, int], dict] = {
         (float(r["time"]), int(r["member"])): r for r in records
