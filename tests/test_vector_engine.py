@@ -305,7 +305,8 @@ def test_the_final_evaluation_sets_its_own_watchdog_limit(reference):
 
     *_, events = reference
     kinds = [e["type"] for e in events]
-    assert kinds[-2:] == ["generation", "evaluating"]
+    # select, then test: the selection and the test evaluation each announce themselves
+    assert kinds[-3:] == ["generation", "evaluating", "evaluating"]
     announced = events[-1]
     # 4 episodes of at most 500 CartPole steps: one interval (4096 env steps) of time, at the
     # run's watchdog_seconds (600), plus the time to compile the evaluation program
