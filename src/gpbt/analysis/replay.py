@@ -3,9 +3,10 @@
 The scheduler is pure and seeded, so feeding it the recorded scores in the recorded order must
 reproduce the decision log exactly: who was paired with whom, who copied whom, and each new
 config. A mismatch means the log, the store or the scheduler changed since the run; the first
-difference is reported. Lockstep (vector engine) runs are replayed generation by generation;
-asynchronous local-engine runs report by report, in the order the engine committed them (which
-is the order its scheduler saw them, whatever the workers' timing was).
+difference is reported. Runs of a lockstep engine (the vector engine) are replayed generation
+by generation; runs of an asynchronous one (the local engine) report by report, in the order
+the engine committed them (which is the order its scheduler saw them, whatever the workers'
+timing was).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gpbt.engines import engine_named, engine_of, validate
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.errors import FolderError
-from gpbt.spec import RunSpec
 from gpbt.store import load
 
 
@@ -71,7 +72,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
             "holds no method and space to rebuild the scheduler from; replay re-derives runs "
             "started from a config (gpbt run CONFIG, or run_local(config, folder))"
         )
-    sched = RunSpec.from_config(cfg).scheduler(max_time=cfg["total_steps"])
+    sched = validate(cfg).scheduler(max_time=cfg["total_steps"])
     if sched.synchronous:
         return False, (
             "replay re-derives asynchronous local-engine runs; this run waited for whole "
@@ -134,10 +135,11 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
             f"{folder} holds no run to replay (no stored config); replay re-derives the "
             "decisions of a run started by `gpbt run`"
         )
-    if exp.config.get("engine") == "local":
+    engine = engine_of(exp.config)
+    if engine is not None and engine.supports("replay") and engine.driver == "asynchronous":
         return _replay_local(folder, exp.config, exp, verbose)
-    cfg = RunSpec.from_config(exp.config)
-    if cfg["engine"] != "vector":
+    cfg = validate(exp.config)
+    if not engine_named(cfg.engine).supports("replay"):
         raise FolderError(
             f"replay re-derives vector-engine and local-engine runs; {folder} used the "
             f"'{cfg['engine']}' engine, whose event order lives in Ray Tune, not in the store"
