@@ -5,6 +5,9 @@ declares, with no other file edited."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from gpbt.cli import main
@@ -79,3 +82,15 @@ def test_what_a_run_supports_is_asked_of_its_engine(toy_engine):
         toy_engine.supports("sing")
     with pytest.raises(ConfigError, match="engine = 'dask' is not known"):
         engine_named("dask")
+
+
+def test_the_add_an_engine_example_in_the_docs_runs(monkeypatch, tmp_path, capsys):
+    text = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (code,) = [c for c in blocks if 'register("toy"' in c]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(ENGINES, "toy", "")  # removed again after the test
+    exec(code, {})
+    member, score = capsys.readouterr().out.split()
+    assert 0 <= int(member) < 4 and 0 < float(score) <= 1.2
+    assert (tmp_path / "runs" / "toy-engine" / "experiment.sqlite").is_file()
