@@ -194,13 +194,13 @@ def test_documented_configs_validate_and_document_every_engine_key(engine):
     import tomllib
     from pathlib import Path
 
-    from gpbt.spec import engine_options
+    from gpbt.engines import engine_named
 
     text = (Path(__file__).parents[1] / DOCS[engine]).read_text()
     blocks = [b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "method =" in b]
     assert blocks, f"{DOCS[engine]} has no example config"
     # optional engine keys are shown commented out (`# num_cpus = 8`): they must validate too
-    keys = engine_options(engine)
+    keys = engine_named(engine).options
     block = re.sub(
         r"^# (\w+) = ", lambda m: f"{m[1]} = " if m[1] in keys else m[0], blocks[0], flags=re.M
     )

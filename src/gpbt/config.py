@@ -1,7 +1,8 @@
 """Experiment config files: TOML plus command-line overrides in, one validated `RunSpec` out,
 or one clear error.
 
-Everything is checked before any training starts, in one place (`gpbt.spec.RunSpec.from_config`):
+Everything is checked before any training starts, in one place (`gpbt.spec.RunSpec.from_config`,
+with the engine the config names, from `gpbt.engines`' registry):
 unknown keys (with the allowed ones listed), wrong types, the search space, the method and its
 options, and each engine's own keys as that engine declares them. Command-line overrides use the
 Hydra style `key=value` / `table.key=value`, the value parsed as TOML (so `lr=1e-3`,
@@ -16,8 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gpbt.engines import DEFAULT_ENGINE, engine_named, validate
 from gpbt.errors import ConfigError
-from gpbt.spec import RunSpec, resume_keys
+from gpbt.spec import RunSpec
 
 __all__ = ["ConfigError", "RunSpec", "apply_overrides", "load_config", "parse_value",
            "read_toml", "resume_config", "validate_config"]  # fmt: skip
@@ -84,8 +86,8 @@ def resume_config(stored: Mapping[str, Any], overrides: list[str] | None = None)
     lets change on resume (the local engine's workers and timeouts); any other key would make
     another experiment, and is refused naming the ones that may change."""
     stored = dict(stored)
-    engine = stored.get("engine", "vector")
-    allowed = resume_keys(engine)
+    engine = stored.get("engine", DEFAULT_ENGINE)
+    allowed = engine_named(engine).resume_keys
     for item in overrides or []:
         key = item.split("=", 1)[0].strip()
         if "=" in item and key not in allowed:  # without "=": apply_overrides says how to write it
@@ -103,4 +105,4 @@ def resume_config(stored: Mapping[str, Any], overrides: list[str] | None = None)
 
 def validate_config(raw: Mapping[str, Any]) -> RunSpec:
     """A config dict (already parsed) -> the validated, frozen `RunSpec`, or one ConfigError."""
-    return RunSpec.from_config(raw)
+    return validate(raw)

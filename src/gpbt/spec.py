@@ -1,41 +1,36 @@
 """The run description: everything a config decides, validated once, then frozen.
 
-`RunSpec.from_config(raw)` is the one place a config dict is checked: the keys every engine
-shares (declared here), the keys of the chosen engine (declared by the engine itself, as
-`OPTIONS`, so its documentation, its validation and its code cannot drift apart), the search
+`RunSpec.from_config(raw, engine)` is the one place a config dict is checked: the keys every
+engine shares (declared here), the keys of the chosen engine (declared by the engine itself, in
+its `Engine` object, so its documentation, its validation and its code cannot drift apart; the
+caller hands it over, `gpbt.engines.validate` from the registry, so this module imports no
+engine), the search
 space, the method and its options. What comes out is a `RunSpec`: the search space as a
 `Space`, the scheduler factory (`spec.scheduler()`), the budget, the metric and the engine's own
 section, plus a read-only view of the whole validated config (what the store keeps). Engines
 take a `RunSpec` and never read a config file or import `gpbt.config`.
 
-An engine module declares:
-    OPTIONS: dict[str, Option]         its own keys, their types and defaults
-    DEFAULTS: dict[str, Any]           defaults of shared keys it decides (metric, time_attr)
-    check_config(cfg) (optional)       checks that need several keys, raising ConfigError
-    RESUME_KEYS (optional)             its keys that may change when a run is resumed
+What this module reads of an engine (`EngineOptions`, which `gpbt.engines.protocol.Engine`
+is):
+    name                               the engine's name
+    options: dict[str, Option]         its own keys, their types and defaults
+    defaults: dict[str, Any]           defaults of shared keys it decides (metric, time_attr)
+    check_config(cfg) or None          checks that need several keys, raising ConfigError
+    default_hyperparameters(spec) or None   the agent's defaults (start_points = ["defaults"])
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gpbt.core.methods import METHODS, make_scheduler
 from gpbt.core.schedulers import RandomSearch
 from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import ConfigError
 from gpbt.options import OPTIONAL, REQUIRED, Option
-
-# engine name -> the module that declares its OPTIONS and runs it
-ENGINE_MODULES = {
-    "vector": "gpbt.engines.vector",
-    "local": "gpbt.engines.local",
-    "ray": "gpbt.engines.ray",
-}
-
 
 # Keys every engine shares. `metric` and `time_attr` get the engine's own DEFAULTS.
 COMMON_OPTIONS: dict[str, Option] = {
@@ -78,24 +73,14 @@ _EXAMPLES = {
 }
 
 
-def engine_module(engine: str):
-    """The module of `engine` (imported on demand: validating a vector config must not import
-    Ray)."""
-    if engine not in ENGINE_MODULES:
-        raise ConfigError(f"engine = {engine!r} is not known; use one of {list(ENGINE_MODULES)}")
-    try:
-        return importlib.import_module(ENGINE_MODULES[engine])
-    except ImportError as err:
-        raise ConfigError(f"engine = {engine!r}: {err}") from None
+class EngineOptions(Protocol):
+    """What validating a config needs of its engine (`gpbt.engines.protocol.Engine`)."""
 
-
-def engine_options(engine: str) -> dict[str, Option]:
-    return dict(engine_module(engine).OPTIONS)
-
-
-def resume_keys(engine: str) -> tuple[str, ...]:
-    """The keys of `engine` that may change on resume (how it runs, not what it trains)."""
-    return tuple(getattr(engine_module(engine), "RESUME_KEYS", ()))
+    name: str
+    options: Mapping[str, Option]
+    defaults: Mapping[str, Any]
+    check_config: Callable[[dict[str, Any]], None] | None
+    default_hyperparameters: Callable[[Any], Mapping[str, Any]] | None
 
 
 @dataclass(frozen=True)
@@ -117,29 +102,30 @@ class RunSpec(Mapping):
     checkpoint_interval: float
     method_options: Mapping[str, Any]
     _config: dict[str, Any] = field(repr=False)
+    # the engine it was validated against, to validate again (`replace`)
+    _engine: EngineOptions = field(repr=False, compare=False)
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def from_config(cls, raw: Mapping[str, Any]) -> RunSpec:
-        """Fill defaults and check everything that can be checked without training."""
+    def from_config(cls, raw: Mapping[str, Any], engine: EngineOptions) -> RunSpec:
+        """Fill defaults and check everything that can be checked without training, for the
+        engine `engine` (the one `raw` names: `gpbt.engines.validate` looks it up)."""
         if isinstance(raw, RunSpec):
             return raw
         cfg = copy.deepcopy(dict(raw))
-        engine = cfg.get("engine", "vector")
-        if not isinstance(engine, str):
-            raise ConfigError(f"key 'engine' = {engine!r}: use one of {list(ENGINE_MODULES)}")
-        module = engine_module(engine)
-        own: dict[str, Option] = module.OPTIONS
-        allowed = {**COMMON_OPTIONS, **own}
+        cfg.setdefault("engine", engine.name)
+        if cfg["engine"] != engine.name:
+            raise ValueError(f"a config for engine {cfg['engine']!r} given to {engine.name!r}")
+        allowed = {**COMMON_OPTIONS, **engine.options}
         # Each method may have an options table named after it; other methods' tables are
         # allowed too so one file can be switched between methods with method=... overrides.
         unknown = sorted(k for k in cfg if k not in allowed and k not in METHODS)
         if unknown:
             raise ConfigError(
-                f"unknown key {unknown[0]!r} in the config for engine '{engine}'; "
+                f"unknown key {unknown[0]!r} in the config for engine '{engine.name}'; "
                 f"allowed keys are {sorted(allowed)} plus a table per method {list(METHODS)}"
             )
-        defaults = getattr(module, "DEFAULTS", {})
+        defaults = engine.defaults
         for key, opt in allowed.items():
             if opt.default is OPTIONAL and key not in cfg:
                 continue
@@ -187,9 +173,8 @@ class RunSpec(Mapping):
             from gpbt.live_log import check_logging
 
             check_logging(cfg["logging"])
-        check = getattr(module, "check_config", None)
-        if check is not None:
-            check(cfg)
+        if engine.check_config is not None:
+            engine.check_config(cfg)
         try:
             space = Space.from_dict(cfg["space"])
         except ValueError as err:
@@ -197,7 +182,7 @@ class RunSpec(Mapping):
         if cfg["checkpoint_interval"] is None:
             cfg["checkpoint_interval"] = cfg["perturbation_interval"]
         spec = cls(
-            engine=engine,
+            engine=engine.name,
             method=method,
             space=space,
             population=int(cfg["population"]),
@@ -211,6 +196,7 @@ class RunSpec(Mapping):
             checkpoint_interval=cfg["checkpoint_interval"],
             method_options=copy.deepcopy(cfg.get(method, {})),
             _config=cfg,
+            _engine=engine,
         )
         for i, point in enumerate(cfg.get("start_points", [])):
             if isinstance(point, str) and point != DEFAULTS_POINT:
@@ -221,7 +207,7 @@ class RunSpec(Mapping):
         if DEFAULTS_POINT in cfg.get("start_points", []):
             # validated again with the values written out: what the store records, what
             # replay and resume rebuild from, with no agent to build
-            return spec.replace(start_points=_agent_default_points(spec, module))
+            return spec.replace(start_points=_agent_default_points(spec, engine))
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
             # unordered choices, unknown options) and the start points before anything trains;
@@ -264,7 +250,7 @@ class RunSpec(Mapping):
 
     def replace(self, **changes: Any) -> RunSpec:
         """A new spec with some config keys changed, validated again."""
-        return RunSpec.from_config({**self.to_dict(), **changes})
+        return RunSpec.from_config({**self.to_dict(), **changes}, self._engine)
 
     # ------------------------------------------------------------------ read-only mapping
     def __getitem__(self, key: str) -> Any:
@@ -325,15 +311,14 @@ def with_defaults(points: list, defaults: Mapping[str, Any], space: Space) -> li
     return out
 
 
-def _agent_default_points(spec: RunSpec, module) -> list:
+def _agent_default_points(spec: RunSpec, engine: EngineOptions) -> list:
     """The start points with "defaults" resolved against the run's agent (built and checked
     against the space as the engine will, by its own preflight)."""
-    preflight = getattr(module, "preflight", None)
-    if preflight is None:
+    if engine.default_hyperparameters is None:
         raise ConfigError(
             f'start_points = ["defaults"] needs an agent whose defaults gpbt knows (engine '
             f"'vector'); engine '{spec.engine}' trains your own code, so write the values "
             "out, e.g. start_points = [{lr = 1e-3, clip = 0.2}]"
         )
-    defaults = preflight(spec).default_hyperparameters()
+    defaults = engine.default_hyperparameters(spec)
     return with_defaults(list(spec["start_points"]), defaults, spec.space)

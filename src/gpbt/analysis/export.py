@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gpbt.analysis.lineage import ExperimentError, best_schedule, require_reports
+from gpbt.engines import engine_of
 from gpbt.errors import FolderError
 from gpbt.store import load
 
@@ -111,28 +112,9 @@ def _export(exp, folder: Path, out: Path) -> dict[str, Any]:
         "score_basis": schedule["score_basis"],
         "schedule": SCHEDULE,
     }
-    if engine == "vector":
-        jm = run_member(exp, member)
-        jm.save(out / "member.npz")
-        last = max(e["end"] for e in schedule["entries"])
-        manifest.update(
-            weights="member.npz",
-            time=jm.meta["time"],
-            agent=jm.meta["agent"],
-            env=jm.meta["env"],
-            config=jm.tuned,
-            hyperparameters=jm.config,
-            load="from gpbt.analysis.export import load_member; m = load_member(OUT); m.act(obs)",
-        )
-        if jm.meta["time"] < last:
-            manifest["note"] = (
-                f"the latest checkpoint is at t={jm.meta['time']}, the last report at t={last}: "
-                "the run did not finish; these are the weights at the checkpoint"
-            )
-    elif engine == "local":
-        manifest.update(_export_local(exp, member, out))
-    elif engine == "ray":
-        manifest.update(_export_ray(exp, member))
+    found = engine_of(exp.config)
+    if found is not None and found.supports("export"):
+        manifest.update(WEIGHTS[found.weights](exp, member, out, schedule))
     else:
         manifest["weights"] = None
         manifest["note"] = (
@@ -149,7 +131,28 @@ def _export(exp, folder: Path, out: Path) -> dict[str, Any]:
     return manifest
 
 
-def _export_local(exp, member: int, out: Path) -> dict[str, Any]:
+def _export_jax(exp, member: int, out: Path, schedule: dict[str, Any]) -> dict[str, Any]:
+    jm = run_member(exp, member)
+    jm.save(out / "member.npz")
+    last = max(e["end"] for e in schedule["entries"])
+    info: dict[str, Any] = dict(
+        weights="member.npz",
+        time=jm.meta["time"],
+        agent=jm.meta["agent"],
+        env=jm.meta["env"],
+        config=jm.tuned,
+        hyperparameters=jm.config,
+        load="from gpbt.analysis.export import load_member; m = load_member(OUT); m.act(obs)",
+    )
+    if jm.meta["time"] < last:
+        info["note"] = (
+            f"the latest checkpoint is at t={jm.meta['time']}, the last report at t={last}: "
+            "the run did not finish; these are the weights at the checkpoint"
+        )
+    return info
+
+
+def _export_local(exp, member: int, out: Path, schedule: dict[str, Any]) -> dict[str, Any]:
     from gpbt.engines.local import STATE_KEY
 
     state = exp.state(STATE_KEY) or {}
@@ -176,7 +179,7 @@ def _export_local(exp, member: int, out: Path) -> dict[str, Any]:
     }
 
 
-def _export_ray(exp, member: int) -> dict[str, Any]:
+def _export_ray(exp, member: int, out: Path, schedule: dict[str, Any]) -> dict[str, Any]:
     trials = exp.state("ray_trials") or {}
     trial_id = trials.get(str(member))
     path = _ray_checkpoint(exp.folder, trial_id) if trial_id else None
@@ -192,6 +195,15 @@ def _export_ray(exp, member: int) -> dict[str, Any]:
             "ray.tune.Checkpoint.from_directory(checkpoint_path), or RLlib's from_checkpoint"
         )
     return info
+
+
+# An engine's `weights` format -> how its best member's weights are exported:
+# (exp, member, out, schedule) -> the manifest's entries
+WEIGHTS = {
+    "jax-member": _export_jax,  # gpbt.rl.member's member.npz, from the run's checkpoint
+    "trainable": _export_local,  # a copy of the trainable's own checkpoint folder
+    "tune-checkpoint": _export_ray,  # the path of the best trial's Ray Tune checkpoint
+}
 
 
 def _ray_checkpoint(folder: Path, trial_id: str) -> Path | None:
@@ -217,11 +229,13 @@ def load_member(path: str | os.PathLike):
             f"{path} has no {MANIFEST}; pass the folder `gpbt export` wrote (default FOLDER/export)"
         )
     manifest = json.loads(manifest_path.read_text())
-    if manifest["engine"] == "vector":
+    found = engine_of({"engine": manifest["engine"]})
+    weights = found.weights if found is not None else None
+    if weights == "jax-member":
         from gpbt.rl.member import JaxMember
 
         return JaxMember.load(path / manifest["weights"])
-    if manifest["engine"] == "local":
+    if weights == "trainable":
         from gpbt.core.space import Space
         from gpbt.engines.trainable import load_trainable
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from gpbt.analysis.lineage import best_member, experiment_space, last_configs
 from gpbt.core.space import Choice, Float, Int, Param, Space
+from gpbt.engines import engine_of
 
 __all__ = ["EDGE", "EdgeHit", "at_edge", "edge_hits", "experiment_edge_hits"]
 
@@ -107,7 +108,10 @@ def agent_limits(config: Mapping[str, Any]) -> dict[str, tuple[float, float]] | 
     """A vector-engine run's agent's `hyperparameter_bounds()`, or None where they are not
     cheap to know (see the module doc) or the agent cannot be built here."""
     env = str(config.get("env") or "")
-    if config.get("engine") != "vector" or not config.get("agent") or "brax" in env.lower():
+    engine = engine_of(config)
+    if engine is None or not engine.supports("agent-limits"):
+        return None
+    if not config.get("agent") or "brax" in env.lower():
         return None
     from gpbt.rl.agents import make_agent
 

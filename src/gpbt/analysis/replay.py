@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from gpbt.engines import engine_named, engine_of, validate
 from gpbt.engines.asynchronous import AsyncDriver
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.errors import FolderError
-from gpbt.spec import RunSpec
 from gpbt.store import load
 
 
@@ -64,10 +64,10 @@ def _check_initial(initial: list[dict], reports, config_cols: list[str]) -> str 
     return None
 
 
-def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
+def _replay_local(folder, cfg: dict, exp, verbose: bool, grid: bool) -> tuple[bool, str]:
     """An asynchronous run (the local engine, or Ray Tune through gpbt's scheduler): the
     recorded reports, in the order the engine committed them, through the engine's own
-    asynchronous driver. Ray's driver puts generations on a fixed grid (`grid=True`)."""
+    asynchronous driver, with the engine's `grid` setting (Ray's generations fall on a grid)."""
     from gpbt.engines.local import STATE_KEY
 
     if "method" not in cfg or "space" not in cfg:
@@ -76,7 +76,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
             "holds no method and space to rebuild the scheduler from; replay re-derives runs "
             "started from a config (gpbt run CONFIG, or run_local(config, folder))"
         )
-    sched = RunSpec.from_config(cfg).scheduler(max_time=cfg["total_steps"])
+    sched = validate(cfg).scheduler(max_time=cfg["total_steps"])
     if sched.synchronous:
         return False, (
             "replay re-derives asynchronous runs; this run waited for whole "
@@ -101,7 +101,7 @@ def _replay_local(folder, cfg: dict, exp, verbose: bool) -> tuple[bool, str]:
         return False, problem
 
     # the engine's own driver, fed the same reports
-    driver = AsyncDriver(sched, grid=cfg.get("engine") == "ray")
+    driver = AsyncDriver(sched, grid=grid)
 
     def derived():
         for m, t, score in order:
@@ -142,13 +142,18 @@ def replay(folder: str | Path, verbose: bool = False) -> tuple[bool, str]:
             f"{folder} holds no run to replay (no stored config); replay re-derives the "
             "decisions of a run started by `gpbt run`"
         )
-    if exp.config.get("engine") == "local":
-        return _replay_local(folder, exp.config, exp, verbose)
-    if exp.config.get("engine") == "ray":
-        # Ray's adapter stores its scheduler's description beside the run's config
+    engine = engine_of(exp.config)
+    if engine is not None and engine.supports("replay") and engine.driver == "asynchronous":
+        # a scheduler adapter may store its scheduler's description beside the run's config
+        # (Ray's does); the run's own keys rebuild the scheduler
         cfg = {k: v for k, v in exp.config.items() if k != "scheduler"}
-        return _replay_local(folder, cfg, exp, verbose)
-    cfg = RunSpec.from_config(exp.config)
+        return _replay_local(folder, cfg, exp, verbose, grid=engine.grid)
+    cfg = validate(exp.config)
+    if not engine_named(cfg.engine).supports("replay"):
+        raise FolderError(
+            f"replay re-derives the runs of engines that record their decisions' order; "
+            f"{folder} used the '{cfg['engine']}' engine, which does not"
+        )
     records = exp.decision_records()
     logged: dict[tuple[float, int], dict] = {
         (float(r["time"]), int(r["member"])): r for r in records

@@ -35,6 +35,7 @@ from gpbt.analysis.lineage import (
 from gpbt.analysis.ranges import experiment_edge_hits
 from gpbt.analysis.render import Block, blocks_html, blocks_md, figure_html, fmt, html_page
 from gpbt.core.space import Choice, Float, Int, Space
+from gpbt.engines import engine_of
 from gpbt.store import load
 
 SECTIONS = (
@@ -301,7 +302,8 @@ def _missing(value) -> bool:
 def _episode(exp, out: Path, warn: Warn) -> tuple[list[Block], list[tuple[str, str]]]:
     """The best member's greedy episode as a GIF, or a sentence saying why there is none."""
     cfg = exp.config or {}
-    if cfg.get("engine") != "vector":
+    engine = engine_of(cfg)
+    if engine is None or not engine.supports("animate"):
         return [
             (
                 "text",

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from gpbt.analysis.lineage import ExperimentError, best_member, best_schedule, require_reports
+from gpbt.engines import engine_of, run_engine
 from gpbt.store import DB_NAME, ExperimentStore, load
 
 __all__ = ["mean_interval", "retrain", "retrain_config"]
-
-ENGINES = ("vector", "local")
 
 
 def retrain_config(exp, seed: int | None = None, seeds: int = 1, logging: bool = False):
@@ -42,11 +41,12 @@ def retrain_config(exp, seed: int | None = None, seeds: int = 1, logging: bool =
 
     require_reports(exp)
     cfg = copy.deepcopy(exp.config or {})
-    engine = cfg.get("engine")
-    if engine not in ENGINES:
+    found = engine_of(cfg)
+    if found is None or not found.supports("retrain"):
         raise ExperimentError(
-            f"{exp.folder} is a {engine!r} run; gpbt retrain runs vector- and local-engine "
-            "experiments (gpbt export FOLDER writes any run's schedule to schedule.json)"
+            f"{exp.folder} is a {cfg.get('engine')!r} run; gpbt retrain runs vector- and "
+            "local-engine experiments (gpbt export FOLDER writes any run's schedule to "
+            "schedule.json)"
         )
     if "method" not in cfg or "space" not in cfg:
         raise ExperimentError(
@@ -122,14 +122,7 @@ def retrain(
     name = f"retrain-seed{cfg['seed']}" + (f"-x{seeds}" if seeds > 1 else "")
     out = Path(out) if out is not None else folder / name
     _check_out(out)
-    if cfg.engine == "vector":
-        from gpbt.engines.vector import run_vector
-
-        summary = run_vector(cfg, out, supervise=supervise, on_event=on_event)
-    else:
-        from gpbt.engines.local import run_local
-
-        summary = run_local(cfg, out, on_event=on_event)
+    summary = run_engine(cfg, out, supervise=supervise, on_event=on_event)
     new = best_member(load(out))
     configs = [e["config"] for e in schedule["entries"]]
     changes = sum(1 for a, b in zip(configs, configs[1:], strict=False) if a != b)

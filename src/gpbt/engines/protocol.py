@@ -1,8 +1,10 @@
-"""What every engine promises: `run(spec, folder, *, resume=False, on_event=None) -> Summary`.
+"""What every engine is and promises: an `Engine` object, and `run_engine(spec, folder, *,
+resume=False, on_event=None) -> Summary` (gpbt.engines) to run it.
 
-The three engines (`gpbt.engines.vector.run_vector`, `gpbt.engines.local.run_local`,
-`gpbt.engines.ray.run_ray`) take the same `RunSpec`, write the same experiment store
-into `folder` (holding the folder's lock while they run), call `on_event(dict)` as the run goes
+The three engines (`gpbt.engines.vector`, `gpbt.engines.local`, `gpbt.engines.ray`, run by
+`run_engine` or their own `run_vector`, `run_local`, `run_ray`) take the same `RunSpec`, write
+the same experiment store into `folder` (`run_engine` holds the folder's lock while they run),
+call `on_event(dict)` as the run goes
 and return the same `Summary`. Every event has a "type"; an event about one member also has
 its "member". The vector engine's run-wide types are "initialised", "resumed", "generation"
 (every member's score and config at a boundary), "evaluating" (the final evaluation starts,
@@ -22,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
@@ -94,17 +96,95 @@ class Summary:
 _MISSING = object()
 
 
-class Engine(Protocol):
-    """The signature every engine's entry point has."""
+class Engine:
+    """One engine, registered once (`gpbt.engines.ENGINES`, one line per engine): its name, the
+    config keys it adds and their checks, the keys that may change on resume, how it runs, and
+    what a finished run of it supports. `gpbt.spec` validates a config with it, `run_engine`
+    runs it (validation, the folder lock and the live log are `run_engine`'s, once for all),
+    and `gpbt.analysis` asks it what a stored run can do instead of switching on its name.
 
-    def __call__(
+    `prepare(spec, folder, *, resume, on_event, supervise)` checks what can be checked before
+    the folder is locked (an agent that cannot be built, a resume the engine does not do) and
+    returns the function that runs the experiment under the lock: `run(live_log) -> Summary`,
+    where `live_log` is the run's TensorBoard / W&B logger (None without `[logging]`).
+    """
+
+    def __init__(
         self,
-        spec: Any,
-        folder: str | Path,
+        name: str,
         *,
-        resume: bool = False,
-        on_event: OnEvent | None = None,
-    ) -> Summary: ...
+        options: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        prepare: Callable[..., Callable[[Any], Summary]],
+        check_config: Callable[[dict[str, Any]], None] | None = None,
+        resume_keys: tuple[str, ...] = (),
+        default_hyperparameters: Callable[[Any], Mapping[str, Any]] | None = None,
+        supports: tuple[str, ...] = (),
+        driver: str | None = None,
+        weights: str | None = None,
+        opens_live_log: bool = True,
+        grid: bool = False,
+    ) -> None:
+        unknown = sorted(set(supports) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"engine {name!r}: unknown feature {unknown[0]!r}; use {FEATURES}")
+        if "replay" in supports and driver not in ("lockstep", "asynchronous"):
+            raise ValueError(f"engine {name!r} supports replay: say its driver")
+        if "export" in supports and weights is None:
+            raise ValueError(f"engine {name!r} supports export: say its weights' format")
+        self.name = name
+        # the keys it adds to the shared ones, their types and defaults (gpbt.options)
+        self.options = dict(options)
+        # its defaults of shared keys (metric, time_attr)
+        self.defaults = dict(defaults)
+        self.prepare = prepare
+        # checks that need several keys, raising ConfigError
+        self.check_config = check_config
+        # its keys that may change on resume (how it runs, not what it trains)
+        self.resume_keys = tuple(resume_keys)
+        # the untuned hyperparameters of the run's agent (start_points = ["defaults"])
+        self.default_hyperparameters = default_hyperparameters
+        self.features = frozenset(supports)
+        # how its decisions were made: "lockstep" (generation by generation) or
+        # "asynchronous" (report by report), which is how `gpbt replay` re-derives them
+        self.driver = driver
+        # what its checkpoints are, for `gpbt export` (gpbt.analysis.export.WEIGHTS)
+        self.weights = weights
+        # False: it writes the live log itself (the Ray engine's Tune scheduler does, as it
+        # does in a user's own Tune script)
+        self.opens_live_log = opens_live_log
+        # an asynchronous engine whose generations fall on a fixed grid of interval multiples
+        # (gpbt.engines.asynchronous.AsyncDriver's `grid`, as Ray's adapter decides them)
+        self.grid = grid
+
+    def supports(self, feature: str) -> bool:
+        """Whether a finished run of this engine supports `feature` (one of FEATURES)."""
+        if feature not in FEATURES:
+            raise ValueError(f"unknown feature {feature!r}; use one of {FEATURES}")
+        return feature in self.features
+
+    def __repr__(self) -> str:
+        return f"Engine({self.name!r})"
+
+    def __reduce__(self):
+        # pickled as a reference to its module's ENGINE (the module of its `prepare`), so a
+        # RunSpec, which holds its engine, travels to the vector engine's training child
+        return _engine_of, (self.prepare.__module__,)
+
+
+def _engine_of(module: str) -> Engine:
+    import importlib
+
+    return importlib.import_module(module).ENGINE
+
+
+# What a finished run of an engine may support:
+#   export   `gpbt export` writes the best member's weights (in the engine's `weights` format)
+#   retrain  `gpbt retrain` reruns the best lineage's schedule on the same engine
+#   replay   `gpbt replay` re-derives its decisions from the store
+#   animate  `gpbt report` draws the best member's greedy episode (a built-in agent and env)
+#   agent-limits  `gpbt report` knows the agent's hyperparameter bounds (a built-in agent)
+FEATURES = ("export", "retrain", "replay", "animate", "agent-limits")
 
 
 def refuse_existing_run(folder: str | Path) -> None:

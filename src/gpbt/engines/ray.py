@@ -1,10 +1,10 @@
 """The Ray engine of `gpbt run` (engine = "ray"): a config in, a Tune run out, a `Summary` back.
 
-It declares the engine's config keys (`OPTIONS`, `DEFAULTS`, `check_config`, collected by
-`gpbt.spec`), resolves the trainable (a Tune class or function, or `rllib:ALGO` with its
-param_space), checks that one trial fits the cluster, and runs Tune with the integration's
-`GPBTScheduler` making every decision. The engine depends on the integration, never the
-other way round (`gpbt.integrations.ray_tune` only forwards its old names here, lazily).
+It declares the engine (`ENGINE`: its config keys `OPTIONS`, `DEFAULTS`, `check_config`, and
+what a finished run supports), resolves the trainable (a Tune class or function, or
+`rllib:ALGO` with its param_space), checks that one trial fits the cluster, and runs Tune with
+the integration's `GPBTScheduler` making every decision. The engine depends on the
+integration, never the other way round.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import ray
 import ray.tune  # _ProgressCallback below subclasses ray.tune.Callback
 
 from gpbt.core.space import Space
-from gpbt.engines.protocol import Summary, population_mean, refuse_existing_run
+from gpbt.engines.protocol import Engine, Summary, population_mean
+from gpbt.engines.runner import run_with
 from gpbt.imports import import_object
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
@@ -211,22 +212,24 @@ def run_ray(
     resume: bool = False,
     on_event: Callable[[dict], None] | None = None,
 ):
-    """Run one experiment on Ray Tune (engine = "ray") and return its `Summary`; the folder is
-    locked while it runs (a second run on it is refused). `spec` is a `RunSpec` (a plain config
-    dict is validated into one). The keys are the shared ones plus `OPTIONS` above; the method's
-    option table goes under its name. `on_event`, if given, gets a dict per report.
-    Ray runs are resumed by Ray Tune itself (tune.Tuner.restore), not with `resume=True`."""
-    from gpbt.engines.lock import hold_folder
-    from gpbt.errors import ConfigError
+    """Run one experiment on Ray Tune (engine = "ray") and return its `Summary` (`run_engine`
+    with this engine); the folder is locked while it runs (a second run on it is refused).
+    `spec` is a `RunSpec` (a plain config dict is validated into one). The keys are the shared
+    ones plus `OPTIONS` above; the method's option table goes under its name. `on_event`, if
+    given, gets a dict per report. Ray runs are resumed by Ray Tune itself
+    (tune.Tuner.restore), not with `resume=True`."""
+    return run_with(ENGINE, spec, folder, resume=resume, on_event=on_event)
 
-    spec = RunSpec.from_config({"engine": "ray", **spec} if not isinstance(spec, RunSpec) else spec)
+
+def _prepare(spec: RunSpec, folder, *, resume: bool, on_event, supervise: bool):
     if resume:
+        from gpbt.errors import ConfigError
+
         raise ConfigError(
             "Ray runs are resumed by Ray Tune itself (tune.Tuner.restore); see docs/ray.md"
         )
-    with hold_folder(folder, "run"):
-        refuse_existing_run(folder)  # under the lock: no other run can create it meanwhile
-        return _run_ray(spec, folder, on_event=on_event)
+    # the live log is the Tune scheduler's own (`logging`), as in a user's Tune script
+    return lambda live_log: _run_ray(spec, folder, on_event=on_event)
 
 
 def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
@@ -344,3 +347,17 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         "errors": len(errors),
         "wall_seconds": wall,
     }
+
+
+ENGINE = Engine(
+    "ray",
+    options=OPTIONS,
+    defaults=DEFAULTS,
+    check_config=check_config,
+    prepare=_prepare,
+    supports=("export", "replay"),
+    driver="asynchronous",
+    grid=True,
+    weights="tune-checkpoint",
+    opens_live_log=False,
+)

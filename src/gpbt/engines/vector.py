@@ -42,10 +42,11 @@ import numpy as np
 from gpbt.core.selection import pick, select_then_test
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
-from gpbt.engines.protocol import OnEvent, Summary, refuse_existing_run
+from gpbt.engines.protocol import Engine, OnEvent, Summary
+from gpbt.engines.runner import run_with, spec_for
 from gpbt.engines.supervisor import Watchdog, watch_child
 from gpbt.errors import ConfigError, GpbtError, TrainingFailed
-from gpbt.live_log import LiveLog, open_live_log
+from gpbt.live_log import LiveLog
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
@@ -333,7 +334,7 @@ class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
     def __init__(self, spec: RunSpec, folder: str | Path, emit=None):
-        self.cfg = spec = RunSpec.from_config(spec)
+        self.cfg = spec = spec_for(ENGINE, spec)
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
         self.space = spec.space
@@ -744,33 +745,30 @@ def run_vector(
     on_event: OnEvent | None = None,
     supervise: bool = True,
 ) -> Summary:
-    """Run (or resume) an experiment and return its `Summary` (the engine protocol of
-    `gpbt.engines.protocol`). `spec` is a `RunSpec` (a plain config dict is validated into
-    one). `on_event` gets the run's events as they happen (initialised, generation, resumed,
-    restart). `supervise=False` runs in this process (no watchdog); tests and notebooks may
-    prefer it. The folder is locked while the run is live: a second run or resume on it is
-    refused.
+    """Run (or resume) an experiment and return its `Summary` (`run_engine` with this
+    engine). `spec` is a `RunSpec` (a plain config dict is validated into one). `on_event`
+    gets the run's events as they happen (initialised, generation, resumed, restart).
+    `supervise=False` runs in this process (no watchdog); tests and notebooks may prefer it.
+    The folder is locked while the run is live: a second run or resume on it is refused.
     """
-    from gpbt.engines.lock import hold_folder
+    return run_with(ENGINE, spec, folder, resume=resume, on_event=on_event, supervise=supervise)
 
-    spec = RunSpec.from_config(spec)
+
+def _prepare(
+    spec: RunSpec, folder: Path, *, resume: bool, on_event: OnEvent | None, supervise: bool
+):
+    """Build and check the agent before the folder is locked (`preflight`); the run trains
+    in a watched child process (`_supervise`), or here with `supervise=False`."""
     preflight(spec)
-    folder = Path(folder)
-    with hold_folder(folder, "resume" if resume else "run"):
-        if not resume:
-            # under the lock: no other run can create the store between this check and the
-            # fresh start, which clears whatever a killed first attempt wrote
-            refuse_existing_run(folder)
-        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
+
+    def run(live_log: LiveLog | None) -> Summary:
         events = partial(_dispatch, on_event, live_log)
-        try:
-            if not supervise:
-                _enable_compilation_cache()
-                return VectorRun(spec, folder, events).run(resume=resume)
-            return _supervise(spec, folder, resume, events)
-        finally:
-            if live_log is not None:
-                live_log.close()
+        if not supervise:
+            _enable_compilation_cache()
+            return VectorRun(spec, folder, events).run(resume=resume)
+        return _supervise(spec, folder, resume, events)
+
+    return run
 
 
 def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -> None:
@@ -822,3 +820,16 @@ def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> 
             )
         on_event({"type": "restart", "reason": reason, "restarts": restarts})
         resume = True
+
+
+ENGINE = Engine(
+    "vector",
+    options=OPTIONS,
+    defaults=DEFAULTS,
+    check_config=check_config,
+    prepare=_prepare,
+    default_hyperparameters=lambda spec: preflight(spec).default_hyperparameters(),
+    supports=("export", "retrain", "replay", "animate", "agent-limits"),
+    driver="lockstep",
+    weights="jax-member",
+)

@@ -19,6 +19,10 @@ from pathlib import Path
 
 from gpbt.errors import GpbtError, StoreError
 
+# The store's database file in an experiment folder (gpbt.store.schema builds on this module
+# and takes the name from here: the fault messages name the damaged file).
+DB_NAME = "experiment.sqlite"
+
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -63,8 +67,6 @@ def storage_fault(err: BaseException, folder: str | os.PathLike, doing: str) -> 
             f"the disk holding {folder} failed ({detail}) while {doing}; check the disk "
             "(dmesg), then run the command again; what was committed before is kept"
         )
-    from gpbt.store.schema import DB_NAME  # the schema module builds on this one
-
     db = folder / DB_NAME
     return StoreDamaged(
         f"{db} is damaged ({detail}), found while {doing}; it was not modified. Restore it "

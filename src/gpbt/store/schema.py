@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gpbt.errors import StoreError
-from gpbt.store.faults import StorageFault, storage_fault
+from gpbt.store.faults import DB_NAME, StorageFault, storage_fault
 
-DB_NAME = "experiment.sqlite"
 SCHEMA_VERSION = 1
 DECISION_KINDS = ("continue", "exploit", "stop")
 

@@ -1,11 +1,12 @@
 """The asynchronous local engine: any Python trainable, N worker processes, crash-safe resume.
 
-This package keeps `gpbt.engines.local` the one import path (gpbt.spec's ENGINE_MODULES, the
-CLI, tests, user code) for a module split by job:
+This package keeps `gpbt.engines.local` the one import path (the docs, tests, user code) for a
+module split by job:
 
     worker.py   what runs inside a worker process (the step loop, the trainable cache)
     pools.py    the executors: worker processes, or the deterministic simulated pool
-    engine.py   the engine: scheduling, the store, checkpoints, the summary, `run_local`
+    engine.py   the engine: scheduling, the store, checkpoints, the summary, `run_local`, and
+                `ENGINE`, what gpbt.engines registers
 
 How a run proceeds, member time, durability and checkpoints: see `engine.py`'s docstring.
 """
@@ -28,6 +29,7 @@ _HOME = {
         (
             "CHECKPOINTS",
             "DEFAULTS",
+            "ENGINE",
             "OPTIONS",
             "RESUME_KEYS",
             "STATE_KEY",
@@ -56,7 +58,6 @@ __all__ = ["AllMembersFailed", "LocalEngine", "run_local", "Trainable", "Trainab
 def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
-        # gpbt.spec probes optional hooks such as check_config with getattr(..., None)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
     globals()[name] = value  # later lookups skip __getattr__

@@ -59,11 +59,11 @@ from gpbt.core.space import Space
 from gpbt.engines.asynchronous import AsyncDriver, Step
 from gpbt.engines.children import refuse_while_bootstrapping
 from gpbt.engines.local.pools import _Event, _ProcessPool, _SimulatedPool
-from gpbt.engines.lock import hold_folder
-from gpbt.engines.protocol import Summary, population_mean
+from gpbt.engines.protocol import Engine, Summary, population_mean
+from gpbt.engines.runner import run_with
 from gpbt.engines.trainable import TrainableError, load_trainable, trainable_name
 from gpbt.errors import GpbtError
-from gpbt.live_log import LiveLog, open_live_log
+from gpbt.live_log import LiveLog
 from gpbt.options import Option
 from gpbt.spec import RunSpec
 from gpbt.store import ExperimentStore
@@ -829,16 +829,19 @@ def run_local(
     resume: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ):
-    """Run (or resume) an experiment on the local engine and return its `Summary`; the folder
-    is locked while it runs. `spec` is a `RunSpec` (a plain config dict is validated into
-    one): the shared keys plus `OPTIONS` above (`trainable = "module:ClassName"`, `workers`,
-    `step_timeout`, `max_failures`, `trainable_options`, `deterministic`,
-    `threads_per_worker`). `checkpoint_interval` is stored, not used: the local engine
-    checkpoints after every step. `on_event`, if given, gets a dict per report."""
-    if not isinstance(spec, RunSpec):
-        spec = RunSpec.from_config({"engine": "local", **spec})
-    if spec.engine != "local":
-        raise ValueError(f"engine = {spec.engine!r}: run_local runs engine = 'local' configs")
+    """Run (or resume) an experiment on the local engine and return its `Summary`
+    (`run_engine` with this engine); the folder is locked while it runs. `spec` is a
+    `RunSpec` (a plain config dict is validated into one): the shared keys plus `OPTIONS`
+    above (`trainable = "module:ClassName"`, `workers`, `step_timeout`, `max_failures`,
+    `trainable_options`, `deterministic`, `threads_per_worker`). `checkpoint_interval` is
+    stored, not used: the local engine checkpoints after every step. `on_event`, if given,
+    gets a dict per report."""
+    return run_with(ENGINE, spec, folder, resume=resume, on_event=on_event)
+
+
+def _prepare(spec: RunSpec, folder: Path, *, resume: bool, on_event, supervise: bool):
+    """The engine, built (and its arguments checked) before the folder is locked; the run
+    writes the live log through it."""
     engine_obj = LocalEngine(
         spec["trainable"],
         spec.scheduler(max_time=spec.total_steps),
@@ -857,13 +860,21 @@ def run_local(
         progress=on_event,
         store_config=spec.to_dict(),
     )
-    with hold_folder(folder, "resume" if resume else "run"):
-        # opened once the folder is ours and the engine accepted its arguments, so a refused
-        # or bad run leaves no W&B run behind
-        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
+
+    def run(live_log: LiveLog | None):
         engine_obj.live_log = live_log
-        try:
-            return engine_obj.run(resume=resume)
-        finally:
-            if live_log is not None:
-                live_log.close()
+        return engine_obj.run(resume=resume)
+
+    return run
+
+
+ENGINE = Engine(
+    "local",
+    options=OPTIONS,
+    defaults=DEFAULTS,
+    prepare=_prepare,
+    resume_keys=RESUME_KEYS,
+    supports=("export", "retrain", "replay"),
+    driver="asynchronous",
+    weights="trainable",
+)
