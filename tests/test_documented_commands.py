@@ -103,6 +103,8 @@ class Run:
 
     part: str = ""
     extra: tuple[str, ...] = ()
+    # overrides after the size overrides (where a method needs more than the small population)
+    after_sizes: tuple[str, ...] = ()
     cwd: str = "."
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
@@ -117,15 +119,25 @@ RUNS: dict[str, Run] = {
         extra=NO_REPORT
     ),
     "gpbt run examples/quickstart.toml gpbt-pl.pairing=sync": Run(extra=NO_REPORT),
+    "gpbt run examples/quickstart.toml method=mf-pbt": Run(
+        after_sizes=("population=4",),
+        extra=NO_REPORT,
+        note="MF-PBT splits the population into two sub-populations of at least two",
+    ),
     "gpbt resume runs/bo-pbt": Run(),
+    "gpbt resume runs/my-run": Run(
+        part="gpbt resume runs/bo-pbt", note="runs/my-run stands for any run's folder"
+    ),
     "gpbt report runs/bo-pbt": Run(),
     "gpbt export runs/bo-pbt": Run(),
     "gpbt retrain runs/bo-pbt --seed 1": Run(extra=NO_REPORT),
+    "gpbt retrain runs/bo-pbt --seeds 5": Run(extra=NO_REPORT),
     "gpbt replay runs/bo-pbt": Run(),
     "gpbt run examples/quickstart.toml population=4 total_steps=200000 "
     "perturbation_interval=20000 --out runs/bo": Run(extra=NO_REPORT),
     "gpbt export runs/bo": Run(),
     "gpbt retrain runs/bo --seed 1": Run(extra=NO_REPORT),
+    "gpbt retrain runs/bo --seeds 5": Run(extra=NO_REPORT),
     "gpbt report runs/bo": Run(),
     "gpbt run examples/quickstart.toml env=CartPole-v1 method=pbt population=4 "
     "total_steps=80000 perturbation_interval=10000 space.lr.low=1e-6 space.lr.high=1e-5 "
@@ -220,6 +232,11 @@ SKIPPED: dict[str, str] = {
     "python benchmarks/bench_local.py --quick --rounds 1": "a timing benchmark of the local "
     "engine (a minute of SB3 training, its numbers are what it checks)",
     "python benchmarks/bench_local.py --out local.json": "a timing measurement, about 7 minutes",
+    "ray start --head --port=6379": "starts a Ray cluster's head node (tests/test_ray_cluster.py "
+    "runs a head and two worker nodes on one machine)",
+    "ray start --address=HEAD_IP:6379": "joins a Ray cluster on another machine",
+    "gpbt run my_experiment.toml address=auto --out /shared/runs/exp1": "the user's own config "
+    "on a running Ray cluster with a shared folder",
 }
 # docs/research: the research pipeline over committed research results (it rewrites the
 # committed figures and tables) and its multi-hour benches.
@@ -311,7 +328,7 @@ def _argv(command: str, run: Run) -> list[str]:
     first_option = next((i for i, w in enumerate(words) if w.startswith("--")), len(words))
     sizes = SIZES[Path(words[2]).name] if words[1] == "run" else []
     return [sys.executable, "-m", "gpbt.cli", *words[1:first_option], *sizes,
-            *words[first_option:], *run.extra]  # fmt: skip
+            *run.after_sizes, *words[first_option:], *run.extra]  # fmt: skip
 
 
 @pytest.mark.slow
