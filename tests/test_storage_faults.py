@@ -139,9 +139,10 @@ def test_a_damaged_store_ends_in_one_line_and_is_left_as_it_was(
     shutil.copytree(finished, folder)
     damage(folder)
     before = digest(folder / "experiment.sqlite")
-    if command == "run":  # a new run into that folder is refused before the store is opened
+    if command == "run":  # a new run into that folder is refused: whether it holds an
+        # experiment is read from the store, which is found damaged and left as it was
         line = one_error_line(gpbt(workdir, "run", "toy.toml", "--out", folder))
-        assert f"{folder} already holds an experiment" in line
+        assert f"{folder / 'experiment.sqlite'} {says}" in line
         assert digest(folder / "experiment.sqlite") == before
         return
     line = one_error_line(gpbt(workdir, command, folder))

@@ -188,14 +188,22 @@ FEATURES = ("export", "retrain", "replay", "animate", "agent-limits")
 
 
 def refuse_existing_run(folder: str | Path) -> None:
-    """Raise `FolderError` when `folder` already holds an experiment (its store exists), so a
-    fresh run cannot overwrite it. Engines call it while they hold the folder's lock, where no
-    other run can create the store between this check and the run's first write."""
+    """Raise `FolderError` when `folder` already holds an experiment (a stored config or any
+    report), so a fresh run cannot overwrite it. Engines call it while they hold the folder's
+    lock, where no other run can create the store between this check and the run's first
+    write. A store with nothing recorded (a run that died before its first write, a retrain
+    that crashed opening its live logger) holds no experiment: a run starts in it afresh, and
+    `gpbt resume` refuses it alike."""
     from gpbt.errors import FolderError
-    from gpbt.store.schema import DB_NAME
+    from gpbt.store import ExperimentStore
+    from gpbt.store.faults import DB_NAME
 
     folder = Path(folder)
-    if (folder / DB_NAME).exists():
+    if not (folder / DB_NAME).exists():
+        return
+    with ExperimentStore(folder) as store:
+        recorded = store.read_config() is not None or bool(store.report_order())
+    if recorded:
         raise FolderError(
             f"{folder} already holds an experiment; use `gpbt resume {folder}` to continue it "
             "(resume=True from Python) or pick another folder (--out)"
