@@ -211,10 +211,11 @@ class RunSpec(Mapping):
         try:
             # Building the scheduler checks the method's options against the space (PB2 and
             # unordered choices, unknown options) and the start points before anything trains;
-            # drawing the population checks there are no more points than members, and that
-            # the method can split it (MF-PBT's sub-populations).
+            # the population check says there are no more points than members, and that the
+            # method can split it (MF-PBT's sub-populations), without drawing a population
+            # that may be too large to hold (the vector engine estimates its memory later).
             scheduler = spec.scheduler()
-            scheduler.initial_population(spec.population)
+            scheduler.check_population(spec.population)
         except ValueError as err:
             # the core's start_points messages name their entry already
             raise ConfigError(

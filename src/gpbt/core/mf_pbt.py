@@ -149,9 +149,9 @@ class MFPBT(PopulationScheduler):
             start += n
         return blocks
 
-    def initial_population(self, n: int) -> list[dict[str, Any]]:
+    def check_population(self, n: int) -> None:
+        super().check_population(n)
         self.sizes(n)  # a population that cannot be split is an error before any training
-        return super().initial_population(n)
 
     # ------------------------------------------------------------------ the evolution step
     def _plan(self, s: int, block: list[int], score: Callable[[int], float]) -> _Plan:

@@ -163,15 +163,21 @@ class PopulationScheduler:
         """True when decisions need the whole population at one boundary (`on_generation`)."""
         return self.pairing == "sync" or self.synch
 
-    def initial_population(self, n: int) -> list[dict[str, Any]]:
+    def check_population(self, n: int) -> None:
+        """Raise ValueError if this scheduler cannot run a population of `n` members (too
+        few, more start points than members); a method with its own needs adds them. Cheap:
+        a config check calls it instead of drawing a population that may be huge."""
         if n < 1:
             raise ValueError(f"population={n}: need at least 1 member (2 or more to exploit)")
-        configs = [_clean(self.space.sample(self.rng)) for _ in range(n)]
         if len(self.start_points) > n:
             raise ValueError(
                 f"start_points has {len(self.start_points)} entries for a population of {n}; "
                 "give at most one per member"
             )
+
+    def initial_population(self, n: int) -> list[dict[str, Any]]:
+        self.check_population(n)
+        configs = [_clean(self.space.sample(self.rng)) for _ in range(n)]
         # drawn first, overridden after: the members past the start points start where they
         # would have without them (same seed, same draws)
         for i, point in enumerate(self.start_points):
