@@ -75,10 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags += [f"logging.wandb.project={args.wandb}"] if args.wandb else []
     cfg = load_config(args.config, [*args.overrides, *flags])
     folder = Path(args.out) if args.out else _default_folder(cfg)
-    from gpbt.engines import refuse_existing_run
-
-    # before the live view opens; the engine checks again under the folder's lock
-    refuse_existing_run(folder)
+    # run_engine refuses a folder that already holds a run, before the live view draws
     summary = _run_engine(cfg, folder, resume=False)
     _finish(folder, summary, args)
     return 0

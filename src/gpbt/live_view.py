@@ -32,7 +32,14 @@ class LiveView:
         if not Console().is_terminal:
             # A log file or CI: one plain line per generation instead of a redrawn screen.
             self.plain = True
-            return self
+        return self
+
+    def _start(self) -> None:
+        """Draw the live screen at the run's first event, not when the view is opened: a run
+        refused before it starts (a folder that holds one, a bad config the engine finds)
+        prints its one line on a clean terminal, with no empty progress bar above it."""
+        if not self.enabled or self.plain or self.live is not None:
+            return
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -47,7 +54,6 @@ class LiveView:
         )
         self.live = Live(self._render(), refresh_per_second=4, transient=False)
         self.live.__enter__()
-        return self
 
     def __exit__(self, *exc):
         if self.live is not None:
@@ -56,6 +62,7 @@ class LiveView:
     plain = False
 
     def note(self, text: str) -> None:
+        self._start()
         self.notes.append(text)
         if self.plain:
             print(text, flush=True)
@@ -63,6 +70,7 @@ class LiveView:
             self.live.update(self._render())
 
     def update(self, event: dict) -> None:
+        self._start()
         if "member" in event:  # an asynchronous engine's event about one member
             self._member_report(event)
             return
