@@ -275,16 +275,22 @@ def check_memory(agent, population: int) -> None:
         )
 
 
-def preflight(spec: RunSpec):
-    """Build the agent and check the space against it: every config error surfaces here, in
-    the caller's process, before a folder is made or anything trains."""
+def build_agent(spec: RunSpec):
+    """The agent `spec` trains, on the devices it asks for; an agent that cannot be built
+    (an unknown env, bad agent options) is the config's error."""
     from gpbt.rl.agents import make_agent
 
     configure_devices(spec.get("devices", 0))
     try:
-        agent = make_agent(spec["agent"], spec["env"], spec["agent_options"])
+        return make_agent(spec["agent"], spec["env"], spec["agent_options"])
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
+
+
+def preflight(spec: RunSpec):
+    """Build the agent and check the space against it: every config error surfaces here, in
+    the caller's process, before a folder is made or anything trains."""
+    agent = build_agent(spec)
     check_space_against_agent(spec.space, agent, dict(spec["hyperparameters"]))
     check_interval_against_agent(spec, agent)
     check_memory(agent, spec.population)
@@ -333,12 +339,14 @@ def _fsync_folder(folder: Path) -> None:
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
-    def __init__(self, spec: RunSpec, folder: str | Path, emit=None):
+    def __init__(self, spec: RunSpec, folder: str | Path, emit=None, agent=None):
+        """`agent`: the one `preflight` (or, in the training child, `build_agent`) already
+        made for this spec; without it the agent is built and checked here."""
         self.cfg = spec = spec_for(ENGINE, spec)
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
         self.space = spec.space
-        self.agent = preflight(spec)
+        self.agent = agent if agent is not None else preflight(spec)
         self.fixed = dict(spec["hyperparameters"])
         self.scheduler = spec.scheduler()
         self.population = spec.population
@@ -696,7 +704,8 @@ def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.
 
     try:
         _enable_compilation_cache()
-        run = VectorRun(spec, folder, emit)
+        # the parent's preflight checked this very spec before it started this process
+        run = VectorRun(spec, folder, emit, agent=build_agent(spec))
         summary = run.run(resume=resume, started=started)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
@@ -759,13 +768,13 @@ def _prepare(
 ):
     """Build and check the agent before the folder is locked (`preflight`); the run trains
     in a watched child process (`_supervise`), or here with `supervise=False`."""
-    preflight(spec)
+    agent = preflight(spec)
 
     def run(live_log: LiveLog | None) -> Summary:
         events = partial(_dispatch, on_event, live_log)
         if not supervise:
             _enable_compilation_cache()
-            return VectorRun(spec, folder, events).run(resume=resume)
+            return VectorRun(spec, folder, events, agent=agent).run(resume=resume)
         return _supervise(spec, folder, resume, events)
 
     return run
