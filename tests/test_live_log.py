@@ -289,52 +289,86 @@ def test_local_engine_logs_every_report_and_exploit_via_the_cli_flags(tmp_path, 
     assert best[-1][1] == pytest.approx(last.min())
 
 
-@pytest.mark.slow
-def test_ray_engine_logs_what_the_tune_scheduler_writes_to_the_store(
-    tmp_path, wandb_dir, monkeypatch
-):
+TUNE_TRAINABLE = """
+import json
+from pathlib import Path
+from ray import tune
+
+class Climb(tune.Trainable):
+    def setup(self, config):
+        self.lr, self.x = config["lr"], 0.0
+
+    def step(self):
+        self.x += self.lr
+        return {"score": self.x}
+
+    def save_checkpoint(self, d):
+        Path(d, "s.json").write_text(json.dumps(self.x))
+
+    def load_checkpoint(self, d):
+        self.x = json.loads(Path(d, "s.json").read_text())
+
+    def reset_config(self, config):
+        self.lr = config["lr"]
+        return True
+"""
+RAY_RUN = {
+    "engine": "ray", "trainable": "climb_tune:Climb", "method": "gpbt-pl", "population": 4,
+    "total_steps": 12, "perturbation_interval": 4, "time_attr": "training_iteration",
+    "metric": "score", "seed": 3, "num_cpus": 2,
+    "space": {"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
+}  # fmt: skip
+
+
+@pytest.fixture
+def tune_trainable(tmp_path, monkeypatch):
+    """`climb_tune:Climb` importable from the working directory; Ray started by the run."""
     pytest.importorskip("ray")
-    from gpbt.engines.ray import run_ray
-
-    (tmp_path / "climb_tune.py").write_text(
-        textwrap.dedent(
-            """
-            import json
-            from pathlib import Path
-            from ray import tune
-
-            class Climb(tune.Trainable):
-                def setup(self, config):
-                    self.lr, self.x = config["lr"], 0.0
-
-                def step(self):
-                    self.x += self.lr
-                    return {"score": self.x}
-
-                def save_checkpoint(self, d):
-                    Path(d, "s.json").write_text(json.dumps(self.x))
-
-                def load_checkpoint(self, d):
-                    self.x = json.loads(Path(d, "s.json").read_text())
-
-                def reset_config(self, config):
-                    self.lr = config["lr"]
-                    return True
-            """
-        )
-    )
+    (tmp_path / "climb_tune.py").write_text(TUNE_TRAINABLE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAY_raylet_start_wait_time_s", "180")
-    config = validate_config({
-        "engine": "ray", "trainable": "climb_tune:Climb", "method": "gpbt-pl", "population": 4,
-        "total_steps": 12, "perturbation_interval": 4, "time_attr": "training_iteration",
-        "metric": "score", "seed": 3, "num_cpus": 2,
-        "space": {"lr": {"type": "float", "low": 0.01, "high": 1.0, "log": True}},
-        "logging": {"tensorboard": "tb", "wandb": dict(WANDB)},
-    })  # fmt: skip
-    summary = run_ray(config, tmp_path / "exp")
+
+
+@pytest.mark.slow
+def test_ray_engine_logs_what_the_tune_scheduler_writes_to_the_store(
+    tmp_path, wandb_dir, tune_trainable
+):
+    from gpbt.engines import run_engine
+
+    config = {**RAY_RUN, "logging": {"tensorboard": True, "wandb": dict(WANDB)}}
+    summary = run_engine(config, tmp_path / "exp")  # run_engine's live log, as every engine's
     assert summary["exploits"] > 0
-    tb = tensorboard_scalars(tmp_path / "tb")
-    rows, config_seen = wandb_records(wandb_dir)
+    tb = tensorboard_scalars(tmp_path / "exp" / "tensorboard")
+    # one writer per member and one for the population: the live log was opened once
+    assert sorted(tb) == ["member_00", "member_01", "member_02", "member_03", "population"]
+    for run in tb:
+        assert len(list((tmp_path / "exp" / "tensorboard" / run).glob("events.*"))) == 1, run
+    rows, config_seen = wandb_records(wandb_dir)  # one W&B run (it unpacks one .wandb file)
     check_against_store(tmp_path / "exp", tb, rows, ["lr"])
     assert config_seen["trainable"] == "climb_tune:Climb"
+    reports = load(tmp_path / "exp").reports
+    assert len(tb["population"]["population/best_score"]) > 0
+    assert tb["population"]["population/best_score"][-1][1] == pytest.approx(
+        reports.sort_values("time").groupby("member")["score"].last().max()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        # a trial that needs more than the Ray gpbt starts: refused once Ray is up
+        ({"resources_per_trial": {"cpu": 3}}, "one trial needs 3 CPU but the Ray cluster has 2"),
+        ({"trainable": "climb_tune:Clmb"}, "module 'climb_tune' has no attribute 'Clmb'"),
+    ],
+)
+def test_a_refused_ray_run_leaves_no_live_log_behind(
+    tmp_path, wandb_dir, tune_trainable, bad, error
+):
+    from gpbt.engines import run_engine
+
+    config = {**RAY_RUN, **bad, "logging": {"tensorboard": True, "wandb": dict(WANDB)}}
+    with pytest.raises(Exception, match=error):
+        run_engine(config, tmp_path / "exp")
+    assert list(wandb_dir.rglob("*run-*")) == []  # no W&B run, not even an empty one
+    assert not (tmp_path / "exp" / "tensorboard").exists()

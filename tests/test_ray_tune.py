@@ -113,6 +113,7 @@ def run(
     reuse=True,
     space=SPACE,
     tmp=None,
+    logging=None,
 ):
     sched = GPBTScheduler(
         method,
@@ -124,6 +125,7 @@ def run(
         options=options,
         store=folder,
         store_metrics=("lr_seen", "restored_from"),
+        logging=logging,
     )
     grid = tune.Tuner(
         trainable,
@@ -229,6 +231,45 @@ def test_bad_arguments_fail_early():
     core = make_scheduler("pbt", SPACE, perturbation_interval=4)
     with pytest.raises(ValueError, match="build the core with them instead"):
         GPBTScheduler(scheduler=core, start_points=[{"lr": 0.01}])
+
+
+def test_a_live_log_is_the_schedulers_own_or_its_callers(tmp_path):
+    from test_live_log import tensorboard_scalars
+
+    from gpbt.live_log import open_live_log
+
+    live = open_live_log({"tensorboard": True}, tmp_path)
+    with pytest.raises(ValueError, match="logging= .* or live_log= .*, not both"):
+        GPBTScheduler("pbt", SPACE, store=tmp_path, logging={"tensorboard": True}, live_log=live)
+    with pytest.raises(ValueError, match=r"live_log=\.\.\.\) needs store="):
+        GPBTScheduler("pbt", SPACE, live_log=live)
+    # the caller's live log (run_engine's, for the Ray engine) is written to, not closed:
+    # its owner still logs to it after the scheduler's close, and closes it once
+    sched = GPBTScheduler("pbt", SPACE, store=tmp_path, live_log=live)
+    sched.close()
+    live.log_reports([{"member": 0, "time": 3, "score": 2.5, "config": {"lr": 0.01}}])
+    live.close()
+    assert tensorboard_scalars(tmp_path / "tensorboard")["member_00"]["score"] == [(3, 2.5)]
+
+
+def test_a_scheduler_in_a_users_tune_script_opens_its_own_live_log(ray_cluster, tmp_path):
+    from test_live_log import tensorboard_scalars
+
+    # as docs/logging.md shows: GPBTScheduler(..., store=..., logging={"tensorboard": True})
+    sched, exp = run(
+        toy_function, tmp_path / "exp", population=2, max_time=8, logging={"tensorboard": True}
+    )
+    tb = tensorboard_scalars(tmp_path / "exp" / "tensorboard")
+    assert sorted(tb) == ["member_00", "member_01", "population"]
+    for member, mine in exp.reports.sort_values("time").groupby("member"):
+        run_dir = tmp_path / "exp" / "tensorboard" / f"member_{member:02d}"
+        logged = tb[run_dir.name]
+        assert [t for t, _ in logged["score"]] == mine["time"].tolist()
+        assert [v for _, v in logged["score"]] == pytest.approx(mine["score"].tolist())
+        assert [v for _, v in logged["hp/lr"]] == pytest.approx(mine["config.lr"].tolist())
+        assert len(list(run_dir.glob("events.*"))) == 1  # one writer per member: opened once
+    exploits = exp.decisions[exp.decisions.kind == "exploit"]
+    assert tb["population"].get("population/exploits", [(0, 0.0)])[-1][1] == len(exploits)
 
 
 def test_function_trainable_async_exploits_restore_and_new_config(ray_cluster, tmp_path):

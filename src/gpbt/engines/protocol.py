@@ -122,7 +122,6 @@ class Engine:
         supports: tuple[str, ...] = (),
         driver: str | None = None,
         weights: str | None = None,
-        opens_live_log: bool = True,
         grid: bool = False,
     ) -> None:
         unknown = sorted(set(supports) - set(FEATURES))
@@ -150,9 +149,6 @@ class Engine:
         self.driver = driver
         # what its checkpoints are, for `gpbt export` (gpbt.analysis.export.WEIGHTS)
         self.weights = weights
-        # False: it writes the live log itself (the Ray engine's Tune scheduler does, as it
-        # does in a user's own Tune script)
-        self.opens_live_log = opens_live_log
         # an asynchronous engine whose generations fall on a fixed grid of interval multiples
         # (gpbt.engines.asynchronous.AsyncDriver's `grid`, as Ray's adapter decides them)
         self.grid = grid

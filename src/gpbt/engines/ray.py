@@ -20,16 +20,18 @@ from typing import Any
 
 # The integration before ray itself: without Ray its import guard says how to install it,
 # which `gpbt run` shows; importing ray first would give a bare ModuleNotFoundError.
+from gpbt.integrations.ray_tune.compat import check_ray_internals
 from gpbt.integrations.ray_tune.scheduler import GPBTScheduler
 
 # isort: split
 import ray
-import ray.tune  # _ProgressCallback below subclasses ray.tune.Callback
+from ray import tune
 
 from gpbt.core.space import Space
 from gpbt.engines.protocol import Engine, Summary, population_mean
 from gpbt.engines.runner import run_with
 from gpbt.imports import import_object
+from gpbt.live_log import LiveLog
 from gpbt.options import OPTIONAL, Option
 from gpbt.spec import RunSpec
 
@@ -222,26 +224,74 @@ def run_ray(
 
 
 def _prepare(spec: RunSpec, folder, *, resume: bool, on_event, supervise: bool):
+    """Everything that can refuse the run, checked before the folder is locked and the run's
+    live log opened (so a refused run leaves no W&B run behind): the trainable, the result
+    keys to store, the Ray release, and that Ray starts (or its cluster answers) with room for
+    one trial. The Ray started here is shut down when the run ends; a run refused after this
+    (its folder's lock held by another run, its live log failing to open) leaves it up until
+    this process exits, when Ray shuts itself down."""
     if resume:
         from gpbt.errors import ConfigError
 
         raise ConfigError(
             "Ray runs are resumed by Ray Tune itself (tune.Tuner.restore); see docs/ray.md"
         )
-    # the live log is the Tune scheduler's own (`logging`), as in a user's Tune script
-    return lambda live_log: _run_ray(spec, folder, on_event=on_event)
+    config = spec.to_dict()
+    trainable, param_space, reuse = _trainable_from_config(config)
+    store_metrics = _names(config.get("store_metrics"), "store_metrics")
+    check_ray_internals()
+    resources = config.get("resources_per_trial")
+    started_here = _start_ray(config)
+    try:
+        _check_trial_fits(trainable, param_space, resources, local=started_here)
+        if resources and not isinstance(trainable, str):
+            trainable = tune.with_resources(trainable, dict(resources))
+    except BaseException:
+        if started_here:
+            ray.shutdown()
+        raise
+
+    def run(live_log: LiveLog | None) -> Summary:
+        try:
+            return _run_tune(
+                spec, folder, trainable, param_space,
+                reuse=reuse, store_metrics=store_metrics, live_log=live_log, on_event=on_event,
+            )  # fmt: skip
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    return run
 
 
-def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
-    from ray import tune
+def _start_ray(config: Mapping[str, Any]) -> bool:
+    """Connect to the cluster at `address`, or start Ray here; False if Ray already runs in
+    this process (the caller's, left running)."""
+    if ray.is_initialized():
+        return False
+    address = config.get("address")
+    kwargs: dict[str, Any] = {"address": address} if address else {}
+    if not address and config.get("num_cpus"):
+        kwargs["num_cpus"] = int(config["num_cpus"])
+    ray.init(**kwargs, include_dashboard=False, log_to_driver=False)
+    return True
 
+
+def _run_tune(
+    spec: RunSpec,
+    folder: str | os.PathLike,
+    trainable: Any,
+    param_space: dict,
+    *,
+    reuse: bool,
+    store_metrics: tuple[str, ...],
+    live_log: LiveLog | None,
+    on_event=None,
+) -> Summary:
     config = spec.to_dict()
     progress = on_event
-    population = spec.population
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    trainable, param_space, reuse = _trainable_from_config(config)
-
     scheduler = GPBTScheduler(
         # the core comes from the spec, the one place a scheduler is built from a config
         scheduler=spec.scheduler(max_time=spec.total_steps),
@@ -249,31 +299,19 @@ def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
         metric=spec.metric,
         mode=spec.mode,
         store=folder,
-        store_metrics=_names(config.get("store_metrics"), "store_metrics"),
+        store_metrics=store_metrics,
         experiment_config=config,
-        logging=config.get("logging"),
+        live_log=live_log,  # run_engine's: it opens and closes it, as for every engine
     )
-    started_here = False
-    if not ray.is_initialized():
-        address = config.get("address")
-        kwargs: dict[str, Any] = {"address": address} if address else {}
-        if not address and config.get("num_cpus"):
-            kwargs["num_cpus"] = int(config["num_cpus"])
-        ray.init(**kwargs, include_dashboard=False, log_to_driver=False)
-        started_here = True
-    resources = config.get("resources_per_trial")
-    if resources and not isinstance(trainable, str):
-        trainable = tune.with_resources(trainable, dict(resources))
     callbacks = [_ProgressCallback(scheduler, progress)] if progress else []
     start = _time.perf_counter()
     try:
-        _check_trial_fits(trainable, param_space, resources, local=started_here)
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 scheduler=scheduler,
-                num_samples=population,
+                num_samples=spec.population,
                 reuse_actors=bool(config.get("reuse_actors", reuse)),
             ),
             run_config=tune.RunConfig(
@@ -288,9 +326,7 @@ def _run_ray(spec: RunSpec, folder: str | os.PathLike, *, on_event=None):
         )
         results = tuner.fit()
     finally:
-        scheduler.close()
-        if started_here:
-            ray.shutdown()
+        scheduler.close()  # its last rows go to the store and the live log, still open
     wall = _time.perf_counter() - start
     return Summary.from_dict(_summary(scheduler, results, folder, wall))
 
@@ -306,7 +342,7 @@ def _names(value: Any, field: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-class _ProgressCallback(ray.tune.Callback):
+class _ProgressCallback(tune.Callback):
     def __init__(self, scheduler: GPBTScheduler, progress: Callable[[dict], None]):
         self._scheduler, self._progress = scheduler, progress
 
@@ -359,5 +395,4 @@ ENGINE = Engine(
     driver="asynchronous",
     grid=True,
     weights="tune-checkpoint",
-    opens_live_log=False,
 )

@@ -57,11 +57,7 @@ def run_with(
     with hold_folder(folder, "resume" if resume else "run"):
         if not resume:
             refuse_existing_run(folder)
-        live_log = None
-        if engine.opens_live_log:
-            live_log = open_live_log(
-                spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict()
-            )
+        live_log = open_live_log(spec.get("logging"), folder, mode=spec.mode, config=spec.to_dict())
         try:
             return run(live_log)
         finally:

@@ -94,8 +94,12 @@ class GPBTScheduler(TrialScheduler):
         so `gpbt report` works on a Ray run; `store_metrics` names extra result keys to keep
         with each report. Writes are batched (at most every `flush_interval_s`).
     logging: a config's [logging] table, e.g. {"tensorboard": True, "wandb": {"project": "p"}}:
-        the rows written to the store also go, live, to TensorBoard / W&B (`gpbt.live_log`).
+        the rows written to the store also go, live, to TensorBoard / W&B (`gpbt.live_log`);
+        the scheduler opens that live log at its first write and closes it in `close()`.
         Needs `store`.
+    live_log: an open `gpbt.live_log.LiveLog` to send the same rows to instead, which its
+        caller closes after `close()` (`gpbt run`'s Ray engine hands over the run's, as every
+        engine gets it from `run_engine`). Needs `store`; not with `logging`.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class GPBTScheduler(TrialScheduler):
         flush_interval_s: float = 2.0,
         logging: Mapping[str, Any] | None = None,
         start_points: list[Mapping[str, Any]] | None = None,
+        live_log: LiveLog | None = None,
     ):
         check_ray_internals()
         super().__init__()
@@ -165,6 +170,11 @@ class GPBTScheduler(TrialScheduler):
             # final mode once Tune has told us (set_search_properties).
             self._build_core(mode or "max")
         self._store_arg = store
+        if logging and live_log is not None:
+            raise ValueError(
+                "GPBTScheduler takes logging= (it opens the live log itself) or live_log= (an "
+                "open one, closed by its caller), not both"
+            )
         if logging:
             from gpbt.live_log import check_logging
 
@@ -174,8 +184,15 @@ class GPBTScheduler(TrialScheduler):
                     "TensorBoard folder and the W&B run id live there"
                 )
             check_logging(dict(logging))
+        if live_log is not None and store is None:
+            raise ValueError(
+                "GPBTScheduler(live_log=...) needs store=<experiment folder>: the live log "
+                "gets the rows written there"
+            )
+        # `logging`: the live log this scheduler opens (at its first write) and closes;
+        # otherwise `live_log`, the caller's, is written to and never closed here
         self._logging = dict(logging or {})
-        self._live_log: LiveLog | None = None
+        self._live_log: LiveLog | None = live_log
         self._store: ExperimentStore | None = store if isinstance(store, ExperimentStore) else None
         self._experiment_config = dict(experiment_config) if experiment_config else None
         self._flush_interval = float(flush_interval_s)
@@ -653,7 +670,7 @@ class GPBTScheduler(TrialScheduler):
     def close(self) -> None:
         """Write whatever is buffered and the core's state; call once the run is over."""
         self._flush(force=True)
-        if self._live_log is not None:
+        if self._logging and self._live_log is not None:  # ours, opened from `logging`
             self._live_log.close()
             self._live_log = None
             self._logging = {}  # closed for good: a late flush must not open a second run
