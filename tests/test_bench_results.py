@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gpbt.bench.record import record_rows
 from gpbt.bench.report import write_bench_report
 from gpbt.bench.results import ResultsFolder, load_results
 from gpbt.bench.runner import run_suite
@@ -35,6 +36,7 @@ SUITE = {
         {"name": "default", "method": "default"},
     ],
 }
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def suite(**changes):
@@ -597,3 +599,19 @@ def test_one_seed_shows_no_interval_and_several_do():
     mean, interval = table.loc["pb2", column].split(" [")
     low, high = (float(x) for x in interval.rstrip("]").split(", "))
     assert float(mean) == pytest.approx(0.6) and 0.5 <= low < 0.6 < high <= 0.7
+
+
+def test_the_table_scores_the_member_the_run_selected_and_stored():
+    path = RESULTS / "tuning-dev/Pendulum-v1@population=4/random/seed100.json"
+    record = json.loads(path.read_text())
+    final = record["final"]
+    (row,) = record_rows(record)["results"]
+    assert final["selected"] == 3 and final["selected_by_training"] == 2
+    assert row["final_test"] == final["test_returns"][3] == pytest.approx(-169.959, abs=1e-3)
+    assert row["final_test_by_training"] == final["test_returns"][2]
+    # the stored choice is read, not derived again from the selection scores
+    final["selected"] = 1
+    assert record_rows(record)["results"][0]["final_test"] == final["test_returns"][1]
+    # a record from before runs stored their choice: selected again by the same rule
+    del final["selected"]
+    assert record_rows(record)["results"][0]["final_test"] == row["final_test"]

@@ -19,6 +19,7 @@ from gpbt.cli import main
 from gpbt.config import validate_config
 from gpbt.engines.local import run_local
 from gpbt.engines.vector import run_vector
+from gpbt.errors import FolderError
 from gpbt.store import ExperimentStore, load
 
 # compiles JAX programs, starts processes or a browser: the slow lane (pytest -m slow)
@@ -144,7 +145,7 @@ def test_retrain_follows_the_schedule_without_exploits(vector_run, tmp_path):
     assert new.lineage(0) == [(TINY["total_steps"], 0)]
     ok, message = replay(tmp_path / "re")  # a retrain is an ordinary, replayable run
     assert ok, message
-    with pytest.raises(ExperimentError, match="already holds an experiment; gpbt resume"):
+    with pytest.raises(FolderError, match="already holds an experiment; use `gpbt resume"):
         retrain(vector_run, seed=11, out=tmp_path / "re", supervise=False)
 
 
@@ -205,6 +206,25 @@ def test_local_retrain_reproduces_the_best_score_of_a_deterministic_trainable(lo
     result = summary["retrain"]
     assert result["seed"] == LOCAL["seed"] and result == new.state("retrain")
     assert result["retrained"] == pytest.approx(result["population_best"])
+
+
+def test_retrain_into_a_folder_holding_an_experiment_is_refused_like_any_fresh_run(
+    local_run, tmp_path
+):
+    retrain(local_run, out=tmp_path / "re")
+    held = len(load(tmp_path / "re").reports)
+    with pytest.raises(FolderError) as err:
+        retrain(local_run, out=tmp_path / "re")
+    assert str(err.value) == (
+        f"{tmp_path / 're'} already holds an experiment; use `gpbt resume {tmp_path / 're'}` "
+        "to continue it (resume=True from Python) or pick another folder (--out)"
+    )
+    assert len(load(tmp_path / "re").reports) == held  # nothing recorded is lost
+    # reports without a config are an experiment too (the rule fresh runs follow)
+    with ExperimentStore(tmp_path / "orphan") as s:
+        s.add_reports([{"member": 0, "time": 3, "score": 1.0, "config": {"lr": 0.5}}])
+    with pytest.raises(FolderError, match="orphan already holds an experiment"):
+        retrain(local_run, out=tmp_path / "orphan")
 
 
 # ------------------------------------------------------------------------ Ray's store format

@@ -10,7 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from gpbt.core.selection import pick, select_then_test
+from gpbt.analysis.lineage import best_member
+from gpbt.core.selection import counted, pick, score_basis, select_then_test
+from gpbt.store import ExperimentStore, load
 
 REPLICATES, POPULATION, NOISE, TRUE_RETURN = 4000, 8, 1.0, 10.0
 
@@ -68,3 +70,30 @@ def test_nan_never_wins_ties_go_low_and_mode_min_picks_the_smallest():
 def test_a_member_count_mismatch_is_refused():
     with pytest.raises(ValueError, match="one entry per member"):
         select_then_test([1.0, 2.0], [1.0])
+
+
+def test_the_score_basis_counts_one_episode_in_the_singular():
+    assert [counted(n, "episode") for n in (0, 1, 2)] == ["0 episodes", "1 episode", "2 episodes"]
+    assert score_basis(32, 32) == (
+        "selected on a greedy evaluation (32 episodes per member), tested on 32 fresh episodes"
+    )
+    assert score_basis(1) == "greedy evaluation, 1 episode per member"
+
+
+@pytest.mark.parametrize(
+    ("final", "basis"),
+    [
+        (
+            {"episodes": 1, "returns": [1.0, 2.0], "test_episodes": 1, "test_returns": [3.0, 4.0]},
+            "selected on a greedy evaluation (1 episode per member), tested on 1 fresh episode",
+        ),
+        # a run from before the test episodes: picked and scored on its one evaluation
+        ({"episodes": 1, "returns": [1.0, 2.0]}, "greedy evaluation, 1 episode per member"),
+    ],
+)
+def test_a_stored_run_evaluated_on_one_episode_says_so(tmp_path, final, basis):
+    with ExperimentStore(tmp_path) as store:
+        store.add_reports([{"member": m, "time": 1, "score": 0.0, "config": {}} for m in (0, 1)])
+        store.set_state("final_evaluation", final)
+    best = best_member(load(tmp_path))
+    assert best.member == 1 and best.basis == basis

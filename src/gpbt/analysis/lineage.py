@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpbt.core.selection import pick, select_then_test
+from gpbt.core.selection import pick, score_basis, select_then_test
 from gpbt.core.space import Choice, Int, Space
 from gpbt.errors import GpbtError
 
@@ -92,15 +92,12 @@ def best_member(exp, column: str = "score") -> Best:
         selection = pd.Series(final_eval["returns"], dtype=float)
         scores = pd.Series(final_eval["test_returns"], dtype=float)
         chosen = select_then_test(selection.to_numpy(), scores.to_numpy(), mode)
-        basis = (
-            f"selected on a greedy evaluation ({final_eval['episodes']} episodes per member), "
-            f"tested on {final_eval['test_episodes']} fresh episodes"
-        )
+        basis = score_basis(final_eval["episodes"], final_eval["test_episodes"])
         member = chosen.member if chosen.member is not None else int(scores.index.min())
         return Best(member=member, score=float(scores[member]), basis=basis, scores=scores)
     if final_eval is not None:
         scores = pd.Series(final_eval["returns"], dtype=float)
-        basis = f"greedy evaluation, {final_eval['episodes']} episodes per member"
+        basis = score_basis(final_eval["episodes"])
     else:
         last = exp.reports.sort_values(["member", "time"]).groupby("member").last()
         scores = last[column].astype(float)

@@ -26,7 +26,7 @@ import numpy as np
 
 from gpbt.analysis.lineage import ExperimentError, best_member, best_schedule, require_reports
 from gpbt.engines import engine_of, run_engine
-from gpbt.store import DB_NAME, ExperimentStore, load
+from gpbt.store import ExperimentStore, load
 
 __all__ = ["mean_interval", "retrain", "retrain_config"]
 
@@ -84,25 +84,6 @@ def mean_interval(scores) -> tuple[float, float | None, float | None]:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
-def _check_out(out: Path) -> None:
-    """A folder holding a retrain that started (its config is stored) is continued by
-    `gpbt resume`, never overwritten. One a retrain left before its run started (it crashed
-    opening a live logger, say) holds no config and no reports: nothing recorded, and
-    `gpbt resume` refuses it too, so the retrain starts in it afresh."""
-    if not (out / DB_NAME).exists():
-        return
-    held = load(out)
-    if held.config is not None:
-        raise ExperimentError(
-            f"{out} already holds an experiment; gpbt resume {out} continues it, or pick "
-            "another --out"
-        )
-    if len(held.reports):
-        raise ExperimentError(
-            f"{out} holds reports but no config: not a folder a retrain wrote; pick another --out"
-        )
-
-
 def retrain(
     folder: str | os.PathLike,
     *,
@@ -115,13 +96,14 @@ def retrain(
 ):
     """Run the retrain; returns the engine's summary plus a `retrain` entry comparing the new
     members' final scores (each, their mean and its 95% interval) with the population's best
-    (also stored as state `retrain`)."""
+    (also stored as state `retrain`). An `out` folder that already holds an experiment is
+    refused by `run_engine` as for any fresh run (`refuse_existing_run`, the one rule), before
+    anything is trained; `gpbt resume OUT` continues it."""
     folder = Path(folder)
     exp = load(folder)
     cfg, schedule = retrain_config(exp, seed, seeds, logging)
     name = f"retrain-seed{cfg['seed']}" + (f"-x{seeds}" if seeds > 1 else "")
     out = Path(out) if out is not None else folder / name
-    _check_out(out)
     summary = run_engine(cfg, out, supervise=supervise, on_event=on_event)
     new = best_member(load(out))
     configs = [e["config"] for e in schedule["entries"]]

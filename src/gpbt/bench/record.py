@@ -357,15 +357,20 @@ def record_rows(record: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 def _tested(final: dict[str, Any], selection: np.ndarray, mode: str) -> dict[str, float]:
     """The select-then-test scores of a record's final evaluation; NaN for a record made
-    before the test episodes existed (its only score is the winner's-curse `final_best`)."""
+    before the test episodes existed (its only score is the winner's-curse `final_best`).
+
+    The member is the one the run selected and stored (`selected`), so the table reports the
+    member the run handed to its user; a record without a stored choice (its run selected
+    none, or it predates the field) is selected again here by the same rule."""
     test = final.get("test_returns")
     if test is None:
         return dict.fromkeys(("final_test", "final_test_by_training", "final_test_mean"), math.nan)
     test = np.array([_f(x) for x in test], dtype=float)
     chosen = select_then_test(selection, test, mode)
+    stored = final.get("selected")
     by_training = final.get("selected_by_training")
     return {
-        "final_test": chosen.test,
+        "final_test": float(test[stored]) if stored is not None else chosen.test,
         "final_test_by_training": float(test[by_training]) if by_training is not None else math.nan,
         "final_test_mean": chosen.test_mean,
     }

@@ -36,6 +36,7 @@ from typing import Any
 
 from gpbt.core.decisions import Continue, Decision, Exploit
 from gpbt.core.schedulers import PopulationScheduler, _clean
+from gpbt.core.selection import counted
 from gpbt.core.space import Space
 from gpbt.core.strategies import Perturb
 
@@ -180,7 +181,7 @@ class MFPBT(PopulationScheduler):
 
     def _name(self, s: int) -> str:
         f = self.frequencies[s]
-        return f"sub-population {s} (every {f} interval{'' if f == 1 else 's'})"
+        return f"sub-population {s} (every {counted(f, 'interval')})"
 
     def _can_rank(self, i: int) -> bool:
         m = self.members[i]

@@ -137,16 +137,23 @@ class PatientPBT(PBT):
             )
         return super()._truncation(member, time)
 
-    def on_generation(self, time: float, scores: dict[int, float]) -> dict[int, Decision]:
-        for member, score in sorted(scores.items()):
-            self.report(member, time, score)  # PBT's on_generation sees them once
+    def _open_generation(
+        self, time: float, scores: dict[int, float]
+    ) -> tuple[list[int], dict[int, Decision] | None]:
+        # PBT records every member's score at the boundary; each then joins its member's past
+        # before any decision is taken
+        opened = super()._open_generation(time, scores)
+        for member in sorted(scores):
             self._at_boundary(member)
-        grace = {i: self._grace_reason(i) for i in scores if self.in_grace(i)}
+        return opened
+
+    def on_generation(self, time: float, scores: dict[int, float]) -> dict[int, Decision]:
         decisions = super().on_generation(time, scores)
-        for i, reason in grace.items():
-            d = decisions.get(i)
-            if isinstance(d, Continue) and d.record is not None:
-                d.record.reason = reason  # PBT's loop says "not in the bottom quantile"
+        for i, d in decisions.items():
+            # a member left to continue was not copied at this boundary, so it is in grace
+            # now exactly when it was while PBT ranked the others without it
+            if isinstance(d, Continue) and d.record is not None and self.in_grace(i):
+                d.record.reason = self._grace_reason(i)  # PBT says "not in the bottom quantile"
         return decisions
 
     def _exploit(self, loser: int, winner: int, time: float, **kwargs: Any) -> Decision:

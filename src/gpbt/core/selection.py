@@ -14,7 +14,8 @@ the final weights), on episodes every member shares, whereas a training score is
 policy's return over an interval in which the member may have just been copied. Both choices
 are kept in the run's record (`by_training`), so either can be compared.
 
-Everything here is pure: arrays in, numbers out (gpbt.core has no I/O).
+Everything here is pure: arrays in, numbers (or the words that describe them) out (gpbt.core
+has no I/O).
 """
 
 from __future__ import annotations
@@ -70,3 +71,22 @@ def select_then_test(
     if member is None:
         return Selected(None, math.nan, math.nan, mean)
     return Selected(member, float(tst[member]), float(sel[member]), mean)
+
+
+def score_basis(selection_episodes: int, test_episodes: int | None = None) -> str:
+    """How the score was decided, in the words a run's summary and report use: picked on a
+    greedy evaluation of `selection_episodes` episodes per member and scored on
+    `test_episodes` fresh ones; without test episodes (a run from before they existed) picked
+    and scored on the one evaluation."""
+    per_member = f"{counted(selection_episodes, 'episode')} per member"
+    if test_episodes is None:
+        return f"greedy evaluation, {per_member}"
+    return (
+        f"selected on a greedy evaluation ({per_member}), tested on "
+        f"{counted(test_episodes, 'fresh episode')}"
+    )
+
+
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless there is exactly one: "1 episode", "32 episodes"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from gpbt.core.selection import pick, select_then_test
+from gpbt.core.selection import pick, score_basis, select_then_test
 from gpbt.core.space import Choice, Space
 from gpbt.engines.lockstep import Lockstep, Trained
 from gpbt.engines.protocol import Engine, OnEvent, Summary
@@ -669,10 +669,7 @@ class VectorRun:
             folder=str(self.folder),
             best_member=best,
             best_score=chosen.test,
-            score_basis=(
-                f"selected on a greedy evaluation ({n} episodes per member), tested on {m} "
-                "fresh episodes"
-            ),
+            score_basis=score_basis(n, m),
             population_mean=chosen.test_mean,
             best_config=self.configs[best],
             exploits=exploits,
