@@ -97,3 +97,19 @@ def test_a_stored_run_evaluated_on_one_episode_says_so(tmp_path, final, basis):
         store.set_state("final_evaluation", final)
     best = best_member(load(tmp_path))
     assert best.member == 1 and best.basis == basis
+
+
+def test_the_report_names_the_member_the_run_stored_as_selected(tmp_path):
+    """The report reads the run's own choice: here the stored `selected` (member 0) is not what
+    re-selecting on the returns would give (member 1), as after a tie broken another way."""
+    final = {"episodes": 2, "returns": [1.0, 2.0], "test_episodes": 2,
+             "test_returns": [5.0, 4.0], "selected": 0}  # fmt: skip
+    with ExperimentStore(tmp_path) as store:
+        store.add_reports([{"member": m, "time": 1, "score": 0.0, "config": {}} for m in (0, 1)])
+        store.set_state("final_evaluation", final)
+    best = best_member(load(tmp_path))
+    assert (best.member, best.score) == (0, 5.0)
+    del final["selected"]
+    with ExperimentStore(tmp_path) as store:
+        store.set_state("final_evaluation", final)
+    assert best_member(load(tmp_path)).member == 1

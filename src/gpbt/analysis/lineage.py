@@ -82,7 +82,7 @@ def plain_time(value: Any) -> Any:
 def best_member(exp, column: str = "score") -> Best:
     """The member the run hands to its user, as `gpbt.core.selection` decides it: picked on the
     final greedy selection evaluation and scored on its fresh test episodes when the engine
-    made them (vector engine); a run from before the test episodes existed is picked and scored
+    made them (vector engine; the member it stored as `selected`); a run from before the test episodes existed is picked and scored
     on its one evaluation; else (local engine, Ray) by each member's last reported `column`.
     Ties go to the lowest member id."""
     require_reports(exp)
@@ -91,9 +91,12 @@ def best_member(exp, column: str = "score") -> Best:
     if final_eval is not None and final_eval.get("test_returns") is not None:
         selection = pd.Series(final_eval["returns"], dtype=float)
         scores = pd.Series(final_eval["test_returns"], dtype=float)
-        chosen = select_then_test(selection.to_numpy(), scores.to_numpy(), mode)
         basis = score_basis(final_eval["episodes"], final_eval["test_episodes"])
-        member = chosen.member if chosen.member is not None else int(scores.index.min())
+        # the member the run selected and stored; a run that stored none is selected again
+        member = final_eval.get("selected")
+        if member is None:
+            chosen = select_then_test(selection.to_numpy(), scores.to_numpy(), mode)
+            member = chosen.member if chosen.member is not None else int(scores.index.min())
         return Best(member=member, score=float(scores[member]), basis=basis, scores=scores)
     if final_eval is not None:
         scores = pd.Series(final_eval["returns"], dtype=float)
