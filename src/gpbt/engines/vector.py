@@ -33,7 +33,7 @@ import time
 import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,20 @@ def build_agent(spec: RunSpec):
     configure_devices(spec.get("devices", 0))
     try:
         return make_agent(spec["agent"], spec["env"], spec["agent_options"])
+    except (ValueError, TypeError, ImportError) as err:
+        raise ConfigError(str(err)) from None
+
+
+@lru_cache(maxsize=64)
+def _agent_defaults(agent: str, env: str, options: str) -> dict[str, Any]:
+    """The agent's default hyperparameters (what `start_points = ["defaults"]` resolves to),
+    built once per agent, env and options: a suite resolves them for every cell, and a PPO
+    takes a tenth of a second or more to build. The space is checked against the agent by
+    `preflight` when the run starts."""
+    from gpbt.rl.agents import make_agent
+
+    try:
+        return make_agent(agent, env, json.loads(options)).default_hyperparameters()
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
 
@@ -834,7 +848,11 @@ ENGINE = Engine(
     defaults=DEFAULTS,
     check_config=check_config,
     prepare=_prepare,
-    default_hyperparameters=lambda spec: preflight(spec).default_hyperparameters(),
+    default_hyperparameters=lambda spec: dict(
+        _agent_defaults(
+            spec["agent"], spec["env"], json.dumps(spec["agent_options"], sort_keys=True)
+        )
+    ),
     supports=("export", "retrain", "replay", "animate", "agent-limits"),
     driver="lockstep",
     weights="jax-member",
