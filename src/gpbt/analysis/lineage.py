@@ -82,9 +82,9 @@ def plain_time(value: Any) -> Any:
 def best_member(exp, column: str = "score") -> Best:
     """The member the run hands to its user, as `gpbt.core.selection` decides it: picked on the
     final greedy selection evaluation and scored on its fresh test episodes when the engine
-    made them (vector engine; the member it stored as `selected`); a run from before the test episodes existed is picked and scored
-    on its one evaluation; else (local engine, Ray) by each member's last reported `column`.
-    Ties go to the lowest member id."""
+    made them (vector engine; the member it stored as `selected`); a run from before the test
+    episodes existed is picked and scored on its one evaluation; else (local engine, Ray) by
+    each member's last reported `column`. Ties go to the lowest member id."""
     require_reports(exp)
     final_eval = exp.state("final_evaluation")
     mode = (exp.config or {}).get("mode", "max")
