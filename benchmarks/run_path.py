@@ -4,6 +4,7 @@ layer or returns to a module it had left.
 
     python benchmarks/run_path.py                 # the quickstart, shrunk; about 2 minutes
     python benchmarks/run_path.py --steps         # and every step of the path
+    python benchmarks/run_path.py --draw          # and each leg drawn: a row per module
     python benchmarks/run_path.py --json out.json
 
 How it measures:
@@ -151,8 +152,22 @@ def measure(leg: Leg, floor: dict[str, int]) -> dict:
         "modules": len(set(stays)),
         "climbs": climbs,
         "returns": returns,
+        "modules_in_order": stays,
         "path": [f"{m} (floor {floor[m]}): {f}" for m, f in zip(stays, entered, strict=True)],
     }
+
+
+def draw(row: dict, floor: dict[str, int]) -> str:
+    """The leg as a chart: a row per module, highest floor first, a column per stay; a climb
+    is a column whose mark stands above the one before it."""
+    order = row["modules_in_order"]
+    modules = sorted(set(order), key=lambda m: (-floor[m], m))
+    width = max(len(m) for m in modules) + 6
+    lines = []
+    for m in modules:
+        marks = "".join("o" if stay == m else "." for stay in order)
+        lines.append(f"{m:<{width - 5}}{floor[m]:>3}  {marks}")
+    return "\n".join(lines)
 
 
 def parent_leg(folder: Path) -> Leg:
@@ -174,6 +189,7 @@ def child_leg(folder: Path) -> Leg:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", action="store_true", help="print every stay of the path")
+    parser.add_argument("--draw", action="store_true", help="draw each leg, a row per module")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     floor = floors()
@@ -194,6 +210,10 @@ def main() -> None:
             print(f"\n{r['leg']}:")
             for i, stay in enumerate(r["path"], 1):
                 print(f"  {i:3d}. {stay}")
+    if args.draw:
+        for r in rows:
+            print(f"\n{r['leg']} (module, floor, then one column per stay):")
+            print(draw(r, floor))
     if args.json:
         args.json.write_text(json.dumps({"legs": rows, "total": total}, indent=1))
 
