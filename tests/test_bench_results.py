@@ -303,6 +303,12 @@ def test_methods_runs_some_rows_and_a_later_run_the_others(tmp_path):
     cells = load_bench(bench).cells.set_index("method")["status"]
     assert set(cells["pbt"]) == set(cells["default"]) == {"done"}
     assert set(cells["gpbt-pl"]) == {"pending"}
+    # the report reads the rows that ran; the row not run (the reference here) is not done
+    md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
+    assert "done 8, NOT done 4 (not run 4)" in md
+    headline = sections(md)["Headline: aggregate scores"]
+    assert "| pbt | 4 |" in headline and "| default | 4 |" in headline
+    assert "gpbt-pl" not in headline
     # with --tasks: only the cells of both the matching tasks and the matching rows
     _, ran = run(s, tmp_path, name="elsewhere", tasks=["quad*"], methods=["gpbt-*"])
     assert sorted(ran) == [("quadratic", "gpbt-pl", 0), ("quadratic", "gpbt-pl", 1)]
