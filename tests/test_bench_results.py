@@ -296,6 +296,35 @@ def test_tasks_runs_part_of_a_suite_and_a_later_run_on_another_machine_the_rest(
     )
 
 
+def test_methods_runs_some_rows_and_a_later_run_the_others(tmp_path):
+    s = suite()
+    bench, ran = run(s, tmp_path, methods=["default", "pbt*"])
+    assert len(ran) == 8 and {method for _, method, _ in ran} == {"default", "pbt"}
+    cells = load_bench(bench).cells.set_index("method")["status"]
+    assert set(cells["pbt"]) == set(cells["default"]) == {"done"}
+    assert set(cells["gpbt-pl"]) == {"pending"}
+    # the report reads the rows that ran; the row not run (the reference here) is not done
+    md = (write_bench_report(tmp_path / "results", reps=100) / "report.md").read_text()
+    assert "done 8, NOT done 4 (not run 4)" in md
+    headline = sections(md)["Headline: aggregate scores"]
+    assert "| pbt | 4 |" in headline and "| default | 4 |" in headline
+    assert "gpbt-pl" not in headline
+    # with --tasks: only the cells of both the matching tasks and the matching rows
+    _, ran = run(s, tmp_path, name="elsewhere", tasks=["quad*"], methods=["gpbt-*"])
+    assert sorted(ran) == [("quadratic", "gpbt-pl", 0), ("quadratic", "gpbt-pl", 1)]
+    # the rest, from the results alone: nothing done is run again
+    _, ran = run(s, tmp_path, name="third", methods=["gpbt-pl"])
+    assert sorted(ran) == [("moving-optimum", "gpbt-pl", 0), ("moving-optimum", "gpbt-pl", 1)]
+    assert len(load_results(tmp_path / "results").results) == 12
+    # a pattern that names no row is one clear error listing the suite's rows, before any run
+    with pytest.raises(ConfigError) as err:
+        run(s, tmp_path, name="fourth", methods=["pbt", "PB2"])
+    assert str(err.value) == (
+        "--methods 'PB2' matches no method of suite tiny; its methods: gpbt-pl, pbt, default"
+    )
+    assert not (tmp_path / "fourth").exists()
+
+
 def test_bad_results_are_one_clear_error(tmp_path):
     s = suite(seeds=1, tasks=[{"toy": "quadratic"}])
     run(s, tmp_path)
@@ -353,6 +382,14 @@ def test_estimate_times_one_cell_per_task_and_runs_nothing_else(tmp_path):
     part = estimate_suite(suite(), generations=2, tasks=["moving-*"]).set_index("task")
     assert list(part.index) == ["moving-optimum", "all tasks"]
     assert part.loc["all tasks", "cells"] == 6
+    # --methods: only the matching rows' cells are counted, and the first of them is timed
+    said: list[str] = []
+    rows = estimate_suite(suite(), generations=2, say=said.append, methods=["default", "pbt"])
+    rows = rows.set_index("task")
+    assert list(rows["cells"]) == [4, 4, 8]
+    assert said[0] == "quadratic: 10 generations of pbt seed 0 ..."
+    with pytest.raises(ConfigError, match="--methods 'pbt-x' matches no method of suite tiny"):
+        estimate_suite(suite(), generations=2, methods=["pbt-x"])
 
 
 # --------------------------------------------------------------------------- a real agent

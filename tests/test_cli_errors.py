@@ -55,6 +55,17 @@ def test_bench_tasks_that_name_no_task_is_one_line(tmp_path):
     assert not (tmp_path / "b").exists()  # refused before the bench folder is made
 
 
+@pytest.mark.parametrize("estimate", [[], ["--estimate"]])
+def test_bench_methods_that_name_no_row_is_one_line(tmp_path, estimate):
+    args = ["bench", "smoke", *estimate, "--methods", "pbt", "default", "--out", tmp_path / "b"]
+    line = _one_error_line(run_cli(*args, cwd=tmp_path))
+    assert line == (
+        "gpbt: error: --methods 'default' matches no method of suite smoke; "
+        "its methods: gpbt-pl, pbt, pb2, random"
+    )
+    assert not (tmp_path / "b").exists()  # refused before the bench folder is made
+
+
 def toy_local_run(tmp_path) -> None:
     """A finished local-engine run in tmp_path/run (deterministic: seconds, no workers)."""
     (tmp_path / "toys.py").write_text(TOY_TRAINABLE)

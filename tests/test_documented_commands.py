@@ -185,6 +185,7 @@ RUNS: dict[str, Run] = {
     "gpbt envs": Run(),
     "gpbt demo": Run(),
     "gpbt bench smoke --estimate": Run(),
+    "gpbt bench smoke --methods pbt 'gpbt-*' --tasks quadratic": Run(),
     "gpbt report benchmarks/results/long-ppo --out /tmp/long-ppo-report": Run(
         part="gpbt report benchmarks/results/long-ppo --out long-ppo-report"
     ),
@@ -219,6 +220,9 @@ SKIPPED: dict[str, str] = {
     "gpbt bench long-impala --estimate --estimate-generations 5": "trains five generations of "
     "every task: many minutes",
     "gpbt bench long-ppo --tasks 'Pendulum-*'": GPU_HOURS,
+    "gpbt bench long-ppo --methods default 'pbt*'": GPU_HOURS,
+    "gpbt bench long-ppo --estimate --methods default pbt": "trains three generations of "
+    "every task: many minutes",
     "gpbt bench long-ppo --results benchmarks/results/long-ppo": GPU_HOURS,
     "gpbt bench long-ppo --seeds 5 --results benchmarks/results/long-ppo": GPU_HOURS,
     'git add benchmarks/results/long-ppo && git commit -m "long-ppo: seeds 0-4"': "commits to "

@@ -160,6 +160,59 @@ def test_tuning_dev_runs_long_ppos_tasks_on_development_seeds_with_every_row():
     assert impala.method_names() == dev.method_names()
 
 
+# issue 25's confirmation suites: {suite: (the development suite whose space and rows it
+# takes, the long suite whose budget it takes)}
+CONFIRM = {
+    "confirm-ppo": ("tuning-dev", "long-ppo"),
+    "confirm-impala": ("tuning-dev-impala", "long-impala"),
+    "confirm-brax": ("tuning-dev", "long-brax"),
+    "confirm-holdout-ppo": ("tuning-dev", "long-ppo"),
+    "confirm-holdout-impala": ("tuning-dev-impala", "long-impala"),
+}
+CANDIDATES = ["pbt-logsym", "pbt-anchored", "mf-pbt", "pbt-patient"]  # rule 1's
+
+
+@pytest.mark.parametrize("name", CONFIRM)
+def test_the_confirmation_suites_run_the_dev_rows_at_the_long_budgets_on_seeds_0_to_9(name):
+    suite = load_suite(name)
+    dev, long = (load_suite(n) for n in CONFIRM[name])
+    assert suite.seeds == list(range(10)) and suite.score == "final_test"
+    assert not suite.defaults_outside and suite.raw["config"] == dev.raw["config"]
+    # every row as the development suite defines it (start points below, per task)
+    dev_rows = {m["name"]: m for m in dev.methods}
+    held_out = name.startswith("confirm-holdout")
+    wanted = ["default", "pbt", *CANDIDATES] if held_out else list(dev_rows)
+    assert sorted(suite.method_names()) == sorted(wanted)
+    for m in suite.methods:
+        assert {k: v for k, v in m.items() if k != "start_points"} == {
+            k: v for k, v in dev_rows[m["name"]].items() if k != "start_points"
+        }
+    # the long suite's budget and interval: its own tasks, or Freeway at its MinAtar budget
+    budget = ("total_steps", "perturbation_interval", "agent")
+    long_budget = {c.task: {k: c.config[k] for k in (*budget, "env", "population")}
+                   for c in long.cells() if c.seed == 0}  # fmt: skip
+    cells = suite.cells()
+    if held_out:
+        (minatar,) = {json.dumps({k: long_budget[t][k] for k in budget})
+                      for t in long_budget if "MinAtar" in t}  # fmt: skip
+        assert {c.task for c in cells} == {
+            "Freeway-MinAtar@population=4", "Freeway-MinAtar@population=8"
+        }  # fmt: skip
+        assert {json.dumps({k: c.config[k] for k in budget}) for c in cells} == {minatar}
+    else:
+        assert {c.task: {k: c.config[k] for k in long_budget[c.task]} for c in cells} == (
+            long_budget
+        )
+    for c in cells:
+        assert c.config["space"] == dev.raw["config"]["space"]
+        if c.method == "pbt-anchored":
+            # member 0 at this task's agent defaults, every searched name given
+            cfg = c.config
+            defaults = agent_defaults(cfg["agent"], cfg["env"], json.dumps(cfg["agent_options"]))
+            (point,) = cfg["start_points"]
+            assert point == {k: pytest.approx(defaults[k]) for k in cfg["space"]}
+
+
 def test_start_points_per_task_name_every_task_once():
     raw = toy_space_suite((1e-4, 1e-2))
     raw["tasks"].append({"env": "Acrobot-v1", "total_steps": 4000, "perturbation_interval": 1000})

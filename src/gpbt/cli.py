@@ -218,12 +218,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from gpbt.bench.estimate import print_estimate
 
         print_estimate(
-            args.suite, seeds=args.seeds, generations=args.estimate_generations, tasks=args.tasks
+            args.suite,
+            seeds=args.seeds,
+            generations=args.estimate_generations,
+            tasks=args.tasks,
+            methods=args.methods,
         )
         return 0
 
     out = run_suite(
-        args.suite, out=args.out, seeds=args.seeds, results=args.results, tasks=args.tasks
+        args.suite,
+        out=args.out,
+        seeds=args.seeds,
+        results=args.results,
+        tasks=args.tasks,
+        methods=args.methods,
     )
     cells = load_bench(out).cells
     # a bench with failed cells is not a finished bench: say so in the exit status
@@ -337,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="only the tasks whose names match (shell patterns, e.g. 'Freeway-*' "
         "'*@population=8'); the others stay pending for a later run, here or elsewhere",
+    )
+    ben.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="PATTERN",
+        help="only the method rows whose names match (shell patterns, e.g. default pbt "
+        "'pbt-*'); the others stay pending for a later run, here or elsewhere",
     )
     ben.set_defaults(func=cmd_bench)
 

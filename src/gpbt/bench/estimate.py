@@ -41,9 +41,11 @@ def estimate_suite(
     say: Callable[[str], None] = lambda text: None,
     available: Callable | None = None,
     tasks: list[str] | None = None,
+    methods: list[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per task (and a last row "all tasks"); see the module docstring. `tasks`:
-    shell-style patterns, to measure only the matching tasks.
+    """One row per task (and a last row "all tasks"); see the module docstring. `tasks`,
+    `methods`: shell-style patterns, to measure only the matching tasks and count only the
+    matching methods' cells (the cell timed is then the first matching method's).
 
     `available(cell)` says why a cell cannot run on this install (None: it can); by default
     the bench runner's own check (IMPALA or brax missing)."""
@@ -51,11 +53,12 @@ def estimate_suite(
         from gpbt.bench.runner import _available as available
     if generations < 1:
         raise ConfigError(f"--estimate-generations {generations}: measure at least 1 generation")
-    cells = suite.cells()
+    chosen_tasks, chosen_methods = suite.select(tasks, methods)
+    cells = [c for c in suite.cells() if c.method in chosen_methods]
     agents: dict = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpbt-estimate-") as tmp:
-        for task in suite.match_tasks(tasks) if tasks else suite.task_names():
+        for task in chosen_tasks:
             of_task = [c for c in cells if c.task == task]
             cell = of_task[0]
             cfg = dict(cell.config)
@@ -128,22 +131,31 @@ def estimate_suite(
 
 
 def print_estimate(
-    spec, seeds: int | None = None, generations: int = 3, tasks: list[str] | None = None
+    spec,
+    seeds: int | None = None,
+    generations: int = 3,
+    tasks: list[str] | None = None,
+    methods: list[str] | None = None,
 ) -> pd.DataFrame:
     """`gpbt bench SUITE --estimate`: measure, then print the table (plain text, so it reads
     the same in a log file)."""
     from gpbt.bench.suite import load_suite
 
     suite = load_suite(spec, seeds=seeds)
-    chosen = suite.match_tasks(tasks) if tasks else suite.task_names()
+    chosen_tasks, chosen_methods = suite.select(tasks, methods)
     print(
         f"gpbt bench {suite.label} --estimate: {generations} generations of one cell per task "
-        f"({len(chosen)} of its {len(suite.tasks)} tasks, {len(suite.cells())} cells in the "
-        "suite; cells already done elsewhere are counted too)",
+        f"({len(chosen_tasks)} of its {len(suite.tasks)} tasks, {len(chosen_methods)} of its "
+        f"{len(suite.methods)} methods, {len(suite.cells())} cells in the suite; cells already "
+        "done elsewhere are counted too)",
         flush=True,
     )
     table = estimate_suite(
-        suite, generations, say=lambda text: print(text, flush=True), tasks=tasks
+        suite,
+        generations,
+        say=lambda text: print(text, flush=True),
+        tasks=tasks,
+        methods=methods,
     )
     cols = ["task", "population", "cells", "generations_per_cell", "s_per_generation",
             "eval_s", "compile_s", "hours"]  # fmt: skip

@@ -71,11 +71,13 @@ def run_suite(
     watchdog_seconds: float | None = None,
     results: str | Path | None = None,
     tasks: list[str] | None = None,
+    methods: list[str] | None = None,
 ) -> Path:
     """Run the suite's pending cells into `out`, collect the tables; returns the bench folder.
 
-    `tasks`: shell-style patterns; only the matching tasks' cells run, the rest stay pending
-    (a later run without them, here or on another machine, runs those and skips these).
+    `tasks`, `methods`: shell-style patterns on task and method (row) names; only the cells of
+    the matching tasks and methods run, the rest stay pending (a later run without them, here
+    or on another machine, runs those and skips these).
     `supervise=False` runs the cells in this process (tests); `only` restricts to some cells;
     `on_event` sees every progress event (tests use it to interrupt a run on purpose).
     `results`: a results folder (gpbt.bench.results): cells with a record there are done, and
@@ -85,12 +87,13 @@ def run_suite(
         suite = load_suite(suite, seeds=seeds)
     out = Path(out) if out else Path("runs") / f"bench-{suite.label.replace(':', '-')}"
     say = _printer(progress)
-    chosen_tasks = suite.match_tasks(tasks) if tasks else []
-    if tasks:
-        chosen, outer = set(chosen_tasks), only
+    chosen_tasks, chosen_methods = suite.select(tasks, methods)
+    if tasks or methods:
+        outer = only
 
         def only(c: Cell) -> bool:
-            return c.task in chosen and (outer is None or outer(c))
+            chosen = c.task in chosen_tasks and c.method in chosen_methods
+            return chosen and (outer is None or outer(c))
 
     cells = suite.cells()
     res = ResultsFolder(results, suite) if results is not None else None
@@ -136,6 +139,7 @@ def run_suite(
             f"seeds), {len(todo)} to run, {skipped} skipped -> {out}"
             + (f"; {from_results} done in {res.folder}" if res is not None else "")
             + (f"; only the tasks {', '.join(chosen_tasks)}" if tasks else "")
+            + (f"; only the methods {', '.join(chosen_methods)}" if methods else "")
         )
         if skipped:
             reasons = bench.cells().query("status == 'skipped'")["error"].unique()

@@ -139,17 +139,35 @@ class Suite:
     def match_tasks(self, patterns: list[str]) -> list[str]:
         """The task names matching any of the shell-style `patterns` ('Freeway-*',
         '*@population=8'), in the suite's order; a pattern that matches none is an error."""
-        names = self.task_names()
-        for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise ConfigError(
-                    f"--tasks {pattern!r} matches no task of suite {self.label}; its tasks: "
-                    + ", ".join(names)
-                )
-        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        return self._match("task", self.task_names(), patterns)
 
     def method_names(self) -> list[str]:
         return [m["name"] for m in self.methods]
+
+    def match_methods(self, patterns: list[str]) -> list[str]:
+        """The method (row) names matching any of the shell-style `patterns` ('default',
+        'pbt-*'), in the suite's order; a pattern that matches none is an error."""
+        return self._match("method", self.method_names(), patterns)
+
+    def _match(self, kind: str, names: list[str], patterns: list[str]) -> list[str]:
+        # kind names the CLI option (--tasks, --methods) the patterns came from
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ConfigError(
+                    f"--{kind}s {pattern!r} matches no {kind} of suite {self.label}; "
+                    f"its {kind}s: " + ", ".join(names)
+                )
+        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+    def select(
+        self, tasks: list[str] | None = None, methods: list[str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """(task names, method names) that `gpbt bench --tasks ... --methods ...` runs: those
+        matching the patterns (`match_tasks`, `match_methods`), all of a kind given None."""
+        return (
+            self.match_tasks(tasks) if tasks else self.task_names(),
+            self.match_methods(methods) if methods else self.method_names(),
+        )
 
     def score_ranges(self) -> dict[str, tuple[float, float]]:
         return {t["name"]: tuple(t["score_range"]) for t in self.tasks if t.get("score_range")}
