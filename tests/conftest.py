@@ -102,6 +102,9 @@ def check_summary(summary, engine: str, population: int) -> None:
     assert summary.score_basis and isinstance(summary.best_config, dict)
     assert summary.exploits >= 0 and summary.wall_seconds > 0
     assert summary["best_score"] == summary.best_score  # the old dict-style access still works
+    # every member's last config, the best member's among them (the range-edge notes' input)
+    assert len(summary.final_configs) == population
+    assert summary.final_configs[summary.best_member] == summary.best_config
     assert set(summary.to_dict()) >= {"engine", "method", "best_member", "best_score",
                                       "population_mean", "exploits", "details"}  # fmt: skip
 

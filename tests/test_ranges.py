@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from gpbt.analysis.lineage import best_member, last_configs
 from gpbt.analysis.ranges import at_edge, edge_hits, experiment_edge_hits
 from gpbt.analysis.report import write_report
 from gpbt.cli import _finish
 from gpbt.core.space import Choice, Float, Int, Space
+from gpbt.engines import Summary
 from gpbt.store import ExperimentStore, load
 
 SPACE = {
@@ -55,6 +57,21 @@ def test_edge_hits_count_the_population_at_the_same_edge():
     assert edge_hits(space, population[3], population) == []
 
 
+SPACE_OBJ = Space.from_dict(SPACE)
+
+
+def _summary(exp) -> Summary:
+    """The summary a local run of this stored experiment returns: its best member (the last
+    scores rank them) with that member's config, and every member's last config."""
+    configs = last_configs(exp)
+    best = best_member(exp).member
+    return Summary(
+        engine="local", method="pbt", folder="", best_member=best, best_score=4.0,
+        score_basis="last", population_mean=2.0, best_config=configs[best], exploits=0,
+        finished=True, wall_seconds=1.0, final_configs=[configs[m] for m in sorted(configs)],
+    )  # fmt: skip
+
+
 def store(folder, lrs: list[float]) -> None:
     """A finished local-engine run: member m scores m at the end (the last is best)."""
     with ExperimentStore(folder) as s:
@@ -95,21 +112,13 @@ def test_no_edge_no_line(tmp_path, capsys):
     store(tmp_path, [1e-3, 1e-3, 1e-4])  # the best member ended mid-range
     assert experiment_edge_hits(load(tmp_path)) == []
     assert "range edge" not in (write_report(tmp_path, animate=False) / "summary.md").read_text()
-    summary = SimpleNamespace(
-        best_member=2, score_basis="last", best_score=4.0, population_mean=2.0,
-        best_config={}, exploits=0, wall_seconds=1.0,
-    )  # fmt: skip
-    _finish(tmp_path, summary, SimpleNamespace(no_report=True))
+    _finish(tmp_path, _summary(load(tmp_path)), SPACE_OBJ, SimpleNamespace(no_report=True))
     assert "range edge" not in capsys.readouterr().out
 
 
 def test_run_end_prints_the_edge(tmp_path, capsys):
     store(tmp_path, [1e-4, 1e-4, 1.0e-5])
-    summary = SimpleNamespace(
-        best_member=2, score_basis="last", best_score=4.0, population_mean=2.0,
-        best_config={}, exploits=0, wall_seconds=1.0,
-    )  # fmt: skip
-    _finish(tmp_path, summary, SimpleNamespace(no_report=True))
+    _finish(tmp_path, _summary(load(tmp_path)), SPACE_OBJ, SimpleNamespace(no_report=True))
     out = " ".join(capsys.readouterr().out.split())
     assert "range edge: `lr` ended at the bottom of its range (1e-05) in the best member and" in out
     assert "in 1 of 3 members: better values may lie below it" in out

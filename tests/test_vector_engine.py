@@ -21,6 +21,7 @@ from conftest import (
     write_toml_file,
 )
 
+from gpbt.analysis.ranges import experiment_edge_hits, summary_edge_hits
 from gpbt.analysis.replay import replay
 from gpbt.analysis.report import ReportError, write_report
 from gpbt.config import ConfigError, load_config, validate_config
@@ -74,6 +75,20 @@ def test_a_run_records_every_report_decision_and_checkpoint(reference):
     assert summary.population_mean == pytest.approx(np.mean(final["test_returns"]))
     assert summary["final_best"] == max(final["returns"])  # the winner's-curse figure, kept
     assert final["selected_by_training"] in range(4)
+    # what the range-edge notes need, in the summary: the notes `gpbt run` prints from it are
+    # the report's, read from the store, to the letter
+    last = exp.reports[exp.reports["time"] == 4096 * 5].sort_values("member")
+    assert summary.final_configs == [
+        {k[len("config.") :]: row[k] for k in row.index if k.startswith("config.")}
+        for _, row in last.iterrows()
+    ]
+    assert summary.final_configs[summary.best_member] == summary.best_config
+    assert summary.hyperparameter_bounds["gamma"] == (0.0, 1.0)
+    assert exp.state("summary")["hyperparameter_bounds"]["gamma"] == [0.0, 1.0]
+    space = tiny().space
+    assert [h.sentence() for h in summary_edge_hits(space, summary)] == [
+        h.sentence() for h in experiment_edge_hits(exp)
+    ]
 
 
 def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(reference):

@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = Path(args.out) if args.out else _default_folder(cfg)
     # run_engine refuses a folder that already holds a run, before the live view draws
     summary = _run_engine(cfg, folder, resume=False)
-    _finish(folder, summary, args)
+    _finish(folder, summary, cfg.space, args)
     return 0
 
 
@@ -93,11 +93,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     spec = resume_config(exp.config, args.overrides)
     summary = _run_engine(spec, Path(args.folder), resume=True)
-    _finish(Path(args.folder), summary, args)
+    _finish(Path(args.folder), summary, spec.space, args)
     return 0
 
 
-def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
+def _finish(folder: Path, summary, space, args: argparse.Namespace) -> None:
+    """Print the run's outcome and its range-edge notes (`space`: the searched space, None for
+    none), then write the report unless --no-report."""
     console = _console()
     console.print(f"[bold green]finished[/]: {folder}")
     console.print(
@@ -110,10 +112,9 @@ def _finish(folder: Path, summary: dict, args: argparse.Namespace) -> None:
     from gpbt.analysis.report import describe_failure, warn_on_stderr
 
     try:
-        from gpbt.analysis.ranges import experiment_edge_hits
-        from gpbt.store import load
+        from gpbt.analysis.ranges import summary_edge_hits
 
-        for hit in experiment_edge_hits(load(folder)):
+        for hit in summary_edge_hits(space, summary) if space is not None else []:
             console.print(f"  [yellow]range edge[/]: {hit.sentence()}")
     except Exception as err:  # noqa: BLE001 - the notes are optional
         warn_on_stderr(f"range-edge notes not written ({describe_failure(err)})")
@@ -177,7 +178,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     )
     result = summary["retrain"]
     folder = Path(result["folder"])
-    _finish(folder, summary, args)
+    # no range-edge notes: a retrain follows the recorded schedule, whose edges the run named
+    _finish(folder, summary, None, args)
     if result["seeds"] == 1:
         score = _score(result["retrained"])
     else:

@@ -14,10 +14,12 @@ to mean anything.
 
 The agent's own limits (a vector-engine agent's `hyperparameter_bounds()`, e.g. gamma <= 1)
 word the advice: a range already at the agent's limit cannot be widened that way, so the note
-says so instead of suggesting it; one short of it says how far it may go. The limits are read
-by building the run's agent (cheap for gymnax and a user's factory); Brax runs, whose env
-takes a minute to build, and local / Ray runs (whose trainables declare no bounds) get the
-note without them.
+says so instead of suggesting it; one short of it says how far it may go. The vector engine
+reports them in the run's summary, with every member's last config, so `gpbt run` words its
+notes from the summary alone. A stored run whose summary lacks them (recorded before, or
+stopped early) has them read by building its agent (cheap for gymnax and a user's factory);
+Brax runs, whose env takes a minute to build, and local / Ray runs (whose trainables declare
+no bounds) then get the note without them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gpbt.analysis.lineage import best_member, experiment_space, last_configs
 from gpbt.core.space import Choice, Float, Int, Param, Space
 from gpbt.engines import engine_of
 
-__all__ = ["EDGE", "EdgeHit", "at_edge", "edge_hits", "experiment_edge_hits"]
+__all__ = ["EDGE", "EdgeHit", "at_edge", "edge_hits", "experiment_edge_hits", "summary_edge_hits"]
 
 EDGE = 0.02  # unit-space distance from an edge that counts as "at" it
 
@@ -104,6 +106,26 @@ def edge_hits(
     return hits
 
 
+def summary_edge_hits(space: Space, summary: Any) -> list[EdgeHit]:
+    """`edge_hits` for a run that has just finished, from its `Summary` (the best member's
+    config, every member's last config and the agent's limits the engine reported): what
+    `gpbt run` prints, without reading the store back."""
+    if not summary.best_config or not summary.final_configs:
+        return []
+    return edge_hits(
+        space, summary.best_config, summary.final_configs, summary.hyperparameter_bounds
+    )
+
+
+def stored_limits(exp) -> dict[str, tuple[float, float]] | None:
+    """The agent's limits a stored run's summary reported, else `agent_limits` of its config
+    (runs recorded before summaries carried them, or stopped before their summary)."""
+    bounds = (exp.state("summary") or {}).get("hyperparameter_bounds")
+    if bounds:
+        return {k: tuple(v) for k, v in bounds.items()}
+    return agent_limits(exp.config or {})
+
+
 def agent_limits(config: Mapping[str, Any]) -> dict[str, tuple[float, float]] | None:
     """A vector-engine run's agent's `hyperparameter_bounds()`, or None where they are not
     cheap to know (see the module doc) or the agent cannot be built here."""
@@ -132,5 +154,4 @@ def experiment_edge_hits(exp) -> list[EdgeHit]:
     best = best_member(exp)
     if best.member not in configs:
         return []
-    limits = agent_limits(exp.config or {})
-    return edge_hits(space, configs[best.member], list(configs.values()), limits)
+    return edge_hits(space, configs[best.member], list(configs.values()), stored_limits(exp))

@@ -54,6 +54,12 @@ class Summary:
     exploits: int
     finished: bool
     wall_seconds: float | None
+    # Every member's last config, in member order, and the agent's own (low, high) per
+    # hyperparameter where the engine knows them: what the range-edge notes need
+    # (gpbt.analysis.ranges), so that the end of `gpbt run` words them from the summary
+    # instead of reading back the store the engine has just written.
+    final_configs: list[dict[str, Any]] = field(default_factory=list)
+    hyperparameter_bounds: dict[str, tuple[float, float]] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
@@ -90,6 +96,11 @@ class Summary:
             known[name] = None if v is None or not math.isfinite(float(v)) else float(v)
         known["folder"] = str(known["folder"]) if known["folder"] is not None else ""
         known["score_basis"] = known["score_basis"] or ""
+        known["final_configs"] = [dict(c) for c in known["final_configs"] or []]
+        bounds = known["hyperparameter_bounds"]
+        known["hyperparameter_bounds"] = (
+            None if bounds is None else {k: tuple(v) for k, v in bounds.items()}
+        )
         return cls(**known, details=details)
 
 

@@ -377,6 +377,7 @@ def _summary(scheduler: GPBTScheduler, results, folder: Path, wall: float) -> di
         "score_basis": f"last reported {scheduler.metric}",
         "population_mean": population_mean(scores),
         "best_config": None if best is None else scheduler.core.config(best[0]),
+        "final_configs": [c for _, c in sorted(scheduler.core.configs().items())],
         "exploits": scheduler.num_exploits,
         "finished": not errors,
         "decisions": scheduler.num_decisions,

@@ -689,6 +689,8 @@ class VectorRun:
             exploits=exploits,
             finished=True,
             wall_seconds=details.pop("wall_seconds", None),
+            final_configs=[dict(self.configs[i]) for i in range(self.population)],
+            hyperparameter_bounds=_bounds_of(self.agent),
             details={
                 "final_eval_episodes": n,
                 "test_episodes": m,
@@ -700,6 +702,14 @@ class VectorRun:
         )
         self.store.set_state("summary", summary.to_dict())
         return summary
+
+
+def _bounds_of(agent: Any) -> dict[str, tuple[float, float]] | None:
+    """The agent's own hyperparameter limits, where it declares them (ours do; an agent of
+    the protocol may not)."""
+    if not hasattr(agent, "hyperparameter_bounds"):
+        return None
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in agent.hyperparameter_bounds().items()}
 
 
 # ---------------------------------------------------------------------- the supervisor

@@ -787,6 +787,7 @@ class LocalEngine:
                 {m: st.score for m, st in self.members.items() if st.status != "failed"}
             ),
             "best_config": None if best is None else dict(self.members[best].config),
+            "final_configs": [dict(self.members[m].config) for m in sorted(self.members)],
             "exploits": self.exploits,
             "failed_members": sorted(self.failed),
             "failures": {m: e for m, e in sorted(self.failed.items())},
