@@ -223,3 +223,23 @@ def test_gpbt_envs_lists_facts_without_building_brax():
     assert rows["Breakout-MinAtar"] == "(10, 10, 4) discrete, 3 actions 1000 steps"
     assert rows["brax:hopper"] == "(11,) continuous, dim 3 1000 steps"
     assert lines[-1] == "brax imported: False"
+
+
+def test_an_env_whose_optional_dependency_is_missing_is_named_before_it_is_built(monkeypatch):
+    from gpbt.bench.runner import _available
+    from gpbt.bench.suite import load_suite
+
+    brax_cell = next(c for c in load_suite("long-brax").cells() if c.kind == "vector")
+    minatar_cell = next(c for c in load_suite("long-impala").cells() if c.kind == "vector")
+    monkeypatch.setitem(sys.modules, "brax", None)  # as on an install without gpbt[brax]
+    why = envs.missing_dependency("hopper")  # an alias resolves to the Brax env it names
+    assert why == (
+        "environment 'brax:hopper' needs the optional Brax dependency, which is not "
+        "installed: pip install 'gpbt[brax]'"
+    )
+    assert _available(brax_cell) == envs.missing_dependency(brax_cell.config["env"])
+    assert "pip install 'gpbt[brax]'" in _available(brax_cell)
+    # gymnax envs and IMPALA need nothing optional; an unknown name is left to make_env
+    assert envs.missing_dependency("Breakout-MinAtar") is None
+    assert _available(minatar_cell) is None
+    assert envs.missing_dependency("no-such-env") is None

@@ -25,7 +25,6 @@ failed and the bench goes on with the others.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 import traceback
@@ -49,14 +48,13 @@ MAX_CELL_ATTEMPTS = 3
 
 
 def _available(cell: Cell) -> str | None:
-    """Why a cell cannot run on this install (None: it can)."""
-    if cell.kind == "vector" and cell.config.get("agent") == "impala":
-        if importlib.util.find_spec("gpbt.rl.impala") is None:
-            return "agent 'impala' is not available in this install (gpbt.rl.impala missing)"
-    if cell.kind == "vector" and str(cell.config.get("env", "")).startswith("brax"):
-        if importlib.util.find_spec("brax") is None:
-            return "brax is not installed (pip install 'gpbt[brax]')"
-    return None
+    """Why a cell cannot run on this install (None: it can): the environments registry
+    knows which of its environments need an optional dependency."""
+    if cell.kind != "vector":
+        return None
+    from gpbt.rl.envs import missing_dependency
+
+    return missing_dependency(str(cell.config.get("env", "")))
 
 
 def run_suite(

@@ -434,6 +434,24 @@ def resolve_env_name(name: str) -> tuple[str, dict[str, Any]]:
     return canonical, options
 
 
+def missing_dependency(name: str) -> str | None:
+    """Why the environment ``name`` cannot be built on this install (an optional dependency
+    it needs is absent), or None; decided without importing that dependency, so a caller can
+    ask before anything is built (`gpbt bench` skips such cells and says why)."""
+    import importlib.util
+
+    try:
+        canonical, _ = resolve_env_name(name)
+    except (TypeError, ValueError):
+        return None  # not a registered name: building it will say what is wrong
+    if canonical.startswith("brax:") and importlib.util.find_spec("brax") is None:
+        return (
+            f"environment {canonical!r} needs the optional Brax dependency, which is not "
+            f"installed: {BRAX_INSTALL_HINT}"
+        )
+    return None
+
+
 def make_env(name: str, **options: Any) -> Env:
     """Build the environment registered as ``name`` (see the module docstring for the syntax),
     or, for a ``"module:function"`` that is not a registered name, call that factory (see
