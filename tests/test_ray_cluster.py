@@ -64,10 +64,10 @@ class NodeToy(tune.Trainable):
 
 POPULATION, TOTAL, INTERVAL = 4, 12, 4
 # The node dies once every member has reported past its first boundary, so that each has a
-# checkpoint (its save at the boundary ran on its actor before the next step). Killed earlier,
-# a member's only checkpoint can be lost with its node; chosen as a donor then, it stops the
-# run: a gap of the Ray adapter this test does not cover (it once failed this way here, under
-# load, with the kill after 14 reports).
+# checkpoint to be restored from (its save at the boundary ran before its next step). A donor
+# whose only state died with the node leaves its receiver its own weights (`donor_lost`,
+# tests/test_ray_tune.py covers that path deterministically); it happened here once, under
+# load, with the kill after 14 reports, and then stopped the run.
 KILL_PAST = INTERVAL + 1
 
 
@@ -175,6 +175,8 @@ def test_a_worker_node_killed_mid_run_loses_no_report(cluster, tmp_path, monkeyp
     for member, rows in decisions.groupby("member"):
         assert sorted(rows["time"]) == [4, 8, 12], member
     for _, d in decisions[decisions["kind"] == "exploit"].iterrows():
+        if d.get("extra.donor_lost") == True:  # noqa: E712 - the donor's state died with it
+            continue
         assert d["extra.donor_checkpoint"].startswith(str(folder))  # on the shared storage
     # and the decisions are re-derived from the recorded reports, the node's death included
     ok, message = replay(folder)

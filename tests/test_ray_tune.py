@@ -435,6 +435,72 @@ def test_pbt_synch_mode(ray_cluster, tmp_path):
     check_exploits_arrive(exp)
 
 
+# the learning rate of the member whose first reports carry no checkpoint (set by the test
+# before Tune pickles the trainable, which takes this module's globals by value)
+UNSAVED = {"lr": None, "until": 0}
+
+
+def patchy_function(config):
+    """toy_function, except that one member passes no checkpoint with its first reports,
+    so a save of it at the first boundary comes back empty, as a donor's does when its actor
+    or node dies before any save of it finished."""
+    trial_id = tune.get_context().get_trial_id()
+    state = {"x": 0.0, "owner": trial_id}
+    restored = ""
+    ckpt = tune.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            state = json.loads(Path(d, "state.json").read_text())
+        restored, state["owner"] = state["owner"], trial_id
+    steps = 0
+    while True:
+        state["x"] += speed(config["lr"])
+        steps += 1
+        metrics = {"score": state["x"], "lr_seen": config["lr"], "restored_from": restored}
+        if config["lr"] == UNSAVED["lr"] and steps <= UNSAVED["until"]:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, "state.json").write_text(json.dumps(state))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_donor_without_a_checkpoint_leaves_the_receiver_its_own_weights(ray_cluster, tmp_path):
+    """Synchronous PBT, population 4: at the first boundary the worst member copies the best,
+    whose save comes back empty. The receiver takes the new hyperparameters on its own
+    weights (restored from a checkpoint of its own), the record says the donor had none, and
+    the run goes on with every report kept once (it used to restart the receiver from
+    scratch here, and the asynchronous path stopped the run blaming the trainable)."""
+    core = make_scheduler("pbt", SPACE, perturbation_interval=4, seed=0)
+    lrs = [c["lr"] for c in core.initial_population(4)]
+    best = max(range(4), key=lambda m: speed(lrs[m]))
+    worst = min(range(4), key=lambda m: speed(lrs[m]))
+    UNSAVED.update(lr=lrs[best], until=4)
+    try:
+        sched, exp = run(
+            patchy_function, tmp_path / "exp", method="pbt", options={"synch": True}, max_time=12
+        )
+    finally:
+        UNSAVED.update(lr=None, until=0)
+    reports = exp.reports
+    first = reports.sort_values("time").groupby("member").first()
+    assert [first.loc[m, "config.lr"] for m in range(4)] == pytest.approx(lrs)
+    for member, rows in reports.groupby("member"):
+        assert sorted(rows["time"]) == list(range(1, 13)), member
+    d = exp.decisions
+    at4 = d[(d.time == 4) & (d.kind == "exploit")]
+    assert list(at4.member) == [worst] and list(at4.donor) == [best]
+    rec = at4.iloc[0]
+    assert rec["extra.donor_lost"] == True  # noqa: E712 - a stored JSON true
+    assert not isinstance(rec.get("extra.donor_checkpoint"), str)  # none to name
+    mine = reports[reports.member == worst].sort_values("time").set_index("time")
+    # the receiver's next report: the new learning rate, on the state it had at the boundary
+    assert mine.loc[5, "metric.lr_seen"] == pytest.approx(rec["new_config.lr"])
+    assert mine.loc[5, "metric.restored_from"] == rec["extra.trial_id"]
+    assert mine.loc[5, "score"] == pytest.approx(mine.loc[4, "score"] + speed(rec["new_config.lr"]))
+    assert sched.num_exploits == (d.kind == "exploit").sum() == 2  # t=4 (own weights), t=8
+
+
 def test_fresh_actors_restore_the_donor(ray_cluster, tmp_path):
     # reuse_actors=False: every exploit starts a new process that restores the donor's state
     sched, exp = run(toy_function, tmp_path / "exp", population=2, max_time=12, reuse=False)

@@ -10,11 +10,14 @@ Ray internals the scheduler relies on (a Ray release that drops one fails loudly
 
 - `TuneController._schedule_trial_save(trial, result=)` returning a `_FutureTrainingResult`
   (`ray.train._internal.session`) whose `resolve()` blocks until the save is done,
-- `TuneController.pause_trial(trial, should_checkpoint=False)`,
+- `TuneController.pause_trial(trial, should_checkpoint=...)` (False when the donor's weights
+  replace the receiver's, True when a donor with no checkpoint leaves it its own),
 - `trial.run_metadata.checkpoint_manager._latest_checkpoint_result`, which Tune restores a
   trial from when it starts again (set to the donor's `_TrainingResult` on exploit),
 - `trial.temporary_state.saving_to`, `trial.checkpoint`, `trial.set_config`,
-  `TrialScheduler.NOOP`.
+  `trial.latest_checkpoint_result`, `trial.get_trainable_cls()`,
+  `ray.tune.trainable.function_trainable.FunctionTrainable` (a function trainable has only
+  the checkpoints it reported), `TrialScheduler.NOOP`.
 Ray's own PopulationBasedTraining uses the same ones (ray/tune/schedulers/pbt.py), so they
 tend to move together with it.
 """
@@ -86,7 +89,18 @@ def check_ray_internals() -> None:
             problems.append("_CheckpointManager._latest_checkpoint_result")
     except (ImportError, OSError, TypeError):
         problems.append("ray.train._internal.checkpoint_manager._CheckpointManager")
-    for name in ("set_config", "set_experiment_tag", "checkpoint", "temporary_state"):
+    try:
+        from ray.tune.trainable.function_trainable import FunctionTrainable  # noqa: F401
+    except ImportError:
+        problems.append("ray.tune.trainable.function_trainable.FunctionTrainable")
+    for name in (
+        "set_config",
+        "set_experiment_tag",
+        "checkpoint",
+        "temporary_state",
+        "latest_checkpoint_result",
+        "get_trainable_cls",
+    ):
         if not hasattr(Trial, name) and name != "temporary_state":
             problems.append(f"Trial.{name}")
     if "temporary_state" not in inspect.getsource(Trial.__init__):

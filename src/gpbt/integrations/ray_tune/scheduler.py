@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import re
@@ -29,6 +30,8 @@ from gpbt.engines.asynchronous import WAIT, AsyncDriver, Step
 from gpbt.integrations.ray_tune.compat import check_ray_internals
 from gpbt.live_log import LiveLog, open_live_log
 from gpbt.store import ExperimentStore
+
+logger = logging.getLogger(__name__)
 
 
 def _future_types():
@@ -448,7 +451,10 @@ class GPBTScheduler(TrialScheduler):
         if isinstance(decision, Exploit):
             donor = self._by_member[decision.donor]
             ckpt, ckpt_result = self._donor_checkpoint(tune_controller, donor)
-            self._queue_decision(decision, state, donor=donor, checkpoint=ckpt)
+            lost = ckpt is None
+            if lost:
+                self._check_keeps_own_weights(state, donor)
+            self._queue_decision(decision, state, donor=donor, checkpoint=ckpt, lost=lost)
             self._exploit(tune_controller, trial, state, decision, donor, ckpt, ckpt_result)
             return TrialScheduler.NOOP
         # Continue at a ready event: checkpoint now, so this member can be a donor until its
@@ -504,7 +510,10 @@ class GPBTScheduler(TrialScheduler):
             if isinstance(decision, Exploit):
                 donor = self._by_member[decision.donor]
                 ckpt, ckpt_result = resolved[decision.donor]
-                self._queue_decision(decision, s, donor=donor, checkpoint=ckpt)
+                lost = ckpt is None
+                if lost:
+                    self._check_keeps_own_weights(s, donor)
+                self._queue_decision(decision, s, donor=donor, checkpoint=ckpt, lost=lost)
                 self._exploit(tune_controller, s.trial, s, decision, donor, ckpt, ckpt_result)
             else:
                 self._queue_decision(decision, s)
@@ -565,24 +574,63 @@ class GPBTScheduler(TrialScheduler):
         if ckpt is None and latest is not None and latest.checkpoint:
             ckpt, result = latest.checkpoint, dict(latest.metrics or {})
         if ckpt is None:
-            raise RuntimeError(
-                f"gpbt chose trial {trial.trial_id} (member {donor.member}) as a donor but it "
-                "has no checkpoint. A class trainable must implement save_checkpoint(); a "
-                "function trainable must pass checkpoint= to tune.report() (at least every "
-                "perturbation_interval) and restore from tune.get_checkpoint()"
-            )
+            return None, None  # the caller falls back on the receiver's own weights
         donor.checkpoint, donor.ready_result = ckpt, result
         return ckpt, result
 
+    def _check_keeps_own_weights(self, s: _Member, donor: _Member) -> None:
+        """An exploit whose donor has no state to give (its save came back empty, or its actor
+        or node died before any save of it finished): the receiver keeps its own weights and
+        takes the decision's hyperparameters (`_exploit` with no checkpoint). The core has
+        already moved it to them; Ray Tune's PBT would skip such an exploit. Refused when the
+        receiver has no state of its own to restore either: then the trainable does not
+        checkpoint, which is the user's to fix."""
+        from ray.tune.trainable.function_trainable import FunctionTrainable
+
+        trial = s.trial
+        latest = trial.latest_checkpoint_result
+        has_own = bool(latest and latest.checkpoint) or s.checkpoint is not None
+        # A class trainable saves when it is paused (or fails loudly itself); a function
+        # trainable has only the checkpoints it has reported.
+        saves_on_pause = trial.status == Trial.RUNNING and not issubclass(
+            trial.get_trainable_cls(), FunctionTrainable
+        )
+        if not (has_own or saves_on_pause):
+            raise RuntimeError(
+                f"gpbt chose trial {donor.trial.trial_id} (member {donor.member}) as a donor "
+                f"but it has no checkpoint, and neither has trial {trial.trial_id} (member "
+                f"{s.member}). A class trainable must implement save_checkpoint(); a function "
+                "trainable must pass checkpoint= to tune.report() (at least every "
+                "perturbation_interval) and restore from tune.get_checkpoint()"
+            )
+        logger.warning(
+            "gpbt: member %d's donor, member %d (trial %s), had no checkpoint to give (its save "
+            "came back empty, or its actor or node died first); member %d keeps its own "
+            "weights and takes the new hyperparameters",
+            s.member,
+            donor.member,
+            donor.trial.trial_id,
+            s.member,
+        )
+
     def _exploit(self, tune_controller, trial, state, decision, donor, ckpt, ckpt_result):
+        """Carry out an exploit: the decision's hyperparameters, on the donor's checkpoint, or
+        on the receiver's own weights when `ckpt` is None (see `_check_keeps_own_weights`)."""
         _, training_result_type = _future_types()
+        own = ckpt is None
         if trial.status != Trial.PAUSED:
-            # Stop the actor without saving: its weights are about to be replaced.
-            tune_controller.pause_trial(trial, should_checkpoint=False)
+            # Stop the actor: without saving when the donor's weights replace its own; saving
+            # them when it keeps them, so that Tune restores it from that save.
+            tune_controller.pause_trial(trial, should_checkpoint=own)
         new_config = Space.nest(decision.config, into=trial.config)
         trial.set_config(new_config)
         for name, value in decision.config.items():
             trial.evaluated_params[name] = value
+        if own:
+            state.checkpoint, state.ready_result = None, None
+            state.checkpoint_time = None
+            self.num_exploits += 1
+            return
         metrics = dict(ckpt_result or {})
         metrics["config"] = new_config
         # Tune restores a trial it starts again from the checkpoint manager's latest result;
@@ -622,7 +670,9 @@ class GPBTScheduler(TrialScheduler):
             }
         )
 
-    def _queue_decision(self, decision: Decision, state: _Member, *, donor=None, checkpoint=None):
+    def _queue_decision(
+        self, decision: Decision, state: _Member, *, donor=None, checkpoint=None, lost=False
+    ):
         if self._store_arg is None or decision.record is None:
             return
         rec = decision.record.to_dict()
@@ -630,7 +680,9 @@ class GPBTScheduler(TrialScheduler):
         if donor is not None:
             rec["donor_trial_id"] = donor.trial.trial_id
             path = getattr(checkpoint, "path", None)
-            if path is not None:
+            if lost:
+                rec["donor_lost"] = True  # no state to give: the receiver kept its own weights
+            elif path is not None:
                 rec["donor_checkpoint"] = str(path)
         for k in ("member_score", "partner_score"):
             if isinstance(rec.get(k), float) and math.isnan(rec[k]):
