@@ -21,36 +21,12 @@ from gpbt.engines.trainable import Trainable, TrainableError
 # Every worker process imports this package on its way to `worker._worker_main` (spawn pickles
 # the target by module path), so nothing here may load the engine: it imports the scheduler
 # core and the store (pandas), which would make starting or replacing a worker slow. The names
-# are therefore loaded from their submodule on first access (PEP 562). Every top-level name of
-# the former single-file module stays importable from here, the private ones included (tests
-# and gpbt.analysis reach some of them).
-_HOME = {
-    **dict.fromkeys(
-        (
-            "CHECKPOINTS",
-            "DEFAULTS",
-            "ENGINE",
-            "OPTIONS",
-            "RESUME_KEYS",
-            "STATE_KEY",
-            "_STATE_VERSION",
-            "AllMembersFailed",
-            "LocalEngine",
-            "_Member",
-            "_is_number",
-            "_member_seed",
-            "log",
-            "run_local",
-        ),
-        "engine",
-    ),
-    **dict.fromkeys(
-        ("_THREAD_VARS", "_Event", "_Proc", "_ProcessPool", "_SimulatedPool", "_kill"), "pools"
-    ),
-    **dict.fromkeys(
-        ("_Live", "_Runner", "_folder_bytes", "_quiet_cleanup", "_worker_main"), "worker"
-    ),
-}
+# are therefore loaded from `engine.py` on first access (PEP 562): the public ones, and the two
+# constants gpbt.analysis and the tests read by this path. Anything else is imported from its
+# submodule.
+_HOME = dict.fromkeys(
+    ("AllMembersFailed", "CHECKPOINTS", "LocalEngine", "STATE_KEY", "run_local"), "engine"
+)
 
 __all__ = ["AllMembersFailed", "LocalEngine", "run_local", "Trainable", "TrainableError"]
 
