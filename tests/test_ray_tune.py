@@ -605,7 +605,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_with_the_fix(ray_cluster, ca
 def test_config_text_of_functions_and_objects_has_no_memory_address():
     # A resumed Ray run compares its config with the stored one: an RLlib config holds
     # functions and classes whose str() embeds an address that differs in every process.
-    from gpbt.integrations.ray_tune import _stable_text
+    from gpbt.integrations.ray_tune.scheduler import _stable_text
 
     assert _stable_text(ToyTrainable) == f"{ToyTrainable.__module__}:ToyTrainable"
     assert _stable_text(speed) == f"{speed.__module__}:speed"

@@ -28,10 +28,7 @@ from gpbt.integrations.ray_tune.compat import (
     RayCompatibilityError,
     check_ray_internals,
 )
-from gpbt.integrations.ray_tune.scheduler import (
-    GPBTScheduler,
-    _stable_text,  # noqa: F401 - tests import it by this path
-)
+from gpbt.integrations.ray_tune.scheduler import GPBTScheduler
 
 __all__ = [
     "GPBTScheduler",
