@@ -44,7 +44,8 @@ def speed(lr: float) -> float:
     return math.exp(-((math.log10(lr) + 2.0) ** 2))
 
 
-def toy_function(config):
+def toy_function(config, unsaved_steps=0):
+    """A running sum checkpointed with every report, except the first `unsaved_steps`."""
     trial_id = tune.get_context().get_trial_id()
     state = {"x": 0.0, "owner": trial_id}
     restored = ""
@@ -53,14 +54,17 @@ def toy_function(config):
         with ckpt.as_directory() as d:
             state = json.loads(Path(d, "state.json").read_text())
         restored, state["owner"] = state["owner"], trial_id
+    steps = 0
     while True:
         state["x"] += speed(config["lr"])
+        steps += 1
+        metrics = {"score": state["x"], "lr_seen": config["lr"], "restored_from": restored}
+        if steps <= unsaved_steps:
+            tune.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as d:
             Path(d, "state.json").write_text(json.dumps(state))
-            tune.report(
-                {"score": state["x"], "lr_seen": config["lr"], "restored_from": restored},
-                checkpoint=tune.Checkpoint.from_directory(d),
-            )
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 class ToyTrainable(tune.Trainable):
@@ -444,25 +448,8 @@ def patchy_function(config):
     """toy_function, except that one member passes no checkpoint with its first reports,
     so a save of it at the first boundary comes back empty, as a donor's does when its actor
     or node dies before any save of it finished."""
-    trial_id = tune.get_context().get_trial_id()
-    state = {"x": 0.0, "owner": trial_id}
-    restored = ""
-    ckpt = tune.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            state = json.loads(Path(d, "state.json").read_text())
-        restored, state["owner"] = state["owner"], trial_id
-    steps = 0
-    while True:
-        state["x"] += speed(config["lr"])
-        steps += 1
-        metrics = {"score": state["x"], "lr_seen": config["lr"], "restored_from": restored}
-        if config["lr"] == UNSAVED["lr"] and steps <= UNSAVED["until"]:
-            tune.report(metrics)
-            continue
-        with tempfile.TemporaryDirectory() as d:
-            Path(d, "state.json").write_text(json.dumps(state))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+    unsaved = UNSAVED["until"] if config["lr"] == UNSAVED["lr"] else 0
+    toy_function(config, unsaved_steps=unsaved)
 
 
 def test_a_donor_without_a_checkpoint_leaves_the_receiver_its_own_weights(ray_cluster, tmp_path):

@@ -451,10 +451,6 @@ class GPBTScheduler(TrialScheduler):
         if isinstance(decision, Exploit):
             donor = self._by_member[decision.donor]
             ckpt, ckpt_result = self._donor_checkpoint(tune_controller, donor)
-            lost = ckpt is None
-            if lost:
-                self._check_keeps_own_weights(state, donor)
-            self._queue_decision(decision, state, donor=donor, checkpoint=ckpt, lost=lost)
             self._exploit(tune_controller, trial, state, decision, donor, ckpt, ckpt_result)
             return TrialScheduler.NOOP
         # Continue at a ready event: checkpoint now, so this member can be a donor until its
@@ -510,10 +506,6 @@ class GPBTScheduler(TrialScheduler):
             if isinstance(decision, Exploit):
                 donor = self._by_member[decision.donor]
                 ckpt, ckpt_result = resolved[decision.donor]
-                lost = ckpt is None
-                if lost:
-                    self._check_keeps_own_weights(s, donor)
-                self._queue_decision(decision, s, donor=donor, checkpoint=ckpt, lost=lost)
                 self._exploit(tune_controller, s.trial, s, decision, donor, ckpt, ckpt_result)
             else:
                 self._queue_decision(decision, s)
@@ -614,10 +606,14 @@ class GPBTScheduler(TrialScheduler):
         )
 
     def _exploit(self, tune_controller, trial, state, decision, donor, ckpt, ckpt_result):
-        """Carry out an exploit: the decision's hyperparameters, on the donor's checkpoint, or
-        on the receiver's own weights when `ckpt` is None (see `_check_keeps_own_weights`)."""
+        """Record and carry out an exploit: the decision's hyperparameters, on the donor's
+        checkpoint, or on the receiver's own weights when `ckpt` is None (see
+        `_check_keeps_own_weights`)."""
         _, training_result_type = _future_types()
         own = ckpt is None
+        if own:
+            self._check_keeps_own_weights(state, donor)
+        self._queue_decision(decision, state, donor=donor, checkpoint=ckpt, lost=own)
         if trial.status != Trial.PAUSED:
             # Stop the actor: without saving when the donor's weights replace its own; saving
             # them when it keeps them, so that Tune restores it from that save.
