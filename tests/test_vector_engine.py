@@ -21,10 +21,12 @@ from conftest import (
     write_toml_file,
 )
 
-from gpbt.analysis.ranges import experiment_edge_hits, summary_edge_hits
+from gpbt.analysis.lineage import last_configs
+from gpbt.analysis.ranges import edge_hits, experiment_edge_hits, stored_limits, summary_edge_hits
 from gpbt.analysis.replay import replay
 from gpbt.analysis.report import ReportError, write_report
 from gpbt.config import ConfigError, load_config, validate_config
+from gpbt.core.space import Space
 from gpbt.engines.vector import run_vector
 from gpbt.store import load
 
@@ -85,10 +87,20 @@ def test_a_run_records_every_report_decision_and_checkpoint(reference):
     assert summary.final_configs[summary.best_member] == summary.best_config
     assert summary.hyperparameter_bounds["gamma"] == (0.0, 1.0)
     assert exp.state("summary")["hyperparameter_bounds"]["gamma"] == [0.0, 1.0]
-    space = tiny().space
-    assert [h.sentence() for h in summary_edge_hits(space, summary)] == [
+    assert [h.sentence() for h in summary_edge_hits(tiny().space, summary)] == [
         h.sentence() for h in experiment_edge_hits(exp)
     ]
+    # and where there are notes: a space whose clip range ends at the best member's value
+    clip = {**TINY["space"]["clip"], "high": summary.best_config["clip"]}
+    narrow = Space.from_dict({**TINY["space"], "clip": clip})
+    stored = last_configs(exp)
+    from_store = edge_hits(
+        narrow, stored[summary.best_member], list(stored.values()), stored_limits(exp)
+    )
+    notes = [h.sentence() for h in summary_edge_hits(narrow, summary)]
+    assert notes == [h.sentence() for h in from_store]
+    assert any(n.startswith("`clip` ended at the top") for n in notes)
+    assert "the agent accepts values up to 1, so widen" in " ".join(notes)  # PPO's clip limit
 
 
 def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(reference):
