@@ -704,11 +704,9 @@ class VectorRun:
         return summary
 
 
-def _bounds_of(agent: Any) -> dict[str, tuple[float, float]] | None:
-    """The agent's own hyperparameter limits, where it declares them (ours do; an agent of
-    the protocol may not)."""
-    if not hasattr(agent, "hyperparameter_bounds"):
-        return None
+def _bounds_of(agent: Any) -> dict[str, tuple[float, float]]:
+    """The agent's own hyperparameter limits (part of the agent protocol; preflight checks
+    the space against them), as plain floats for the summary."""
     return {k: (float(lo), float(hi)) for k, (lo, hi) in agent.hyperparameter_bounds().items()}
 
 
