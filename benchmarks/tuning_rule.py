@@ -3,6 +3,7 @@ tuner and PBT's explore default, computed from committed results.
 
     python benchmarks/tuning_rule.py                 # the rule so far, as markdown
     python benchmarks/tuning_rule.py --json rule.json
+    python benchmarks/tuning_rule.py --stopped-population 8   # as part 2 applies it
 
 Applies rules 1 and 2 of docs/research/tuning-preregistration.md (section 2) exactly as
 registered, to the cell records of the development suites `tuning-dev` and `tuning-dev-impala`
@@ -23,7 +24,11 @@ choice is computed by code fixed in advance rather than read off tables afterwar
 - Rule 3: whether any candidate reaches P(> default) >= 0.5 at every population measured.
 
 Until every development task has finished, the output says `interim` with the tasks counted:
-an interim figure is not the rule's answer.
+an interim figure is not the rule's answer. `--stopped-population P` applies the clause
+"population 4 alone if population 8 did not finish": it is for a population whose development
+was stopped before any of its tasks finished (part 2 says why); its cells are left out, and the
+answer is final once every task of the other population has finished. A stopped population
+with a finished task is refused: its results would be thrown away after being seen.
 """
 
 from __future__ import annotations
@@ -95,7 +100,17 @@ def compare(df: pd.DataFrame, x: str, y: str, population: int | None) -> dict:
             "tasks": sorted(sub["task"].unique())}  # fmt: skip
 
 
-def rule(df: pd.DataFrame) -> dict:
+def rule(df: pd.DataFrame, stopped: tuple[int, ...] = ()) -> dict:
+    """Rules 1-3 on the development records `df`; `stopped`: populations whose development was
+    stopped before any of their tasks finished (left out; the others decide)."""
+    for pop in stopped:
+        done = [t for t in finished_tasks(df) if t.endswith(f"@population={pop}")]
+        if done:
+            raise ValueError(
+                f"population {pop} cannot be stopped: its tasks {done} finished, so the rule "
+                "counts them; drop --stopped-population"
+            )
+    df = df[~df["population"].isin(stopped)]
     measured = [
         pop for pop in POPULATIONS if compare(df, "default", "pbt", pop)["tasks"]
     ]  # a population with no finished task does not count yet
@@ -115,9 +130,11 @@ def rule(df: pd.DataFrame) -> dict:
     # no finished task yet: no candidate leads
     registered = max(tied, key=lambda c: _finite(rows[c]["worst_vs_pbt"])) if measured else None
     explore = compare(df, "pbt-logsym", "pbt", None)
-    complete = len(finished_tasks(df)) == sum(EXPECTED_TASKS.values())
+    expected = sum(n for pop, n in EXPECTED_TASKS.items() if pop not in stopped)
+    complete = len(finished_tasks(df)) == expected
     return {
         "status": "final" if complete else "interim",
+        "stopped_populations": list(stopped),
         "populations_measured": measured,
         "candidates": rows,
         "registered": registered,
@@ -138,7 +155,12 @@ def _finite(x: float) -> float:
 
 def markdown(result: dict) -> str:
     lines = [
-        f"**{result['status']}** (populations measured: {result['populations_measured']})",
+        f"**{result['status']}** (populations measured: {result['populations_measured']}"
+        + (
+            f"; stopped before any task finished, left out: {result['stopped_populations']})"
+            if result["stopped_populations"]
+            else ")"
+        ),
         "",
         "| candidate | population | P(> default) [95%] | P(> pbt) [95%] | tasks |",
         "|---|---:|---|---|---:|",
@@ -168,8 +190,15 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
+    parser.add_argument(
+        "--stopped-population", type=int, action="append", default=[], choices=POPULATIONS,
+        help="a population whose development was stopped before any task finished: left out",
+    )  # fmt: skip
     args = parser.parse_args()
-    result = rule(development_results())
+    try:
+        result = rule(development_results(), tuple(args.stopped_population))
+    except ValueError as err:
+        raise SystemExit(f"tuning_rule: {err}") from None
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=_plain))

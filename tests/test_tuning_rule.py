@@ -71,3 +71,25 @@ def test_no_finished_task_registers_nothing():
     out = rule.rule(results({}, drop={("A", "pbt", 100), ("B", "pbt", 100)}))
     assert out["registered"] is None and out["populations_measured"] == []
     assert "interim" in rule.markdown(out)
+
+
+def test_a_stopped_population_is_left_out_and_the_other_decides_finally():
+    # population 8 unfinished (pbt's seed 104 missing on every task) and, were it counted,
+    # against mf-pbt; stopped, population 4 alone decides and the answer is final
+    tasks = ("A", "B", "C", "D", "E")
+    offsets = {("mf-pbt", 4): 10, ("mf-pbt", 8): -10, ("pbt-patient", 4): 2}
+    df = pd.concat([
+        results(offsets, tasks=tasks, populations=(4,)),
+        results(offsets, tasks=tasks, populations=(8,), drop={(t, "pbt", 104) for t in tasks}),
+    ])  # fmt: skip
+    assert rule.rule(df)["status"] == "interim"
+    out = rule.rule(df, stopped=(8,))
+    assert out["status"] == "final" and out["populations_measured"] == [4]
+    assert out["registered"] == "mf-pbt"
+    assert "left out: [8]" in rule.markdown(out)
+
+
+def test_a_population_with_a_finished_task_cannot_be_stopped():
+    df = results({}, populations=(4, 8))
+    with pytest.raises(ValueError, match="population 8 cannot be stopped"):
+        rule.rule(df, stopped=(8,))
