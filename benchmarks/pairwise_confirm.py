@@ -25,24 +25,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sqlite3
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gpbt.bench.results import ResultsFolder, load_results
-from gpbt.bench.stats import (
-    diversity_summary,
-    per_task,
-    probability_of_improvement,
-    probability_of_improvement_ci,
+from gpbt.bench import targets
+from gpbt.bench.stats import diversity_summary
+from gpbt.bench.targets import (
+    SuiteData,
+    Target,
+    count_cells,
+    judge,
+    number,
+    suite_tasks,
+    target_table,
 )
-from gpbt.bench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -52,135 +53,22 @@ LONG_SUITES = ("long-ppo", "long-impala")
 HOLDOUT_SUITES = ("pairwise-holdout-ppo", "pairwise-holdout-impala")
 POPULATIONS = (4, 8)
 SCORE = "final_best"
-REPS, SEED = 2000, 0
 # section 3: ">= 0.6 and the 95% interval's lower end > 0.5"
 TARGET_P, TARGET_LO = 0.6, 0.5
 LATENCY_MS, LATENCY_POPULATION = 1.0, 256
 
 
-@dataclass
-class SuiteData:
-    """One suite's committed runs, with the cells its file says it has."""
-
-    name: str
-    results: pd.DataFrame  # task, method, seed, population, final_best, ...
-    diversity: pd.DataFrame  # task, method, seed, time, diversity
-    expected: pd.DataFrame  # task, method, seed, population: every cell of the suite
-
-
-@dataclass
-class Target:
-    key: str
-    comparison: str
-    tasks: str
-    target: str
-    done: int
-    needed: int
-    value: float = math.nan
-    lo: float = math.nan
-    hi: float = math.nan
-    verdict: str = "not run"
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return self.needed > 0 and self.done >= self.needed
-
-
-# ------------------------------------------------------------------------------- loading
-def _prefixed(frame: pd.DataFrame, suite: str) -> pd.DataFrame:
-    if not len(frame):
-        return frame
-    out = frame.copy()
-    out["task"] = suite + "/" + out["task"].astype(str)
-    return out
-
-
-def expected_cells(suite_name: str) -> pd.DataFrame:
-    suite = load_suite(suite_name)
-    rows = [
-        {"task": f"{suite_name}/{c.task}", "method": c.method, "seed": c.seed,
-         "population": int(c.config.get("population", 0))}
-        for c in suite.cells()
-    ]  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def load_suite_data(suite_name: str, results_root: Path = RESULTS) -> SuiteData:
     """The committed records of one suite (none yet is fine: every cell counts as missing)."""
-    expected = expected_cells(suite_name)
-    folder = results_root / suite_name
-    if not folder.exists() or not ResultsFolder(folder).records:
-        empty = pd.DataFrame(columns=["task", "method", "seed", "population", SCORE])
-        return SuiteData(suite_name, empty, pd.DataFrame(), expected)
-    bench = load_results(folder)
-    return SuiteData(
-        suite_name,
-        _prefixed(bench.results, suite_name),
-        _prefixed(bench.diversity, suite_name),
-        expected,
-    )
+    return targets.load_suite_data(suite_name, results_root, SCORE)
 
 
 # --------------------------------------------------------------------------- the targets
-def _scores(results: pd.DataFrame, method: str, tasks: list[str]) -> dict[str, np.ndarray]:
-    """Per task, the runs' scores by seed (gpbt.bench.stats.per_task), tasks with a NaN left out."""
-    scores = per_task(results[results["task"].isin(tasks)], method, SCORE)
-    return {t: x for t, x in scores.items() if np.isfinite(x).all()}
-
-
-def _count(data: list[SuiteData], methods: tuple[str, ...], population: int | None):
-    """(cells done, cells needed) of `methods` on the tasks at `population` (None: all)."""
-    done = needed = 0
-    for d in data:
-        exp = d.expected[d.expected["method"].isin(methods)]
-        got = d.results[d.results["method"].isin(methods)] if len(d.results) else d.results
-        if population is not None:
-            exp = exp[exp["population"] == population]
-            got = got[got["population"] == population] if len(got) else got
-        needed += len(exp)
-        done += len(got)
-    return done, needed
-
-
-def _tasks(data: list[SuiteData], population: int | None) -> list[str]:
-    out = []
-    for d in data:
-        exp = (
-            d.expected if population is None else d.expected[d.expected["population"] == population]
-        )
-        out += sorted(exp["task"].unique())
-    return out
-
-
 def improvement(
     data: list[SuiteData], other: str, population: int, key: str, target: str
 ) -> Target:
     """P(VARIANT > other) over the suites' tasks at one population size."""
-    tasks = _tasks(data, population)
-    results = pd.concat([d.results for d in data if len(d.results)] or [pd.DataFrame()])
-    done, needed = _count(data, (VARIANT, other), population)
-    row = Target(
-        key=key,
-        comparison=f"P({VARIANT} > {other})",
-        tasks=f"{len(tasks)} population-{population} tasks of {', '.join(d.name for d in data)}",
-        target=target,
-        done=done,
-        needed=needed,
-    )
-    if not len(results):
-        return row
-    x, y = _scores(results, VARIANT, tasks), _scores(results, other, tasks)
-    both = sorted(set(x) & set(y))
-    if not both:
-        return row
-    p, lo, hi = probability_of_improvement_ci(
-        {t: x[t] for t in both}, {t: y[t] for t in both}, reps=REPS, seed=SEED
-    )
-    row.value, row.lo, row.hi = p, lo, hi
-    # a task's point estimate needs no bootstrap
-    row.detail = {"per_task": {t: probability_of_improvement({t: x[t]}, {t: y[t]}) for t in both}}
-    return row
+    return targets.improvement(data, VARIANT, other, population, key, target, SCORE)
 
 
 def end_diversity(diversity: pd.DataFrame, method: str) -> dict[str, float]:
@@ -193,11 +81,11 @@ def end_diversity(diversity: pd.DataFrame, method: str) -> dict[str, float]:
 
 
 def diversity_target(data: list[SuiteData]) -> Target:
-    done, needed = _count(data, (VARIANT, "pbt"), None)
+    done, needed = count_cells(data, (VARIANT, "pbt"), None)
     row = Target(
         key="T5",
         comparison=f"end diversity, {VARIANT} minus pbt",
-        tasks=f"all {len(_tasks(data, None))} tasks of {', '.join(d.name for d in data)}",
+        tasks=f"all {len(suite_tasks(data, None))} tasks of {', '.join(d.name for d in data)}",
         target="mean over tasks >= 0",
         done=done,
         needed=needed,
@@ -232,34 +120,25 @@ def latency_target(latency: dict | None) -> Target:
     return row
 
 
-def _judge(row: Target, met: bool) -> None:
-    if not math.isfinite(row.value):
-        row.verdict = "not run" if row.done == 0 else "no comparable runs"
-    elif row.complete:
-        row.verdict = "met" if met else "not met"
-    else:
-        row.verdict = f"interim ({row.done}/{row.needed} cells)"
-
-
 def evaluate(long: list[SuiteData], holdout: list[SuiteData], latency: dict | None) -> dict:
     """Every registered target, and the claim's verdict (all of T1-T6 met)."""
     primary = []
     numbered = {("pbt", 4): "T1", ("pb2", 4): "T2", ("pbt", 8): "T3", ("pb2", 8): "T4"}
     for (other, population), key in numbered.items():
         row = improvement(long, other, population, key, ">= 0.6, lower end > 0.5")
-        _judge(row, row.value >= TARGET_P and row.lo > TARGET_LO)
+        judge(row, row.value >= TARGET_P and row.lo > TARGET_LO)
         primary.append(row)
     t5 = diversity_target(long)
-    _judge(t5, t5.value >= 0)
+    judge(t5, t5.value >= 0)
     t6 = latency_target(latency)
-    _judge(t6, t6.value < LATENCY_MS)
+    judge(t6, t6.value < LATENCY_MS)
     primary += [t5, t6]
 
     held = []
     for population in POPULATIONS:
         for other in ("pbt", "pb2"):
             row = improvement(holdout, other, population, f"T7 pop {population}", ">= 0.5")
-            _judge(row, row.value >= 0.5)
+            judge(row, row.value >= 0.5)
             held.append(row)
     # a primary target met but contradicted on the held-out tasks does not generalise
     for row in held:
@@ -273,7 +152,7 @@ def evaluate(long: list[SuiteData], holdout: list[SuiteData], latency: dict | No
     for population in POPULATIONS:
         for other in ("gpbt-pl", "random", "default"):
             row = improvement(long, other, population, "reported", "(not deciding)")
-            _judge(row, True)
+            judge(row, True)
             if row.verdict == "met":
                 row.verdict = "complete"
             reported.append(row)
@@ -336,30 +215,18 @@ def decision_markdown(stats: pd.DataFrame) -> str:
     for r in stats.itertuples():
         lines.append(
             f"| {r.suite} | {r.method} | {r.cells} | {r.decisions} | {r.exploit_rate:.3f} "
-            f"| {_num(r.escaped_share)} |"
+            f"| {number(r.escaped_share)} |"
         )
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------- output
-def _num(x: float) -> str:
-    return "-" if not math.isfinite(x) else f"{x:.3g}"
-
-
 def markdown(outcome: dict) -> str:
     lines = [f"**Claim: {outcome['claim']}.**", ""]
-    head = "| # | comparison | task set | target | cells | value [95% CI] | verdict |"
     for title, rows in (("Primary targets (T1-T6)", outcome["primary"]),
                         ("Held-out check (T7)", outcome["holdout"]),
                         ("Reported, not deciding", outcome["reported"])):  # fmt: skip
-        lines += [f"{title}:", "", head, "|---|---|---|---|---|---|---|"]
-        for r in rows:
-            ci = f" [{_num(r.lo)}, {_num(r.hi)}]" if math.isfinite(r.lo) else ""
-            lines.append(
-                f"| {r.key} | {r.comparison} | {r.tasks} | {r.target} | {r.done}/{r.needed} "
-                f"| {_num(r.value)}{ci} | {r.verdict} |"
-            )
-        lines.append("")
+        lines += target_table(title, rows)
     per_task = [r for r in outcome["primary"][:4] + outcome["holdout"] if r.detail.get("per_task")]
     if per_task:
         lines += [
@@ -370,7 +237,7 @@ def markdown(outcome: dict) -> str:
         ]
         for r in per_task:
             for task, p in r.detail["per_task"].items():
-                lines.append(f"| {r.key} | {r.comparison} | {task} | {_num(p)} |")
+                lines.append(f"| {r.key} | {r.comparison} | {task} | {number(p)} |")
         lines.append("")
     return "\n".join(lines)
 
