@@ -27,7 +27,6 @@ import argparse
 import json
 import sqlite3
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -266,13 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(stats):
             text += "\n" + decision_markdown(stats)
     print(text)
-    if args.md:
-        Path(args.md).write_text(text + "\n")
-    if args.json:
-        serial = {
-            k: v if isinstance(v, str) else [asdict(r) for r in v] for k, v in outcome.items()
-        }
-        Path(args.json).write_text(json.dumps(serial, indent=1, default=float) + "\n")
+    targets.save_outcome(outcome, text, args.md, args.json)
     return 0
 
 

@@ -31,9 +31,7 @@ GPBT-PL against PBT and PB2 (the paper's claim, re-tested), each population.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from gpbt.bench import targets
@@ -170,13 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     text = markdown(outcome)
     print(text)
-    if args.md:
-        Path(args.md).write_text(text + "\n")
-    if args.json:
-        serial = {
-            k: v if isinstance(v, str) else [asdict(r) for r in v] for k, v in outcome.items()
-        }
-        Path(args.json).write_text(json.dumps(serial, indent=1, default=float) + "\n")
+    targets.save_outcome(outcome, text, args.md, args.json)
     return 0
 
 

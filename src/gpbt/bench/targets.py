@@ -17,8 +17,9 @@ this module is that one reading:
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,15 @@ def target_table(title: str, rows: list[Target]) -> list[str]:
             f"| {number(r.value)}{ci} | {r.verdict} |"
         )
     return lines + [""]
+
+
+def save_outcome(outcome: dict[str, Any], text: str, md: str | None, json_path: str | None) -> None:
+    """Write a judged confirmation: its markdown `text` to `md`, and `outcome` (its claim and
+    lists of targets) as JSON to `json_path`; either may be None."""
+    if md:
+        Path(md).write_text(text + "\n")
+    if json_path:
+        serial = {
+            k: v if isinstance(v, str) else [asdict(r) for r in v] for k, v in outcome.items()
+        }
+        Path(json_path).write_text(json.dumps(serial, indent=1, default=float) + "\n")
