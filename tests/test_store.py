@@ -442,6 +442,7 @@ WRITE_ONLY = textwrap.dedent(
         store.add_checkpoint(1, "ckpt/1", members=[0])
         store.set_state("engine", {"time": 1})
         store.lineage(0)
+        store.exploit_count()
     print(sorted(m for m in sys.modules if m.split(".")[0] == "pandas"))
     """
 )
@@ -516,3 +517,20 @@ def test_sigkill_mid_stream_leaves_only_whole_batches(tmp_path, delay):
         assert sizes.index.tolist() == list(range(len(sizes)))  # no gap either
     # Decisions of a batch are committed after its reports, never before.
     assert len(decisions) in (len(reports), len(reports) - batch_size)
+
+
+def test_exploit_count_counts_copies_of_another_member_only(tmp_path):
+    with ExperimentStore(tmp_path) as store:
+        assert store.exploit_count() == 0
+        store.add_decisions([
+            {"time": 1, "member": 0, "kind": "exploit", "donor": 1},
+            # a fixed schedule's config change: the member "copies" itself
+            {"time": 1, "member": 1, "kind": "exploit", "donor": 1},
+            {"time": 1, "member": 2, "kind": "continue"},
+            {"time": 2, "member": 2, "kind": "exploit"},  # no donor recorded: a copy
+        ])  # fmt: skip
+        assert store.exploit_count() == 2
+    # the same rule as the report's exploit markers
+    from gpbt.analysis.report import _exploits
+
+    assert len(_exploits(load(tmp_path).decisions)) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,6 +169,39 @@ def _check_version(conn: sqlite3.Connection, path: Path, *, allow_empty: bool) -
                 f"(no gpbt schema version); {_FOLDER_HELP}"
             )
     return version
+
+
+def create_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables and version records in a new (empty) store; a store that already
+    has them is left as it is, and one of another version or not gpbt's is refused."""
+    if _check_version(conn, path, allow_empty=True) == SCHEMA_VERSION:
+        return
+    with _transaction(conn):
+        # Re-checked under the write lock: another process may have created it meanwhile.
+        if _check_version(conn, path, allow_empty=True) == SCHEMA_VERSION:
+            return
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("created", repr(time.time())),
+                ("gpbt_version", _gpbt_version()),
+            ],
+        )
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _gpbt_version() -> str:
+    # From the installed distribution's metadata, not gpbt.__version__: the store sits below
+    # the package's top level and must not import upwards into it. Only new files need it.
+    from importlib import metadata
+
+    try:
+        return metadata.version("gpbt")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "unknown"
 
 
 @contextmanager

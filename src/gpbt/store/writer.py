@@ -31,13 +31,11 @@ from gpbt.store.schema import (
     _CHECKPOINT_SELECT,
     _DECISION_SELECT,
     _REPORT_ORDER_SELECT,
-    _SCHEMA,
     DB_NAME,
     DECISION_KINDS,
-    SCHEMA_VERSION,
-    _check_version,
     _connect,
     _transaction,
+    create_schema,
 )
 
 # pandas is imported only by the methods that return DataFrames (from frames.py, on first
@@ -85,32 +83,11 @@ class ExperimentStore:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._conn = _connect(self.path, timeout, write=True)
             try:
-                self._init_schema()
+                create_schema(self._conn, self.path)
             except BaseException:
                 self._conn.close()
                 self._conn = None
                 raise
-
-    def _init_schema(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        if _check_version(conn, self.path, allow_empty=True) == SCHEMA_VERSION:
-            return
-        with _transaction(conn):
-            # Re-checked under the write lock: another process may have created it meanwhile.
-            if _check_version(conn, self.path, allow_empty=True) == SCHEMA_VERSION:
-                return
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema_version", str(SCHEMA_VERSION)),
-                    ("created", repr(_time.time())),
-                    ("gpbt_version", _gpbt_version()),
-                ],
-            )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing
 
@@ -321,6 +298,16 @@ class ExperimentStore:
 
         return _decisions_frame(self._query(_DECISION_SELECT))
 
+    def exploit_count(self) -> int:
+        """How many exploits copied another member's weights: a member "copying" itself is a
+        fixed schedule's config change, not an exploit. Counted by SQLite, so a training
+        process that only writes never imports pandas (see above)."""
+        sql = (
+            "SELECT count(*) FROM decisions "
+            "WHERE kind = 'exploit' AND (donor IS NULL OR donor != member)"
+        )
+        return int(self._query(sql)[0][0])
+
     def decision_records(self) -> list[dict[str, Any]]:
         """Decisions as the dicts they were written as (plus seq, wall_time), for replay."""
         return [_decision_record(r) for r in self._query(_DECISION_SELECT)]
@@ -450,14 +437,3 @@ def _check_same_config(folder: Path, stored: Any, given: Any) -> None:
 def _same_json(a: Any, b: Any) -> bool:
     # NaN != NaN, yet a config holding NaN is the same config when it is written again.
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
-def _gpbt_version() -> str:
-    # From the installed distribution's metadata, not gpbt.__version__: the store sits below
-    # the package's top level and must not import upwards into it. Only new files need it.
-    from importlib import metadata
-
-    try:
-        return metadata.version("gpbt")
-    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
-        return "unknown"
