@@ -446,3 +446,17 @@ def test_cli_overrides_reach_the_config(tmp_path):
     assert cfg["pbt"]["perturbation_factors"] == [1.5, 0.5]
     with pytest.raises(ConfigError, match="override 'population' is not key=value"):
         load_config(cfg_path, ["population"])
+
+
+def test_the_engine_reads_each_of_its_options_from_the_spec_once_with_its_default():
+    from dataclasses import fields
+
+    from gpbt.engines.vector import OPTIONS, VectorSettings
+
+    # one field per option of the engine: an option added to OPTIONS must be read here too
+    assert {f.name for f in fields(VectorSettings)} == set(OPTIONS)
+    settings = VectorSettings.of(tiny(hyperparameters={"gae_lambda": 0.9}))
+    assert settings.test_episodes is None  # absent: as many as final_eval_episodes
+    assert settings.hyperparameters == {"gae_lambda": 0.9}
+    assert (settings.devices, settings.execution, settings.watchdog_seconds) == (0, "auto", 600)
+    assert VectorSettings.of(tiny(test_episodes=5)).test_episodes == 5

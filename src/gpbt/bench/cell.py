@@ -242,7 +242,6 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
                 "selected_by_training": None,
             },
         )
-        decisions = store.decisions()
         # the same Summary an engine returns, so the bench reads toys and agents alike
         summary = Summary(
             engine="toy",
@@ -253,7 +252,7 @@ def run_toy_cell(cfg: dict[str, Any], folder: Path, emit: Emit) -> dict[str, Any
             score_basis="the toy's score at the end",
             population_mean=float(np.mean(final)),
             best_config=configs[best],
-            exploits=int((decisions["kind"] == "exploit").sum()) if len(decisions) else 0,
+            exploits=store.exploit_count(),
             finished=True,
             wall_seconds=None,
             details={"final_eval_episodes": 1},

@@ -33,6 +33,7 @@ import time
 import traceback
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,32 @@ OPTIONS: dict[str, Option] = {
     "devices": Option(int, 0, "devices to train on; 0: all (on CPU one per core)", at_least=0),
 }
 DEFAULTS = {"metric": "episode_return", "time_attr": "env_steps"}
+
+
+@dataclass(frozen=True)
+class VectorSettings:
+    """This engine's own options of one run (`OPTIONS`, validated by the spec), read from the
+    spec once: the spec's typed fields hold what every engine uses, and the preflight and the
+    training loop read these fields instead of reaching back into the spec for each key."""
+
+    env: str
+    agent: str
+    agent_options: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    eval_episodes: int
+    final_eval_episodes: int
+    test_episodes: int | None  # None: as many as final_eval_episodes
+    watchdog_seconds: float
+    execution: str
+    devices: int
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> VectorSettings:
+        values = {key: spec.get(key, OPTIONS[key].default) for key in OPTIONS}
+        values["hyperparameters"] = dict(values["hyperparameters"])
+        if values["test_episodes"] is OPTIONAL:
+            values["test_episodes"] = None
+        return cls(**values)
 
 
 def check_config(cfg: dict[str, Any]) -> None:
@@ -191,11 +218,11 @@ def largest_update(agent, space: Space, fixed: dict[str, Any]) -> int | None:
     return int(np.asarray(agent.hyperparameters_to_arrays([{**fixed, name: value}])[name])[0])
 
 
-def check_interval_against_agent(spec: RunSpec, agent) -> None:
+def check_interval_against_agent(spec: RunSpec, agent, fixed: dict[str, Any]) -> None:
     """An interval must hold at least one whole update of every member: a member trains whole
     updates, so with a shorter interval it trains in some intervals and not at all in the
     others, and is scored (and exploited) on the same weights again."""
-    batch = largest_update(agent, spec.space, dict(spec["hyperparameters"]))
+    batch = largest_update(agent, spec.space, fixed)
     interval = spec.perturbation_interval
     if batch is not None and interval < batch:
         raise ConfigError(
@@ -275,14 +302,14 @@ def check_memory(agent, population: int) -> None:
         )
 
 
-def build_agent(spec: RunSpec):
-    """The agent `spec` trains, on the devices it asks for; an agent that cannot be built
-    (an unknown env, bad agent options) is the config's error."""
+def build_agent(settings: VectorSettings):
+    """The agent a run trains, on the devices it asks for; an agent that cannot be built (an
+    unknown env, bad agent options) is the config's error."""
     from gpbt.rl.agents import make_agent
 
-    configure_devices(spec.get("devices", 0))
+    configure_devices(settings.devices)
     try:
-        return make_agent(spec["agent"], spec["env"], spec["agent_options"])
+        return make_agent(settings.agent, settings.env, settings.agent_options)
     except (ValueError, TypeError, ImportError) as err:
         raise ConfigError(str(err)) from None
 
@@ -301,12 +328,13 @@ def _agent_defaults(agent: str, env: str, options: str) -> dict[str, Any]:
         raise ConfigError(str(err)) from None
 
 
-def preflight(spec: RunSpec):
+def preflight(spec: RunSpec, settings: VectorSettings | None = None):
     """Build the agent and check the space against it: every config error surfaces here, in
     the caller's process, before a folder is made or anything trains."""
-    agent = build_agent(spec)
-    check_space_against_agent(spec.space, agent, dict(spec["hyperparameters"]))
-    check_interval_against_agent(spec, agent)
+    settings = settings or VectorSettings.of(spec)
+    agent = build_agent(settings)
+    check_space_against_agent(spec.space, agent, settings.hyperparameters)
+    check_interval_against_agent(spec, agent, settings.hyperparameters)
     check_memory(agent, spec.population)
     return agent
 
@@ -353,15 +381,21 @@ def _fsync_folder(folder: Path) -> None:
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
-    def __init__(self, spec: RunSpec, folder: str | Path, emit=None, agent=None):
-        """`agent`: the one `preflight` (or, in the training child, `build_agent`) already
-        made for this spec; without it the agent is built and checked here."""
+    def __init__(
+        self, spec: RunSpec, folder: str | Path, emit=None, agent=None, *, checked: bool = False
+    ):
+        """`agent`: the one `preflight` already made for this spec; without it the agent is
+        built here, and checked unless `checked` (the training child: the parent's preflight
+        checked this very spec)."""
         self.cfg = spec = spec_for(ENGINE, spec)
+        self.settings = settings = VectorSettings.of(spec)
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
         self.space = spec.space
-        self.agent = agent if agent is not None else preflight(spec)
-        self.fixed = dict(spec["hyperparameters"])
+        if agent is None:
+            agent = build_agent(settings) if checked else preflight(spec, settings)
+        self.agent = agent
+        self.fixed = settings.hyperparameters
         self.scheduler = spec.scheduler()
         self.population = spec.population
         self.interval = int(spec.perturbation_interval)
@@ -481,7 +515,7 @@ class VectorRun:
 
         # Weights and env seeds come from the experiment seed alone, never from the method:
         # every method with the same seed starts from the same population.
-        return jax.random.key(self.cfg["seed"])
+        return jax.random.key(self.cfg.seed)
 
     # ------------------------------------------------------------------ the loop
     def start(self, resume: bool) -> int:
@@ -555,13 +589,13 @@ class VectorRun:
         metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
         scores = self._scores(metrics)
         eval_returns = None
-        if self.cfg["eval_episodes"] > 0:
+        if self.settings.eval_episodes > 0:
             eval_returns = np.asarray(
                 self.agent.evaluate(
-                    self.state, jax.random.key(10_000 + generation), self.cfg["eval_episodes"]
+                    self.state, jax.random.key(10_000 + generation), self.settings.eval_episodes
                 )
             )
-            if self.cfg["metric"] == "eval_return":
+            if self.cfg.metric == "eval_return":
                 scores = {i: float(eval_returns[i]) for i in range(self.population)}
         self._generation_scores = scores
         env_steps_total = np.asarray(jax.device_get(self.state.total_env_steps))
@@ -606,11 +640,11 @@ class VectorRun:
             return
         tuned = set(self.space.names) & set(self.agent.structural_hyperparameters)
         strategy = resolve_strategy(
-            self.cfg.get("execution", "auto"),
+            self.settings.execution,
             structural_varies=bool(tuned),
             platform=jax.default_backend(),
         )
-        self.agent.set_execution(strategy, self.cfg.get("devices", 0))
+        self.agent.set_execution(strategy, self.settings.devices)
         _, devices = self.agent.execution_plan(self._hp())
         self.execution = {"strategy": strategy, "devices": devices}
 
@@ -637,7 +671,7 @@ class VectorRun:
         # an agent that does not say how long its episodes last: one interval each
         longest = getattr(env, "max_episode_steps", None) or self.interval
         intervals = max(1, math.ceil(episodes * longest / self.interval))
-        limit = self.cfg["watchdog_seconds"] * intervals + STARTUP_ALLOWANCE_S
+        limit = self.settings.watchdog_seconds * intervals + STARTUP_ALLOWANCE_S
         self.emit({"type": "evaluating", "episodes": episodes, "watchdog_s": limit})
 
     def finish(self, **details: Any) -> Summary:
@@ -648,8 +682,8 @@ class VectorRun:
         summary, which marks the run done."""
         import jax
 
-        n = self.cfg["final_eval_episodes"]
-        m = self.cfg.get("test_episodes") or n
+        n = self.settings.final_eval_episodes
+        m = self.settings.test_episodes or n
         self._announce_evaluation(n)
         selection = np.asarray(self.agent.evaluate(self.state, jax.random.key(SELECTION_KEY), n))
         self._announce_evaluation(m)
@@ -668,14 +702,7 @@ class VectorRun:
             },
         )
         best = chosen.member if chosen.member is not None else 0
-        decisions = self.store.decisions()
-        exploits = 0
-        if len(decisions):
-            # a member "copying" itself is a fixed schedule's config change, not an exploit
-            copied = (decisions["kind"] == "exploit") & (
-                decisions["donor"].fillna(-1) != decisions["member"]
-            )
-            exploits = int(copied.sum())
+        exploits = self.store.exploit_count()  # the whole run's, earlier attempts included
         finite = selection[np.isfinite(selection)]
         summary = Summary(
             engine="vector",
@@ -724,7 +751,7 @@ def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.
     try:
         _enable_compilation_cache()
         # the parent's preflight checked this very spec before it started this process
-        run = VectorRun(spec, folder, emit, agent=build_agent(spec))
+        run = VectorRun(spec, folder, emit, checked=True)
         summary = run.run(resume=resume, started=started)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
@@ -787,14 +814,15 @@ def _prepare(
 ):
     """Build and check the agent before the folder is locked (`preflight`); the run trains
     in a watched child process (`_supervise`), or here with `supervise=False`."""
-    agent = preflight(spec)
+    settings = VectorSettings.of(spec)
+    agent = preflight(spec, settings)
 
     def run(live_log: LiveLog | None) -> Summary:
         events = partial(_dispatch, on_event, live_log)
         if not supervise:
             _enable_compilation_cache()
             return VectorRun(spec, folder, events, agent=agent).run(resume=resume)
-        return _supervise(spec, folder, resume, events)
+        return _supervise(spec, folder, resume, events, settings.watchdog_seconds)
 
     return run
 
@@ -812,7 +840,9 @@ def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -
         live_log.log_decisions(event["decisions"])
 
 
-def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> Summary:
+def _supervise(
+    spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent, watchdog_seconds: float
+) -> Summary:
     """Train in a watched child (gpbt.engines.supervisor); restart it from the last checkpoint
     when it dies or hangs, at most MAX_WATCHDOG_RESTARTS times, logging each restart. An error
     the child reports is not retried (`failure_message` says why)."""
@@ -822,7 +852,7 @@ def _supervise(spec: RunSpec, folder: Path, resume: bool, on_event: OnEvent) -> 
         end = watch_child(
             _child,
             (spec, str(folder), resume, started),
-            watchdog=Watchdog(spec["watchdog_seconds"]),
+            watchdog=Watchdog(watchdog_seconds),
             on_event=on_event,
             final=("done", "error"),
         )
