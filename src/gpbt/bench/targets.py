@@ -131,34 +131,42 @@ def suite_tasks(data: list[SuiteData], population: int | None) -> list[str]:
     return out
 
 
+def paired_scores(
+    data: list[SuiteData], x: str, y: str, population: int, score: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Rows x's and y's scores per task, on the suites' tasks at one population where both
+    have runs (tasks with a NaN left out)."""
+    tasks = suite_tasks(data, population)
+    frames = [d.results for d in data if len(d.results)]
+    if not frames:
+        return {}, {}
+    results = pd.concat(frames)
+    xs, ys = scores_by_task(results, x, tasks, score), scores_by_task(results, y, tasks, score)
+    both = sorted(set(xs) & set(ys))
+    return {t: xs[t] for t in both}, {t: ys[t] for t in both}
+
+
 def improvement(
     data: list[SuiteData], x: str, y: str, population: int, key: str, target: str, score: str
 ) -> Target:
     """P(x > y) on `score` over the suites' tasks at one population size (unjudged)."""
-    tasks = suite_tasks(data, population)
-    results = pd.concat([d.results for d in data if len(d.results)] or [pd.DataFrame()])
     done, needed = count_cells(data, (x, y), population)
     row = Target(
         key=key,
         comparison=f"P({x} > {y})",
-        tasks=f"{len(tasks)} population-{population} tasks of {', '.join(d.name for d in data)}",
+        tasks=f"{len(suite_tasks(data, population))} population-{population} tasks of "
+        f"{', '.join(d.name for d in data)}",
         target=target,
         done=done,
         needed=needed,
     )
-    if not len(results):
+    xs, ys = paired_scores(data, x, y, population, score)
+    if not xs:
         return row
-    xs, ys = scores_by_task(results, x, tasks, score), scores_by_task(results, y, tasks, score)
-    both = sorted(set(xs) & set(ys))
-    if not both:
-        return row
-    p, lo, hi = probability_of_improvement_ci(
-        {t: xs[t] for t in both}, {t: ys[t] for t in both}, reps=REPS, seed=SEED
-    )
-    row.value, row.lo, row.hi = p, lo, hi
+    row.value, row.lo, row.hi = probability_of_improvement_ci(xs, ys, reps=REPS, seed=SEED)
     # a task's point estimate needs no bootstrap; its interval is computed where a target
     # judges single tasks (per_task_intervals)
-    row.detail = {"per_task": {t: probability_of_improvement({t: xs[t]}, {t: ys[t]}) for t in both}}
+    row.detail = {"per_task": {t: probability_of_improvement({t: xs[t]}, {t: ys[t]}) for t in xs}}
     return row
 
 
@@ -167,14 +175,9 @@ def per_task_intervals(
 ) -> dict[str, tuple[float, float, float]]:
     """Per task at one population, P(x > y) with its bootstrap 95% interval, for tasks where
     both rows have runs."""
-    tasks = suite_tasks(data, population)
-    results = pd.concat([d.results for d in data if len(d.results)] or [pd.DataFrame()])
-    if not len(results):
-        return {}
-    xs, ys = scores_by_task(results, x, tasks, score), scores_by_task(results, y, tasks, score)
+    xs, ys = paired_scores(data, x, y, population, score)
     return {
-        t: probability_of_improvement_ci({t: xs[t]}, {t: ys[t]}, reps=REPS, seed=SEED)
-        for t in sorted(set(xs) & set(ys))
+        t: probability_of_improvement_ci({t: xs[t]}, {t: ys[t]}, reps=REPS, seed=SEED) for t in xs
     }
 
 
