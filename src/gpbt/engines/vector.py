@@ -395,7 +395,6 @@ class VectorRun:
         if agent is None:
             agent = build_agent(settings) if checked else preflight(spec, settings)
         self.agent = agent
-        self.fixed = settings.hyperparameters
         self.scheduler = spec.scheduler()
         self.population = spec.population
         self.interval = int(spec.perturbation_interval)
@@ -410,7 +409,9 @@ class VectorRun:
 
     # ------------------------------------------------------------------ state on disk
     def _hp(self):
-        return self.agent.hyperparameters_to_arrays([{**self.fixed, **c} for c in self.configs])
+        return self.agent.hyperparameters_to_arrays(
+            [{**self.settings.hyperparameters, **c} for c in self.configs]
+        )
 
     def _save_checkpoint(self, generation: int) -> None:
         """Snapshot the population now; write the file in the background.
