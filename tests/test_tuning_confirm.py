@@ -104,3 +104,24 @@ def test_the_secondary_targets_judge_pbt_and_random_against_the_defaults():
     assert rows["S2 pop 8"].verdict == "not met"
     assert abs(rows["S2 pop 8"].value - 0.595) < 1e-9
     assert out["claim"].startswith("not met (C1 pop 4")  # mf-pbt ties: the claim fails
+
+
+def test_the_run_script_prints_the_registered_tiers_and_refuses_another_commit():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "tuning_confirm_runs.sh"
+    env = {"DRY": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["bash", str(script), "R"], env=env, capture_output=True, text=True)
+    dry = out.stdout.splitlines()
+    assert len(dry) == 11
+    assert dry[0].endswith(
+        "bench confirm-impala --methods default pbt mf-pbt "
+        "--results benchmarks/results/confirm-impala --out R/confirm-impala"
+    )
+    assert [line.split(" --methods ")[1].split(" --results")[0] for line in dry] == (
+        ["default pbt mf-pbt"] * 5 + ["random gpbt-pl pb2"] * 3 + ["pbt-anchored"] * 3
+    )
+    # this checkout is not at the part-2 commit (it came after it): refused, nothing run
+    refused = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "run this in a checkout at d4d4967" in refused.stderr

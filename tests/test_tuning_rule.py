@@ -93,3 +93,18 @@ def test_a_population_with_a_finished_task_cannot_be_stopped():
     df = results({}, populations=(4, 8))
     with pytest.raises(ValueError, match="population 8 cannot be stopped"):
         rule.rule(df, stopped=(8,))
+
+
+def test_the_command_part_2_quotes_registers_mf_pbt_from_the_committed_records(capsys):
+    # docs/research/tuning-preregistration.md part 2 quotes this command's output
+    import sys
+
+    argv, sys.argv = sys.argv, ["tuning_rule.py", "--stopped-population", "8"]
+    try:
+        rule.main()
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert out.startswith("**final** (populations measured: [4]; stopped")
+    assert "| mf-pbt | 4 | 0.66 [0.54, 0.78] | 0.48 [0.35, 0.62] | 5 |" in out
+    assert "registered tuner: **mf-pbt**" in out and "stays Ray Tune's explore" in out
