@@ -100,7 +100,11 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None):
                         "configs_hash": _fingerprint_configs(run.configs),
                         "state_hash": state_hash(run.state),
                         "effective": [
-                            _plain(run.agent.effective_hyperparameters({**run.fixed, **c}))
+                            _plain(
+                                run.agent.effective_hyperparameters(
+                                    {**run.settings.hyperparameters, **c}
+                                )
+                            )
                             for c in run.configs
                         ],
                         "code_hash": code_hash(),
