@@ -172,6 +172,25 @@ def count_reports(folder) -> int:
         return 0
 
 
+def start_run_held_at(args, folder, generation: int, timeout: float = 600) -> subprocess.Popen:
+    """Start `gpbt <args>` (a vector run into `folder`) held still in `generation`'s training
+    by the engine's test hook (generations count from 1), and return once it is there: every
+    report of the generations before is written and no later one can be, so a test that kills
+    it lands mid-run on any machine. A kill at a report count raced the run's remaining
+    generations, which a fast machine could finish before the kill."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpbt.cli", *map(str, args), "--no-report"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "GPBT_TEST_HANG_AT": str(generation)},
+    )  # fmt: skip
+    deadline = time.time() + timeout
+    while not (Path(folder) / "hang-once").exists():
+        assert proc.poll() is None, f"the run ended before it reached generation {generation}"
+        assert time.time() < deadline, f"the run did not reach generation {generation} in time"
+        time.sleep(0.05)
+    return proc
+
+
 def wait_for_reports(folder, n: int, proc, timeout: float = 300) -> None:
     """Wait until the run `proc` (a Popen) has written `n` reports, failing if it ends first."""
     deadline = time.time() + timeout
