@@ -646,7 +646,7 @@ class VectorRun:
             platform=jax.default_backend(),
         )
         self.agent.set_execution(strategy, self.settings.devices)
-        _, devices = self.agent.execution_plan(self._hp())
+        devices = self.agent.devices_for(strategy, self.population)
         self.execution = {"strategy": strategy, "devices": devices}
 
     def _scores(self, metrics: dict[str, np.ndarray]) -> dict[int, float]:

@@ -103,10 +103,15 @@ class PopulationAgent:
         strategy = resolve_strategy(
             self.execution, structural_varies=varies, platform=jax.default_backend()
         )
+        return strategy, self.devices_for(strategy, population)
+
+    def devices_for(self, strategy: str, population: int) -> int:
+        """The devices ``train`` spreads ``population`` members over under a concrete
+        ``strategy`` ("lockstep" or "per-member"), within ``set_execution``'s device limit."""
         devices = len(self._runner.devices(self.execution_devices))
         if strategy == "lockstep":
             devices = self._runner.lockstep_shards(population, devices)
-        return strategy, min(devices, population)
+        return min(devices, population)
 
     # ------------------------------------------------------------------ what a subclass writes
     def init(self, key: Any, population: int) -> Any:
