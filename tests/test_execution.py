@@ -15,7 +15,7 @@ from conftest import run_cli, start_run_held_at, tiny_vector, write_toml_file
 
 from gpbt.config import ConfigError, validate_config
 from gpbt.engines.vector import run_vector
-from gpbt.rl.execution import STRATEGIES, resolve_strategy
+from gpbt.rl.execution import STRATEGIES, available_cores, resolve_strategy
 from gpbt.store import load
 
 # The checks that need several devices run in a fresh process: JAX's CPU device count is fixed
@@ -294,5 +294,9 @@ def test_watchdog_restarts_a_hung_sharded_lockstep_run(tmp_path):
     assert result.returncode == 0, result.stderr
     restarts = load(folder).state("restarts")
     assert [e["reason"] for e in restarts["events"]] == ["no progress for 20 s"]
-    assert load(folder).state("summary")["details"]["execution"]["strategy"] == "lockstep"
+    # the summary's device count: a shard holds two members or more, and the CLI's training
+    # process has one device per core
+    shards = max(1, min(available_cores(), homogeneous["population"] // 2))
+    execution = load(folder).state("summary")["details"]["execution"]
+    assert execution == {"strategy": "lockstep", "devices": shards}
     assert table(folder).equals(table(reference))

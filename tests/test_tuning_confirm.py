@@ -4,6 +4,9 @@ pooled and per-task comparisons against the defaults and PBT, the held-out check
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pandas as pd
 from conftest import load_benchmark_script
 
@@ -107,9 +110,6 @@ def test_the_secondary_targets_judge_pbt_and_random_against_the_defaults():
 
 
 def test_the_run_script_prints_the_registered_tiers_and_refuses_another_commit():
-    import subprocess
-    from pathlib import Path
-
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "tuning_confirm_runs.sh"
     env = {"DRY": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(["bash", str(script), "R"], env=env, capture_output=True, text=True)

@@ -95,15 +95,10 @@ def test_a_population_with_a_finished_task_cannot_be_stopped():
         rule.rule(df, stopped=(8,))
 
 
-def test_the_command_part_2_quotes_registers_mf_pbt_from_the_committed_records(capsys):
+def test_the_command_part_2_quotes_registers_mf_pbt_from_the_committed_records(capsys, monkeypatch):
     # docs/research/tuning-preregistration.md part 2 quotes this command's output
-    import sys
-
-    argv, sys.argv = sys.argv, ["tuning_rule.py", "--stopped-population", "8"]
-    try:
-        rule.main()
-    finally:
-        sys.argv = argv
+    monkeypatch.setattr("sys.argv", ["tuning_rule.py", "--stopped-population", "8"])
+    rule.main()
     out = capsys.readouterr().out
     assert out.startswith("**final** (populations measured: [4]; stopped")
     assert "| mf-pbt | 4 | 0.66 [0.54, 0.78] | 0.48 [0.35, 0.62] | 5 |" in out
