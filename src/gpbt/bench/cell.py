@@ -100,12 +100,8 @@ def _run_vector_cell(cfg, folder: Path, emit: Emit, agents: dict | None):
                         "configs_hash": _fingerprint_configs(run.configs),
                         "state_hash": state_hash(run.state),
                         "effective": [
-                            _plain(
-                                run.agent.effective_hyperparameters(
-                                    {**run.settings.hyperparameters, **c}
-                                )
-                            )
-                            for c in run.configs
+                            _plain(run.agent.effective_hyperparameters(c))
+                            for c in run.member_hyperparameters()
                         ],
                         "code_hash": code_hash(),
                         "commit": git_commit(),

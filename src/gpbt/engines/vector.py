@@ -408,10 +408,12 @@ class VectorRun:
         self._pending_checkpoint = None
 
     # ------------------------------------------------------------------ state on disk
+    def member_hyperparameters(self) -> list[dict[str, Any]]:
+        """What each member is given: the run's fixed `[hyperparameters]` under its config."""
+        return [{**self.settings.hyperparameters, **c} for c in self.configs]
+
     def _hp(self):
-        return self.agent.hyperparameters_to_arrays(
-            [{**self.settings.hyperparameters, **c} for c in self.configs]
-        )
+        return self.agent.hyperparameters_to_arrays(self.member_hyperparameters())
 
     def _save_checkpoint(self, generation: int) -> None:
         """Snapshot the population now; write the file in the background.
