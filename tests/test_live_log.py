@@ -212,6 +212,46 @@ def test_vector_engine_logs_live_from_the_supervisors_events(tmp_path, wandb_dir
     assert wb_final["final/mean_score"] == pytest.approx(sum(scores) / len(scores))
 
 
+def test_a_run_the_training_process_refuses_leaves_no_live_log_and_no_folder(
+    tmp_path, wandb_dir, monkeypatch
+):
+    # The supervised child is where the agent is built and the space checked against it, so
+    # this refusal comes after the parent made the folder, locked it and set up the live log.
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_custom_agent import TINY
+
+    from gpbt.engines.vector import run_vector
+
+    monkeypatch.chdir(ROOT)
+    cfg = copy.deepcopy(TINY)
+    cfg.update(logging={"tensorboard": True, "wandb": dict(WANDB)})
+    cfg["space"] = {**cfg["space"], "eps": {"type": "float", "low": 0.1, "high": 0.2}}
+    with pytest.raises(ConfigError, match="'eps' is not a hyperparameter of this agent"):
+        run_vector(validate_config(cfg), tmp_path / "run")
+    assert list(wandb_dir.rglob("*run-*")) == []  # no W&B run, not even an empty one
+    assert not (tmp_path / "run").exists()  # nor the folder made for it
+
+
+def test_a_live_log_opens_its_sinks_at_the_first_row(tmp_path, wandb_dir):
+    from gpbt.live_log import open_live_log
+
+    logging = {"tensorboard": True, "wandb": dict(WANDB)}
+    unused = open_live_log(logging, tmp_path / "unused")
+    unused.log_reports([])
+    unused.log_decisions([{"kind": "explore", "member": 0, "donor": None, "time": 1}])
+    unused.close()
+    assert not (tmp_path / "unused").exists()  # no store (the W&B id), no TensorBoard folder
+    assert list(wandb_dir.rglob("*run-*")) == []
+    used = open_live_log(logging, tmp_path / "used")
+    used.log_reports([{"member": 1, "time": 4, "score": 0.5, "config": {"lr": 0.1}}])
+    used.close()
+    assert tensorboard_scalars(tmp_path / "used" / "tensorboard")["member_01"]["score"] == [
+        (4, 0.5)
+    ]
+    rows, _ = wandb_records(wandb_dir)
+    assert [(r["time"], r["score/member_01"]) for r in rows if "score/member_01" in r] == [(4, 0.5)]
+
+
 LOCAL_TRAINABLE = """
 import json
 from pathlib import Path

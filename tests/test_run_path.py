@@ -1,5 +1,6 @@
 """docs/architecture.md's `python benchmarks/run_path.py --draw` runs, and the parent's path
-ends as the docs draw it: from the run's summary, without reading the store back."""
+ends as the docs draw it: from the run's summary, without reading the store back, and without
+building the agent (the training child builds it and checks the spec against it)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,6 @@ def test_the_documented_path_measurement_runs_and_the_run_end_reads_no_store(tmp
     # the range-edge notes come from the summary: the parent never opens the store to read
     assert not any(m.startswith("gpbt.store") for m in order), order
     assert order[-1] == "gpbt.core.space"  # the last note's edge test, as the docs draw it
+    # the agent is built once, in the training child: the parent never enters the agents
+    assert not any(m.startswith("gpbt.rl") for m in order), order
+    assert "gpbt.rl.agents" in child["modules_in_order"]

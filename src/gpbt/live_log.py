@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,23 @@ def _short(value: Any) -> str:
 
 
 class LiveLog:
-    """Sends store rows to the open sinks (TensorBoard, W&B) as the engine writes them."""
+    """Sends store rows to the sinks (TensorBoard, W&B) as the engine writes them.
 
-    def __init__(self, sinks: list[Any], mode: str = "max", folder: Path | None = None):
+    `sinks` is a list of open sinks, or a function that opens them: then they are opened by
+    the first row that reaches them, so a run refused before it records anything (a config
+    error found in the training process, a folder in use) leaves no W&B run and no
+    TensorBoard folder behind."""
+
+    def __init__(
+        self,
+        sinks: list[Any] | Callable[[], list[Any]],
+        mode: str = "max",
+        folder: Path | None = None,
+    ):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.sinks = sinks
+        self._open_sinks = sinks if callable(sinks) else None
+        self._sinks: list[Any] | None = None if callable(sinks) else sinks
         self.mode = mode
         self.folder = folder  # the experiment's store: its final evaluation is logged at close
         self.latest: dict[int, float] = {}
@@ -130,7 +141,7 @@ class LiveLog:
         if latest is not None:
             step = self._step(latest)
             self._scalars("population", step, {"population/exploits": float(self.exploits)})
-        self.flush()
+            self.flush()
 
     def flush(self) -> None:
         for sink in self.sinks:
@@ -160,14 +171,24 @@ class LiveLog:
             sink.summary(values)
         self.flush()
 
+    @property
+    def sinks(self) -> list[Any]:
+        if self._sinks is None:
+            assert self._open_sinks is not None
+            self._sinks, self._open_sinks = self._open_sinks(), None
+        return self._sinks
+
     def close(self) -> None:
-        if self.sinks and self.folder is not None:
-            final = _stored_final_evaluation(self.folder)
-            if final is not None:
-                self.log_final(final)
+        # A log never written to stays unopened, unless the store holds a final evaluation
+        # to send (a resume of a run whose training had already ended).
+        final = _stored_final_evaluation(self.folder) if self.folder is not None else None
+        if self._sinks is None and final is None:
+            self._sinks, self._open_sinks = [], None
+        if final is not None and self.sinks:
+            self.log_final(final)
         for sink in self.sinks:
             sink.close(self.exploit_rows)
-        self.sinks = []
+        self._sinks, self._open_sinks = [], None
 
     def __enter__(self) -> LiveLog:
         return self
@@ -287,18 +308,25 @@ def open_live_log(
 
     ``options`` is the validated table: ``tensorboard`` (true or a folder) and ``wandb`` (true
     or a table of ``wandb.init`` settings: project, entity, name, group, tags, notes, mode,
-    dir). ``folder`` is the experiment folder.
+    dir). ``folder`` is the experiment folder. Nothing is opened until the first row is
+    logged (see :class:`LiveLog`).
     """
     options = dict(options or {})
     folder = Path(folder)
-    sinks: list[Any] = []
-    tb = options.get("tensorboard", False)
-    if tb:
-        sinks.append(_TensorBoard(folder / "tensorboard" if tb is True else Path(tb)))
-    wb = options.get("wandb", False)
-    if wb:
-        sinks.append(_Wandb({} if wb is True else wb, folder, config or {}, _wandb_id(folder)))
-    return LiveLog(sinks, mode, folder) if sinks else None
+    tb, wb = options.get("tensorboard", False), options.get("wandb", False)
+    if not (tb or wb):
+        return None
+
+    def open_sinks() -> list[Any]:
+        sinks: list[Any] = []
+        if tb:
+            sinks.append(_TensorBoard(folder / "tensorboard" if tb is True else Path(tb)))
+        if wb:
+            wandb_id = _wandb_id(folder)
+            sinks.append(_Wandb({} if wb is True else wb, folder, config or {}, wandb_id))
+        return sinks
+
+    return LiveLog(open_sinks, mode, folder)
 
 
 def _stored_final_evaluation(folder: Path) -> dict | None:

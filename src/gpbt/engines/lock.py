@@ -39,6 +39,7 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder} is a file; give a folder for the experiment")
+    made = not folder.exists()
     # a read-only folder or a full disk: one line naming the cause, not an OSError traceback
     with faults_as_errors(folder, f"starting a {what}"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -64,8 +65,23 @@ def hold_folder(folder: str | os.PathLike, what: str = "run") -> Iterator[None]:
             f.flush()
         try:
             yield
+        except BaseException:
+            if made:
+                _remove_if_unused(folder)
+            raise
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove a folder this lock made for a run refused before it wrote anything (a config
+    error found by the training process): the refusal leaves nothing behind, as one found
+    before the lock does. Still under the lock, so no other run is writing into it."""
+    if [p.name for p in folder.iterdir()] != [LOCK_NAME]:
+        return
+    with contextlib.suppress(OSError):  # a second run has just opened it: it is theirs
+        (folder / LOCK_NAME).unlink()
+        folder.rmdir()
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

@@ -381,19 +381,17 @@ def _fsync_folder(folder: Path) -> None:
 class VectorRun:
     """One experiment folder driven by the vector engine (used inside the child process)."""
 
-    def __init__(
-        self, spec: RunSpec, folder: str | Path, emit=None, agent=None, *, checked: bool = False
-    ):
+    def __init__(self, spec: RunSpec, folder: str | Path, emit=None, agent=None):
         """`agent`: the one `preflight` already made for this spec; without it the agent is
-        built here, and checked unless `checked` (the training child: the parent's preflight
-        checked this very spec)."""
+        built and checked here (`preflight`), before the store is opened: a config error
+        writes nothing."""
         self.cfg = spec = spec_for(ENGINE, spec)
         self.settings = settings = VectorSettings.of(spec)
         self.folder = Path(folder)
         self.emit = emit or (lambda event: None)
         self.space = spec.space
         if agent is None:
-            agent = build_agent(settings) if checked else preflight(spec, settings)
+            agent = preflight(spec, settings)
         self.agent = agent
         self.scheduler = spec.scheduler()
         self.population = spec.population
@@ -753,8 +751,10 @@ def _child(spec: RunSpec, folder: str, resume: bool, started: float, events: mp.
 
     try:
         _enable_compilation_cache()
-        # the parent's preflight checked this very spec before it started this process
-        run = VectorRun(spec, folder, emit, checked=True)
+        # the spec is checked against the agent here (`preflight`), the one place that builds
+        # it: a config error is reported before the store is opened, and the parent, which
+        # holds the folder's lock, removes the folder it made for this run
+        run = VectorRun(spec, folder, emit)
         summary = run.run(resume=resume, started=started)
         emit({"type": "done", "summary": summary})
     except ConfigError as err:
@@ -815,10 +815,12 @@ def run_vector(
 def _prepare(
     spec: RunSpec, folder: Path, *, resume: bool, on_event: OnEvent | None, supervise: bool
 ):
-    """Build and check the agent before the folder is locked (`preflight`); the run trains
-    in a watched child process (`_supervise`), or here with `supervise=False`."""
+    """The run trains in a watched child process (`_supervise`), which builds the agent and
+    checks the spec against it (`preflight`) before it writes anything: the agent is built
+    once, there, and this process does not wait for a build of its own before starting the
+    child. With `supervise=False` the run trains here, checked before the folder is locked."""
     settings = VectorSettings.of(spec)
-    agent = preflight(spec, settings)
+    agent = None if supervise else preflight(spec, settings)
 
     def run(live_log: LiveLog | None) -> Summary:
         events = partial(_dispatch, on_event, live_log)
