@@ -171,6 +171,12 @@ class LiveLog:
             sink.summary(values)
         self.flush()
 
+    def open(self) -> LiveLog:
+        """Open the sinks now rather than at the first row (an engine whose refusals all come
+        before its run starts: W&B's run then starts before the engine's own loop does)."""
+        self.sinks  # noqa: B018 - the property opens them
+        return self
+
     @property
     def sinks(self) -> list[Any]:
         if self._sinks is None:

@@ -253,6 +253,8 @@ def _prepare(spec: RunSpec, folder, *, resume: bool, on_event, supervise: bool):
 
     def run(live_log: LiveLog | None) -> Summary:
         try:
+            if live_log is not None:
+                live_log.open()  # every refusal came before the lock: W&B starts before Tune
             return _run_tune(
                 spec, folder, trainable, param_space,
                 reuse=reuse, store_metrics=store_metrics, live_log=live_log, on_event=on_event,

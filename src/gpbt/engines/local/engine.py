@@ -863,7 +863,7 @@ def _prepare(spec: RunSpec, folder: Path, *, resume: bool, on_event, supervise: 
     )
 
     def run(live_log: LiveLog | None):
-        engine_obj.live_log = live_log
+        engine_obj.live_log = live_log.open() if live_log is not None else None
         return engine_obj.run(resume=resume)
 
     return run
