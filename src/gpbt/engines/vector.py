@@ -840,6 +840,10 @@ def _dispatch(on_event: OnEvent | None, live_log: LiveLog | None, event: dict) -
         logging.getLogger("gpbt").warning("gpbt: %s", event["message"])
     if on_event is not None:
         on_event(event)
+    if live_log is not None and event["type"] == "initialised":
+        # the child has checked the spec and made the population: the run will record, so
+        # W&B starts now, a whole interval before the first rows reach it
+        live_log.open()
     if live_log is not None and event["type"] == "generation":
         live_log.log_reports(event["reports"])
         live_log.log_decisions(event["decisions"])
