@@ -186,13 +186,12 @@ class LiveLog:
 
     def close(self) -> None:
         # A log never written to stays unopened, unless the store holds a final evaluation
-        # to send (a resume of a run whose training had already ended).
-        final = _stored_final_evaluation(self.folder) if self.folder is not None else None
-        if self._sinks is None and final is None:
-            self._sinks, self._open_sinks = [], None
-        if final is not None and self.sinks:
-            self.log_final(final)
-        for sink in self.sinks:
+        # to send (a resume of a run whose training had already ended): log_final opens it.
+        if self._sinks != [] and self.folder is not None:
+            final = _stored_final_evaluation(self.folder)
+            if final is not None:
+                self.log_final(final)
+        for sink in self._sinks or []:
             sink.close(self.exploit_rows)
         self._sinks, self._open_sinks = [], None
 
