@@ -208,6 +208,32 @@ def test_local_retrain_reproduces_the_best_score_of_a_deterministic_trainable(lo
     assert result["retrained"] == pytest.approx(result["population_best"])
 
 
+def test_a_retrain_stopped_part_way_records_its_comparison_when_resumed(
+    local_run, tmp_path, capsys
+):
+    whole = retrain(local_run, out=tmp_path / "whole")["retrain"]
+    capsys.readouterr()
+
+    def ctrl_c(event):  # the user stops the retrain in its second interval
+        if event["type"] == "report" and event["time"] > LOCAL["perturbation_interval"]:
+            raise KeyboardInterrupt
+
+    half = tmp_path / "half"
+    with pytest.raises(KeyboardInterrupt):
+        retrain(local_run, out=half, on_event=ctrl_c)
+    stopped = load(half)
+    assert stopped.state("retrain") is None
+    assert stopped.reports["time"].max() < LOCAL["total_steps"]  # stopped part-way
+    assert main(["resume", str(half), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    # the comparison a whole retrain records, from the retrain's folder alone
+    assert load(half).state("retrain") == {**whole, "folder": str(half)}
+    (line,) = [x for x in out.splitlines() if x.startswith("retrained")]
+    assert line.startswith(f"retrained 1 fresh member on member {whole['source_best_member']}'s")
+    assert "vs the population's best" in line
+    assert "range edge" not in out  # a retrain follows the run's schedule: no edge notes
+
+
 def test_retrain_into_a_folder_holding_an_experiment_is_refused_like_any_fresh_run(
     local_run, tmp_path
 ):

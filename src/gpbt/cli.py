@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from gpbt.analysis.retrain import record_comparison, retrain_source
     from gpbt.config import resume_config
     from gpbt.store import load
 
@@ -93,7 +94,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     spec = resume_config(exp.config, args.overrides)
     summary = _run_engine(spec, Path(args.folder), resume=True)
-    _finish(Path(args.folder), summary, spec.space, args)
+    if retrain_source(exp.config) is None:
+        _finish(Path(args.folder), summary, spec.space, args)
+        return 0
+    # a retrain continued: as `gpbt retrain` ends, its comparison is recorded before the
+    # report (which shows it), and no range-edge notes
+    result = record_comparison(args.folder)
+    _finish(Path(args.folder), summary, None, args)
+    _print_retrain(result)
     return 0
 
 
@@ -180,6 +188,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     folder = Path(result["folder"])
     # no range-edge notes: a retrain follows the recorded schedule, whose edges the run named
     _finish(folder, summary, None, args)
+    _print_retrain(result)
+    return 0
+
+
+def _print_retrain(result: dict) -> None:
+    """The retrain's one line: its fresh members' score beside the population's best."""
     if result["seeds"] == 1:
         score = _score(result["retrained"])
     else:
@@ -197,7 +211,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         f"{score} vs the population's best {_score(result['population_best'])} "
         f"({result['score_basis']})"
     )
-    return 0
 
 
 def _score(value) -> str:

@@ -20,7 +20,9 @@ import copy
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from gpbt.analysis.lineage import ExperimentError, best_member, best_schedule, r
 from gpbt.engines import engine_of, run_engine
 from gpbt.store import ExperimentStore, load
 
-__all__ = ["mean_interval", "retrain", "retrain_config"]
+__all__ = ["mean_interval", "record_comparison", "retrain", "retrain_config", "retrain_source"]
 
 
 def retrain_config(exp, seed: int | None = None, seeds: int = 1, logging: bool = False):
@@ -57,7 +59,14 @@ def retrain_config(exp, seed: int | None = None, seeds: int = 1, logging: bool =
     schedule = best_schedule(exp)
     cfg["method"] = "schedule"
     cfg["schedule"] = {
-        "entries": [{"time": e["time"], "config": e["config"]} for e in schedule["entries"]]
+        "entries": [{"time": e["time"], "config": e["config"]} for e in schedule["entries"]],
+        # what the retrain is compared with, in its own config: `record_comparison` needs
+        # nothing else, so a retrain continued by `gpbt resume` is compared too
+        "source": {
+            "folder": str(exp.folder),
+            "member": schedule["best_member"],
+            "score": schedule["best_score"],
+        },
     }
     cfg["population"] = seeds
     if not logging:
@@ -96,34 +105,60 @@ def retrain(
 ):
     """Run the retrain; returns the engine's summary plus a `retrain` entry comparing the new
     members' final scores (each, their mean and its 95% interval) with the population's best
-    (also stored as state `retrain`). An `out` folder that already holds an experiment is
-    refused by `run_engine` as for any fresh run (`refuse_existing_run`, the one rule), before
-    anything is trained; `gpbt resume OUT` continues it."""
+    (`record_comparison`, also stored as state `retrain`). An `out` folder that already holds
+    an experiment is refused by `run_engine` as for any fresh run (`refuse_existing_run`, the
+    one rule), before anything is trained; `gpbt resume OUT` continues it, and records the
+    comparison when it finishes."""
     folder = Path(folder)
-    exp = load(folder)
-    cfg, schedule = retrain_config(exp, seed, seeds, logging)
+    cfg, _ = retrain_config(load(folder), seed, seeds, logging)
     name = f"retrain-seed{cfg['seed']}" + (f"-x{seeds}" if seeds > 1 else "")
     out = Path(out) if out is not None else folder / name
     summary = run_engine(cfg, out, supervise=supervise, on_event=on_event)
-    new = best_member(load(out))
-    configs = [e["config"] for e in schedule["entries"]]
+    result = record_comparison(out)
+    return dataclasses.replace(summary, details={**summary.details, "retrain": result})
+
+
+def retrain_source(config: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Where a retrain's schedule came from (its config's `schedule.source`: the run's folder,
+    best member and score), or None for a run that is not a retrain."""
+    config = config or {}
+    if config.get("method") != "schedule":
+        return None
+    return (config.get("schedule") or {}).get("source")
+
+
+def record_comparison(folder: str | os.PathLike) -> dict[str, Any]:
+    """Compare a finished retrain's fresh members with the population's best of the run its
+    schedule came from, from the retrain's folder alone, and store it as state `retrain`:
+    each member's final score, their mean and its 95% interval, on the retrain's own score
+    basis. `gpbt retrain` calls it when its run ends, and `gpbt resume` when a retrain it
+    continued ends (from Python, call it after `run_engine(..., resume=True)`)."""
+    exp = load(folder)
+    source = retrain_source(exp.config)
+    if source is None:
+        raise ExperimentError(
+            f"{folder} is not a retrain (its config has no schedule.source); gpbt retrain "
+            "FOLDER makes one"
+        )
+    new = best_member(exp)
+    configs = [e["config"] for e in exp.config["schedule"]["entries"]]
     changes = sum(1 for a, b in zip(configs, configs[1:], strict=False) if a != b)
     scores = [None if math.isnan(x) else float(x) for x in new.scores.sort_index()]
     mean, low, high = mean_interval(scores)
     result = {
-        "source": str(folder),
-        "source_best_member": schedule["best_member"],
-        "population_best": schedule["best_score"],
+        "source": source["folder"],
+        "source_best_member": source["member"],
+        "population_best": source["score"],
         # the mean over the fresh members (with one member, its score)
         "retrained": None if math.isnan(mean) else mean,
         "scores": scores,
         "interval": None if low is None else [low, high],
-        "seeds": seeds,
+        "seeds": int(exp.config["population"]),
         "score_basis": new.basis,
-        "seed": cfg["seed"],
+        "seed": exp.config["seed"],
         "config_changes": changes,
-        "folder": str(out),
+        "folder": str(folder),
     }
-    with ExperimentStore(out) as store:
+    with ExperimentStore(folder) as store:
         store.set_state("retrain", result)
-    return dataclasses.replace(summary, details={**summary.details, "retrain": result})
+    return result

@@ -76,6 +76,7 @@ class FixedSchedule(RandomSearch):
         self,
         space: Space | dict,
         entries: Sequence[Mapping[str, Any]] | None = None,
+        source: Mapping[str, Any] | None = None,
         **common: Any,
     ):
         # `entries` has no usable default: leaving it out is refused by check_entries, whose
@@ -83,6 +84,15 @@ class FixedSchedule(RandomSearch):
         # seed, max_time) as RandomSearch.
         super().__init__(space, **common)
         self.entries = check_entries(self.space, entries)
+        if source is not None and not isinstance(source, Mapping):
+            raise ValueError(
+                f"schedule source = {source!r}: must be a table saying where the entries came "
+                "from (gpbt retrain writes it), or left out"
+            )
+        # where the entries came from (`gpbt retrain`: the run's folder, its best member and
+        # that member's score), kept in the config so that the retrain's comparison with the
+        # run can be made whenever it finishes, a resumed one included; never used to decide
+        self.source = dict(source) if source is not None else None
         self._times = [t for t, _ in self.entries]
 
     @classmethod
