@@ -112,20 +112,14 @@ def test_bad_entries_are_one_clear_error(entries, needle):
         make_scheduler("schedule", SPACE, perturbation_interval=10, options={"entries": entries})
 
 
-def test_a_source_that_is_not_a_table_is_one_clear_error():
-    entries = [{"time": 0, "config": A}]
-    with pytest.raises(ValueError, match="schedule source = 'runs/bo': must be a table"):
-        make_scheduler(
-            "schedule",
-            SPACE,
-            perturbation_interval=10,
-            options={"entries": entries, "source": "runs/bo"},
-        )
-    source = {"folder": "runs/bo", "member": 3, "score": 500.0}
-    kept = make_scheduler(
-        "schedule", SPACE, perturbation_interval=10, options={"entries": entries, "source": source}
-    )
-    assert kept.source == source  # recorded, for the retrain's comparison
+@pytest.mark.parametrize(
+    "source", ["runs/bo", {"folder": "runs/bo", "member": 3}, {"folder": "runs/bo", "best": 3}]
+)
+def test_a_source_that_is_not_the_retrain_table_is_one_clear_error(source):
+    options = {"entries": [{"time": 0, "config": A}], "source": source}
+    needle = "schedule source = .*: must be a table with exactly the keys"
+    with pytest.raises(ValueError, match=needle):
+        make_scheduler("schedule", SPACE, perturbation_interval=10, options=options)
 
 
 def test_unknown_option_is_rejected():

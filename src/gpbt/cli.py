@@ -94,14 +94,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     spec = resume_config(exp.config, args.overrides)
     summary = _run_engine(spec, Path(args.folder), resume=True)
-    if retrain_source(exp.config) is None:
-        _finish(Path(args.folder), summary, spec.space, args)
-        return 0
-    # a retrain continued: as `gpbt retrain` ends, its comparison is recorded before the
+    # a retrain continued ends as `gpbt retrain` does: its comparison recorded before the
     # report (which shows it), and no range-edge notes
-    result = record_comparison(args.folder)
-    _finish(Path(args.folder), summary, None, args)
-    _print_retrain(result)
+    retrained = record_comparison(args.folder) if retrain_source(exp.config) else None
+    _finish(Path(args.folder), summary, None if retrained else spec.space, args)
+    if retrained:
+        _print_retrain(retrained)
     return 0
 
 

@@ -26,6 +26,7 @@ from gpbt.core.schedulers import RandomSearch
 from gpbt.core.space import Space, to_plain
 
 ENTRY_KEYS = ("time", "config")
+SOURCE_KEYS = ("folder", "member", "score")
 
 
 def check_entries(space: Space, entries: Any) -> list[tuple[float, dict[str, Any]]]:
@@ -84,15 +85,18 @@ class FixedSchedule(RandomSearch):
         # seed, max_time) as RandomSearch.
         super().__init__(space, **common)
         self.entries = check_entries(self.space, entries)
-        if source is not None and not isinstance(source, Mapping):
+        # `source`: where the entries came from, which `gpbt retrain` writes into the config
+        # so that the retrain's comparison with the run can be made whenever it finishes (a
+        # resumed one included, `gpbt.analysis.retrain.record_comparison`); checked here, with
+        # the rest of the config, and never used to decide
+        if source is not None and (
+            not isinstance(source, Mapping) or set(source) != set(SOURCE_KEYS)
+        ):
             raise ValueError(
-                f"schedule source = {source!r}: must be a table saying where the entries came "
-                "from (gpbt retrain writes it), or left out"
+                f"schedule source = {source!r}: must be a table with exactly the keys "
+                f"{list(SOURCE_KEYS)} (the run's folder, its best member and that member's "
+                "score, as gpbt retrain writes it), or left out"
             )
-        # where the entries came from (`gpbt retrain`: the run's folder, its best member and
-        # that member's score), kept in the config so that the retrain's comparison with the
-        # run can be made whenever it finishes, a resumed one included; never used to decide
-        self.source = dict(source) if source is not None else None
         self._times = [t for t, _ in self.entries]
 
     @classmethod
